@@ -1,0 +1,38 @@
+"""The suite registry: a suite is a name, resolved lazily to an object in its own module.
+
+Listing suites imports nothing heavy. A suite object provides:
+
+- ``name``, ``dataset`` (the sample space its keys live in, e.g. ``imagenet-val``),
+  ``task`` (``classification``, ``detection``, ``dense-captioning``, ``temporal-detection``),
+  ``description``, ``default_label_set``;
+- ``ensure_label_sets(store)``: register the suite's shipped label sets in the store
+  (idempotent, from data resolved through ``harness.data``);
+- ``import_predictions(store, path, name, **options) -> run_id``;
+- ``score(store, run_id, label_set=None) -> dict``: metrics as functions of stored rows;
+  every result carries ``n``, ``label_set`` and ``suite``.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .errors import HarnessError
+
+SUITES: dict[str, str] = {
+    "imagenet": "harness.imagenet:IMAGENET",
+    "real": "harness.imagenet:REAL",
+    "imagenet-sample": "harness.imagenet:IMAGENET_SAMPLE",
+}
+
+
+def suite_names() -> list[str]:
+    return sorted(SUITES)
+
+
+def get_suite(name: str):
+    try:
+        target = SUITES[name]
+    except KeyError:
+        raise HarnessError(
+            f"unknown suite {name!r}; known suites: {', '.join(suite_names())}") from None
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
