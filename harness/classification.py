@@ -1,0 +1,175 @@
+"""Classification suites: label sets, importing predictions made elsewhere, scoring, running.
+
+A ``ClassificationSuite`` knows its dataset (the sample keys), how to build its shipped label
+sets, how to turn a file name into a key, and which label set it scores against by default.
+Other label sets of the same dataset (ReaL, a relabel) score the same stored rows.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .errors import HarnessError
+from .score import METRIC_VERSION, score_run
+from .store import Store
+
+FILE_COLUMNS = ("file_name", "filename", "file", "image", "image_id", "key", "path")
+CLASS_COLUMNS = ("predicted_class", "prediction", "pred", "class", "label", "top1")
+SCORE_COLUMNS = ("predicted_probability", "probability", "prob", "score", "confidence")
+
+
+@dataclass
+class ClassificationSuite:
+    name: str
+    dataset: str
+    description: str
+    default_label_set: str
+    num_classes: int
+    label_sets: dict[str, Callable[[], tuple[dict, pd.DataFrame]]]  # name -> () -> (meta, labels table)
+    key_of: Callable[[str], str | None]  # file name or path -> sample key, None if not of this dataset
+    class_index: Callable[[], dict[str, int]] | None = None  # class names (e.g. synsets) -> index
+    default_images: tuple[str, str] | None = None  # (manifest, folder) of shipped images to run on
+    image_key: Callable[[Path], str | None] | None = None  # image file -> key when running
+    extra: dict = field(default_factory=dict)
+    task: str = "classification"
+
+    # ----- label sets --------------------------------------------------------
+    def ensure_label_sets(self, store: Store, names: list[str] | None = None) -> None:
+        for name in names or list(self.label_sets):
+            if not store.has_label_set(name):
+                meta, table = self.label_sets[name]()
+                store.put_label_set(name, {"dataset": self.dataset, **meta}, {"labels": table})
+
+    # ----- import ------------------------------------------------------------
+    def import_predictions(self, store: Store, path: str | Path, name: str, **options) -> str:
+        path = Path(path)
+        table = read_prediction_file(path)
+        rows = self.predictions_from_table(table, path)
+        from .data import sha256_file
+
+        meta = {
+            "name": name, "model": options.get("model") or name, "suite": self.name, "dataset": self.dataset,
+            "kind": "import", "metric_version": METRIC_VERSION,
+            "source_file": str(path.resolve()), "source_sha256": sha256_file(path),
+            "num_classes": self.num_classes,
+        }
+        return store.write_run(meta, {"predictions": rows})
+
+    def predictions_from_table(self, table: pd.DataFrame, path: Path) -> pd.DataFrame:
+        """Validate an imported table and shape it into prediction rows; one clear error otherwise."""
+        file_col = _pick(table, FILE_COLUMNS, path, "the file name")
+        keys = table[file_col].astype(str).map(self.key_of)
+        bad = keys.isna()
+        if bad.any():
+            first = int(np.flatnonzero(bad.to_numpy())[0])
+            raise HarnessError(
+                f"{path}: {int(bad.sum())} rows name files that are not in dataset {self.dataset}, "
+                f"first at row {first + 2}: {table[file_col].iloc[first]!r}")
+        dup = keys.duplicated()
+        if dup.any():
+            first = int(np.flatnonzero(dup.to_numpy())[0])
+            raise HarnessError(
+                f"{path}: {int(dup.sum())} rows repeat a file already predicted, first at row {first + 2}: "
+                f"{table[file_col].iloc[first]!r}")
+        if "top_classes" in table.columns:
+            classes = [self._classes(v, path, i) for i, v in enumerate(table["top_classes"])]
+        else:
+            class_col = _pick(table, CLASS_COLUMNS, path, "the predicted class")
+            classes = [self._classes(v, path, i) for i, v in enumerate(table[class_col])]
+        scores = None
+        if "top_scores" in table.columns:
+            scores = [_float_list(v) for v in table["top_scores"]]
+        else:
+            score_cols = [c for c in SCORE_COLUMNS if c in table.columns]
+            if score_cols:
+                scores = [[float(v)] for v in table[score_cols[0]]]
+        if scores is not None:
+            for i, (c, s) in enumerate(zip(classes, scores)):
+                if len(c) != len(s) or not all(np.isfinite(s)):
+                    raise HarnessError(f"{path}: row {i + 2} has {len(c)} classes but scores {s!r}")
+        return pd.DataFrame({"key": keys.to_numpy(), "top_classes": classes, "top_scores": scores})
+
+    def _classes(self, value, path: Path, row: int) -> list[int]:
+        values = value if isinstance(value, (list, tuple, np.ndarray)) else str(value).replace(",", " ").split()
+        out = []
+        index = self.class_index() if self.class_index else {}
+        for v in values:
+            s = str(v).strip()
+            if s.lstrip("-").isdigit():
+                c = int(s)
+            elif s in index:
+                c = index[s]
+            else:
+                raise HarnessError(f"{path}: row {row + 2} has class {s!r}, expected an index 0..."
+                                   f"{self.num_classes - 1}" + (" or a class name" if index else ""))
+            if not 0 <= c < self.num_classes:
+                raise HarnessError(f"{path}: row {row + 2} has class id {c}, outside 0...{self.num_classes - 1} "
+                                   f"of suite {self.name}")
+            out.append(c)
+        if not out:
+            raise HarnessError(f"{path}: row {row + 2} has no predicted class")
+        return out
+
+    # ----- score ---------------------------------------------------------------
+    def score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
+        label_set = label_set or self.default_label_set
+        if label_set in self.label_sets:
+            self.ensure_label_sets(store, [label_set])
+        return score_run(store, run_id, label_set)
+
+
+def _pick(table: pd.DataFrame, candidates, path: Path, what: str) -> str:
+    for c in candidates:
+        if c in table.columns:
+            return c
+    raise HarnessError(f"{path}: no column for {what}; expected one of {', '.join(candidates)} "
+                       f"(found {', '.join(map(str, table.columns))})")
+
+
+def _float_list(v) -> list[float]:
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [float(x) for x in v]
+    return [float(x) for x in str(v).replace(",", " ").split()]
+
+
+def read_prediction_file(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise HarnessError(f"prediction file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        if suffix == ".tsv":
+            return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".json", ".jsonl"):
+            if suffix == ".jsonl":
+                return pd.read_json(path, lines=True, dtype=False)
+            raw = json.loads(path.read_text())
+            if isinstance(raw, dict):  # {"file name": class or [classes]}
+                return pd.DataFrame({"file_name": list(raw), "top_classes": [
+                    v if isinstance(v, list) else [v] for v in raw.values()]})
+            return pd.DataFrame(raw)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"prediction file {path} could not be parsed as {suffix[1:]}: {exc}") from None
+    raise HarnessError(f"prediction file {path}: unknown format {suffix!r}, expected .csv, .tsv, .parquet, "
+                       ".json or .jsonl")
+
+
+def stem_key(pattern: str) -> Callable[[str], str | None]:
+    """A key function: the file's stem when it matches ``pattern`` (a regex for the whole stem)."""
+    regex = re.compile(pattern)
+
+    def key_of(name: str) -> str | None:
+        stem = Path(str(name)).name
+        stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+        return stem if regex.fullmatch(stem) else None
+
+    return key_of

@@ -1,0 +1,96 @@
+"""Classification metrics as functions of stored rows joined to a label set by key.
+
+A label set row holds a list of acceptable classes per sample (one class for original labels,
+several for ReaL, an empty list for a sample the label set excludes). A prediction is correct
+at top-k when any of its k highest classes is in that list; a stored error row (an image that
+could not be read) is a prediction that is wrong, counted in ``n_errors``.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import HarnessError
+from .store import Store
+
+METRIC_VERSION = "classification-1"
+
+_PER_SAMPLE = """
+WITH p AS (SELECT key, top_classes, error FROM predictions_all WHERE run_id = $run),
+     l AS (SELECT key, labels FROM labels WHERE label_set = $labels AND len(labels) > 0)
+SELECT l.key,
+       coalesce(list_contains(l.labels, p.top_classes[1]), false) AS correct_top1,
+       coalesce(len(list_intersect(p.top_classes[1:5], l.labels)) > 0, false) AS correct_top5,
+       coalesce(list_contains(l.labels, p.top_classes[2]), false) AS pred2_in_labels,
+       coalesce(list_contains(l.labels, p.top_classes[3]), false) AS pred3_in_labels,
+       p.error IS NOT NULL AS is_error,
+       len(p.top_classes) AS k
+FROM l JOIN p USING (key)
+ORDER BY l.key
+"""
+
+
+def _check(store: Store, run_id: str, label_set: str) -> tuple[dict, dict]:
+    run = store.run_meta(run_id)
+    labels = store.label_set_meta(label_set)
+    if run.get("dataset") != labels.get("dataset"):
+        raise HarnessError(
+            f"run {run_id} is on dataset {run.get('dataset')!r} but label set {label_set!r} labels "
+            f"{labels.get('dataset')!r}; choose a label set of the same dataset")
+    return run, labels
+
+
+def per_sample(store: Store, run_id: str, label_set: str) -> pd.DataFrame:
+    """One row per sample that the run predicted and the label set labels (non-empty), keyed by ``key``."""
+    _check(store, run_id, label_set)
+    con = store.connect()
+    try:
+        return con.execute(_PER_SAMPLE, {"run": run_id, "labels": label_set}).df()
+    finally:
+        con.close()
+
+
+def score_run(store: Store, run_id: str, label_set: str) -> dict:
+    """Accuracy of a stored run against a stored label set, with the counts that qualify it."""
+    run, labels = _check(store, run_id, label_set)
+    con = store.connect()
+    try:
+        rows = con.execute(_PER_SAMPLE, {"run": run_id, "labels": label_set}).df()
+        totals = con.execute(
+            """SELECT
+                 (SELECT count(*) FROM labels WHERE label_set = $labels) AS dataset_size,
+                 (SELECT count(*) FROM labels WHERE label_set = $labels AND len(labels) > 0) AS labelled,
+                 (SELECT count(*) FROM predictions_all WHERE run_id = $run) AS predicted""",
+            {"run": run_id, "labels": label_set}).fetchone()
+    finally:
+        con.close()
+    dataset_size, labelled, predicted = totals
+    n = len(rows)
+    result = {
+        "run_id": run_id, "name": run.get("name"), "suite": run.get("suite"), "label_set": label_set,
+        "dataset": labels.get("dataset"), "metric_version": METRIC_VERSION,
+        "n": n, "n_labelled_in_label_set": int(labelled), "n_samples_in_dataset": int(dataset_size),
+        "n_predicted": int(predicted), "n_errors": int(rows["is_error"].sum()) if n else 0,
+        "top1": float(rows["correct_top1"].mean()) if n else float("nan"),
+    }
+    k = int(rows["k"].min()) if n and rows["k"].notna().all() else 1
+    if k >= 5:
+        result["top5"] = float(rows["correct_top5"].mean())
+    if k >= 3:
+        result["pred2_in_labels"] = float(rows["pred2_in_labels"].mean())
+        result["pred3_in_labels"] = float(rows["pred3_in_labels"].mean())
+    return result
+
+
+def describe(result: dict) -> str:
+    """One line a person reads: accuracy, label set, n, and coverage."""
+    parts = [f"{result['name']} on {result['label_set']}: top-1 {100 * result['top1']:.2f}%"]
+    if "top5" in result:
+        parts.append(f"top-5 {100 * result['top5']:.2f}%")
+    if "pred2_in_labels" in result:
+        parts.append(f"2nd in labels {100 * result['pred2_in_labels']:.2f}%, "
+                     f"3rd {100 * result['pred3_in_labels']:.2f}%")
+    parts.append(f"n={result['n']:,} of {result['n_labelled_in_label_set']:,} labelled "
+                 f"({result['n_predicted']:,} of {result['n_samples_in_dataset']:,} images predicted)")
+    if result["n_errors"]:
+        parts.append(f"{result['n_errors']} unreadable images counted wrong")
+    return ", ".join(parts)
