@@ -1,0 +1,225 @@
+"""reports.stats against direct scipy / statsmodels computations, on the real ImageNet and timm data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+
+from harness.errors import HarnessError
+from reports import stats as rs
+
+
+@pytest.fixture(scope="module")
+def original_correct(shared_data) -> dict[str, np.ndarray]:
+    """Per-image top-1 correctness on the original labels, files sorted by name (read here with pandas)."""
+    folder = shared_data / "imagenet"
+    synsets = (folder / "imagenet_synsets.txt").read_text().split()
+    index = {s: i for i, s in enumerate(synsets)}
+    truth = pd.read_csv(folder / "LOC_val_solution.csv")
+    truth["label"] = truth.PredictionString.str.split().str[0].map(index)
+    truth = truth.set_index("ImageId").label.sort_index()
+    out = {}
+    for model in ("ResNet50", "ViT", "DINO", "SimCLR"):
+        pred = pd.read_csv(folder / "model_predictions" / f"{model}.csv")
+        pred.index = pred.file_name.str.replace(".JPEG", "", regex=False)
+        out[model] = (pred.predicted_class.reindex(truth.index) == truth).to_numpy()
+    return out
+
+
+@pytest.fixture(scope="module")
+def timm(shared_data) -> pd.DataFrame:
+    folder = shared_data / "timm-results"
+    orig = pd.read_csv(folder / "results-imagenet.csv", thousands=",")
+    real = pd.read_csv(folder / "results-imagenet-real.csv", thousands=",")
+    return orig.merge(real, on="model", suffixes=("_orig", "_real"))
+
+
+def test_accuracies_are_the_published_ones(original_correct):
+    assert original_correct["ResNet50"].size == 50_000
+    assert round(original_correct["ResNet50"].mean() * 100, 2) == 76.13
+    assert round(original_correct["ViT"].mean() * 100, 2) == 78.01
+
+
+def test_wilson_matches_statsmodels(original_correct):
+    for correct in original_correct.values():
+        k, n = int(correct.sum()), correct.size
+        for confidence in (0.9, 0.95, 0.99):
+            got = rs.accuracy_wilson(correct, confidence)
+            low, high = proportion_confint(k, n, alpha=1 - confidence, method="wilson")
+            assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
+            assert got.n == n and got.estimate == k / n
+    for k, n in ((0, 7), (7, 7), (1, 3)):
+        low, high = proportion_confint(k, n, method="wilson")
+        got = rs.wilson_interval(k, n)
+        assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
+
+
+def test_bootstrap_accuracy_matches_scipy_bootstrap(original_correct):
+    sample = original_correct["DINO"][:3000]
+    ours = rs.bootstrap_accuracy(sample, n_resamples=20_000, seed=1)
+    ref = stats.bootstrap((sample.astype(float),), np.mean, n_resamples=20_000, method="percentile",
+                          rng=np.random.default_rng(2), vectorized=True, batch=2000).confidence_interval
+    # both are Monte Carlo estimates of the same quantiles; their error is ~3e-4 here
+    assert ours.low == pytest.approx(ref.low, abs=1.5e-3)
+    assert ours.high == pytest.approx(ref.high, abs=1.5e-3)
+    assert ours.low < sample.mean() < ours.high
+
+
+def test_bootstrap_accuracy_converges_to_binomial_quantiles(original_correct):
+    correct = original_correct["SimCLR"]
+    n, k = correct.size, int(correct.sum())
+    ours = rs.bootstrap_accuracy(correct, n_resamples=50_000, seed=3)
+    exact = stats.binom.ppf([0.025, 0.975], n, k / n) / n
+    # the Monte Carlo error of a 2.5% quantile here is about 1.2 samples
+    assert (ours.low, ours.high) == pytest.approx(tuple(exact), abs=5 / n)
+    again = rs.bootstrap_accuracy(correct, n_resamples=50_000, seed=3)
+    assert again == ours  # seeded: reports regenerate byte-identical
+
+
+def test_paired_bootstrap_matches_scipy_paired_bootstrap(original_correct):
+    a, b = original_correct["ViT"][:3000], original_correct["ResNet50"][:3000]
+    ours = rs.paired_bootstrap_difference(a, b, n_resamples=20_000, seed=4)
+    ref = stats.bootstrap((a.astype(float), b.astype(float)), lambda x, y, axis: x.mean(axis) - y.mean(axis),
+                          paired=True, n_resamples=20_000, method="percentile", vectorized=True, batch=2000,
+                          rng=np.random.default_rng(5)).confidence_interval
+    assert ours.estimate == pytest.approx(a.mean() - b.mean(), abs=1e-15)
+    assert ours.low == pytest.approx(ref.low, abs=1.5e-3)
+    assert ours.high == pytest.approx(ref.high, abs=1.5e-3)
+
+
+def test_mcnemar_matches_statsmodels(original_correct):
+    pairs = [("ViT", "ResNet50"), ("DINO", "ResNet50"), ("ResNet50", "SimCLR")]
+    for name_a, name_b in pairs:
+        for size in (50_000, 400, 60):
+            a, b = original_correct[name_a][:size], original_correct[name_b][:size]
+            table = pd.crosstab(a, b).reindex(index=[True, False], columns=[True, False], fill_value=0).to_numpy()
+            for exact in (True, False):
+                ours = rs.mcnemar_test(a, b, exact=exact)
+                ref = mcnemar(table, exact=exact, correction=True)
+                assert ours.pvalue == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+                assert ours.statistic == pytest.approx(ref.statistic, rel=1e-12)
+                assert ours.n == size
+    same = original_correct["ViT"]
+    assert rs.mcnemar_test(same, same).pvalue == 1.0
+
+
+def test_pearson_and_spearman_match_scipy(timm):
+    x, y = timm.top1_orig.to_numpy(), timm.top1_real.to_numpy()
+    got = rs.pearson(x, y, 0.9)
+    ref = stats.pearsonr(x, y)
+    ci = ref.confidence_interval(0.9)
+    assert (got.r, got.pvalue, got.low, got.high) == pytest.approx((ref.statistic, ref.pvalue, ci.low, ci.high),
+                                                                   rel=1e-9)
+    assert got.n == len(timm) > 1500
+    rho = rs.spearman(x, y)
+    ref_rho = stats.spearmanr(x, y)
+    assert (rho.r, rho.pvalue) == pytest.approx((ref_rho.statistic, ref_rho.pvalue), rel=1e-9)
+    assert rho.low < rho.r < rho.high
+
+
+@pytest.mark.parametrize("method", [rs.pearson, rs.spearman])
+def test_correlation_intervals_cover_at_their_level(method):
+    rng = np.random.default_rng(6)
+    true_r = 0.6
+    cov = [[1, true_r], [true_r, 1]]
+    # the population Spearman rho of a bivariate normal with Pearson r
+    target = true_r if method is rs.pearson else 6 / np.pi * np.arcsin(true_r / 2)
+    hits = 0
+    trials = 600
+    for _ in range(trials):
+        xy = rng.multivariate_normal([0, 0], cov, size=40)
+        res = method(xy[:, 0], xy[:, 1], 0.95)
+        hits += res.low <= target <= res.high
+    # 95% nominal; binomial sd over 600 trials is ~0.9 points
+    assert 0.92 <= hits / trials <= 0.98
+
+
+def test_fisher_z_test_has_its_size_and_power():
+    rng = np.random.default_rng(7)
+
+    def rejection_rate(r1, r2, n1=30, n2=50, trials=1500):
+        rejected = 0
+        for _ in range(trials):
+            a = rng.multivariate_normal([0, 0], [[1, r1], [r1, 1]], size=n1)
+            b = rng.multivariate_normal([0, 0], [[1, r2], [r2, 1]], size=n2)
+            ra, rb = stats.pearsonr(*a.T).statistic, stats.pearsonr(*b.T).statistic
+            rejected += rs.compare_correlations(ra, n1, rb, n2).pvalue < 0.05
+        return rejected / trials
+
+    assert 0.035 <= rejection_rate(0.5, 0.5) <= 0.065
+    assert rejection_rate(0.9, 0.3) > 0.9
+    res = rs.compare_correlations(0.9, 100, 0.5, 80)
+    assert res.z == pytest.approx((np.arctanh(0.9) - np.arctanh(0.5)) / np.sqrt(1 / 97 + 1 / 77))
+    assert res.pvalue == pytest.approx(2 * stats.norm.sf(abs(res.z)))
+
+
+def test_two_regimes_match_statsmodels_interaction_model(timm):
+    df = pd.DataFrame({"x": timm.top1_orig, "y": timm.top1_real})
+    df["above"] = (df.x >= 81.0).astype(float)
+    res = rs.two_regimes(df.x, df.y, breakpoint=81.0)
+    ref = smf.ols("y ~ x * above", data=df).fit()
+    assert res.slope_difference == pytest.approx(ref.params["x:above"], rel=1e-9)
+    assert res.slope_difference_pvalue == pytest.approx(ref.pvalues["x:above"], rel=1e-6)
+    below, above = df[df.above == 0], df[df.above == 1]
+    assert res.below.n + res.above.n == len(df) and res.above.n == len(above)
+    assert res.below.pearson.r == pytest.approx(stats.pearsonr(below.x, below.y).statistic, rel=1e-12)
+    assert res.above.line.slope == pytest.approx(smf.ols("y ~ x", data=above).fit().params["x"], rel=1e-9)
+    # the interaction is exactly the difference of the two separately fitted slopes
+    assert res.slope_difference == pytest.approx(res.above.line.slope - res.below.line.slope, rel=1e-9)
+    z = rs.compare_correlations(res.below.pearson.r, res.below.n, res.above.pearson.r, res.above.n)
+    assert res.correlation_difference == z
+
+
+def test_breakpoint_recovers_a_known_hinge_and_is_least_squares(timm):
+    x = np.linspace(60, 90, 61)
+    y = 10 + 0.9 * x - 0.6 * np.maximum(x - 81.3, 0)
+    assert rs.find_breakpoint(x, y).breakpoint == pytest.approx(81.3, abs=1e-4)
+
+    x, y = timm.top1_orig.to_numpy(), timm.top1_real.to_numpy()
+    found = rs.find_breakpoint(x, y, min_side=20)
+    df = pd.DataFrame({"x": x, "y": y})
+    for t in np.quantile(x, np.linspace(0.05, 0.95, 19)):
+        df["hinge"] = np.maximum(df.x - t, 0)
+        assert found.sse <= smf.ols("y ~ x + hinge", data=df).fit().ssr + 1e-9
+    df["hinge"] = np.maximum(df.x - found.breakpoint, 0)
+    assert found.sse == pytest.approx(smf.ols("y ~ x + hinge", data=df).fit().ssr, rel=1e-9)
+    regimes = rs.two_regimes(x, y, min_side=20)
+    assert regimes.breakpoint == found.breakpoint and regimes.breakpoint_source == "piecewise-linear fit"
+
+
+def test_significance_ranks_holm_and_ties(original_correct):
+    names = ["ViT", "DINO", "ResNet50", "SimCLR"]
+    acc = [original_correct[m].mean() for m in names]
+    p = np.ones((4, 4))
+    for i in range(4):
+        for j in range(i + 1, 4):
+            p[i, j] = p[j, i] = rs.mcnemar_test(original_correct[names[i]], original_correct[names[j]]).pvalue
+    res = rs.significance_ranks(acc, p)
+    iu = np.triu_indices(4, 1)
+    assert np.allclose(np.array(res.adjusted_pvalues)[iu], multipletests(p[iu], method="holm")[1])
+    expected = [1 + sum(acc[j] > acc[i] and res.adjusted_pvalues[i][j] < 0.05 for j in range(4)) for i in range(4)]
+    assert list(res.ranks) == expected
+    # exact ties share a rank; a not-significant gap shares it too
+    tied = rs.significance_ranks([0.8, 0.8, 0.7, 0.69],
+                                 [[1, 1, 1e-6, 1e-6], [1, 1, 1e-6, 1e-6], [1e-6, 1e-6, 1, 0.3], [1e-6, 1e-6, 0.3, 1]])
+    assert tied.ranks == (1, 1, 3, 3)
+
+
+def test_bad_input_is_refused_with_one_clear_error():
+    with pytest.raises(HarnessError, match="same samples"):
+        rs.mcnemar_test([True, False], [True])
+    with pytest.raises(HarnessError, match="True/False"):
+        rs.accuracy_wilson([0, 2, 1])
+    with pytest.raises(HarnessError, match="confidence"):
+        rs.bootstrap_accuracy([True, False], confidence=95)
+    with pytest.raises(HarnessError, match="at least 4 models"):
+        rs.pearson([1, 2, 3], [1, 2, 3])
+    with pytest.raises(HarnessError, match="each regime needs at least 4"):
+        rs.two_regimes(np.arange(10.0), np.arange(10.0) ** 1.5, breakpoint=8.5)
+    with pytest.raises(HarnessError, match="NaN"):
+        rs.fit_line([1, 2, np.nan, 4], [1, 2, 3, 4])
