@@ -1,0 +1,235 @@
+"""``python -m harness``: run models, import predictions, score, ask with SQL, manage data."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import HarnessError
+
+
+def _store(args):
+    from .store import Store
+
+    return Store(args.store)
+
+
+def cmd_models(args) -> int:
+    from .models import list_models
+
+    print(f"{'alias':<20} {'timm model':<42} description")
+    for spec in list_models():
+        print(f"{spec.alias:<20} {spec.timm_name:<42} {spec.description}")
+    print("\nAny timm model name (arch or arch.tag) works as well; weights come from the timm hub "
+          "when online, or from --checkpoint FILE.")
+    return 0
+
+
+def cmd_suites(args) -> int:
+    from .suites import get_suite, suite_names
+
+    for name in suite_names():
+        try:
+            suite = get_suite(name)
+            print(f"{name:<18} {suite.dataset:<16} {suite.description}")
+        except ImportError as exc:
+            print(f"{name:<18} (unavailable: {exc})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .score import describe
+    from .suites import get_suite
+
+    suite = get_suite(args.suite)
+    store = _store(args)
+    models = [m for m in args.model.split(",") if m]
+    if getattr(suite, "task", "classification") != "classification":
+        runner = getattr(suite, "run", None)
+        if runner is None:
+            raise HarnessError(f"suite {suite.name} cannot run models, only import their predictions")
+        for model in models:
+            run_id = runner(store, model, args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size,
+                            device=args.device, quiet=args.quiet)
+            _print_scores(suite, store, run_id, [None])
+        return 0
+    from .runner import run_classification
+
+    for model in models:
+        run_id = run_classification(
+            store, suite, model, data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size,
+            workers=args.workers, device=args.device, topk=args.topk, save_logits=args.save_logits,
+            limit=args.limit, fresh=args.fresh, name=args.name, quiet=args.quiet)
+        label_sets = [suite.default_label_set] + [n for n in suite.label_sets if n != suite.default_label_set]
+        for label_set in label_sets:
+            print(describe(suite.score(store, run_id, label_set)))
+        print(f"stored as run {run_id} in {store.root}")
+    return 0
+
+
+def _print_scores(suite, store, run_id, label_sets) -> None:
+    for label_set in label_sets:
+        result = suite.score(store, run_id, label_set)
+        print(json.dumps(result, indent=2, default=str))
+
+
+def cmd_import(args) -> int:
+    from .suites import get_suite
+
+    suite = get_suite(args.suite)
+    store = _store(args)
+    suite.ensure_label_sets(store)
+    name = args.name or Path(args.file).stem
+    run_id = suite.import_predictions(store, args.file, name)
+    print(f"imported {args.file} as run {run_id} ({suite.name})")
+    if getattr(suite, "task", "classification") == "classification":
+        from .score import describe
+
+        print(describe(suite.score(store, run_id)))
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .score import describe
+    from .suites import get_suite
+
+    store = _store(args)
+    run = store.resolve_run(args.run)
+    suite = get_suite(run["suite"])
+    label_sets = args.labels or [None]
+    results = [suite.score(store, run["run_id"], ls) for ls in label_sets]
+    for result in results:
+        if args.json:
+            print(json.dumps(result, default=str))
+        elif getattr(suite, "task", "classification") == "classification":
+            print(describe(result))
+        else:
+            print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_sql(args) -> int:
+    import pandas as pd
+
+    store = _store(args)
+    query = args.query if args.query != "-" else sys.stdin.read()
+    df = store.sql(query)
+    if args.format == "csv":
+        df.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(df.to_json(orient="records"))
+    else:
+        with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", 50,
+                               "display.width", 200):
+            print(df.to_string(index=False, max_rows=args.max_rows))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    store = _store(args)
+    print(store.sql("SELECT run_id, name, suite, kind, status, created_at FROM runs ORDER BY created_at")
+          .to_string(index=False))
+    return 0
+
+
+def cmd_catalog(args) -> int:
+    store = _store(args)
+    path = store.refresh_catalog()
+    print(f"catalog rebuilt from the Parquet files: {path} (open with: duckdb {path})")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from . import data
+
+    names = args.datasets or data.manifest_names()
+    if args.action == "list":
+        for name in names:
+            m = data.load_manifest(name)
+            size = sum(f.size for f in m.files)
+            print(f"{name:<22} {len(m.files):>6} files {size / 1e6:>9.1f} MB  {m.license}  ({m.source})")
+        return 0
+    if args.action == "fetch":
+        for name in names:
+            root = data.resolve(name, progress=not args.quiet)
+            print(f"{name}: ready under {root}")
+        return 0
+    bad = 0
+    for name in names:
+        ok, problems = data.verify(name)
+        print(f"{name}: {ok} files verified" + (f", {len(problems)} problems" if problems else ""))
+        for p in problems[:10]:
+            print(f"  {p}")
+        bad += len(problems)
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", default=None,
+                        help="store directory (default: $REALBENCH_HOME, else the user data directory)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", parents=[common], help="list model aliases (imports nothing heavy)")
+    sub.add_parser("suites", parents=[common], help="list suites")
+
+    p = sub.add_parser("run", parents=[common], help="run models on a suite and store every prediction")
+    p.add_argument("--model", required=True, help="alias or timm name; several separated by commas")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--data-dir", default=None, help="image folder (default: the suite's shipped images)")
+    p.add_argument("--checkpoint", default=None, help="weights file (state_dict) instead of downloading")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(4, cores))")
+    p.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda if available)")
+    p.add_argument("--topk", type=int, default=5, help="classes and scores stored per image")
+    p.add_argument("--save-logits", action="store_true", help="also store the full logits")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (by key)")
+    p.add_argument("--name", default=None, help="run name (default: the model name)")
+    p.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+
+    p = sub.add_parser("import", parents=[common], help="import predictions made elsewhere as a run")
+    p.add_argument("file")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--name", default=None, help="run name (default: the file name)")
+
+    p = sub.add_parser("score", parents=[common], help="score a stored run (no model needed)")
+    p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named")
+    p.add_argument("--labels", action="append", help="label set (repeatable; default: the suite's)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("sql", parents=[common], help="query the catalog with SQL")
+    p.add_argument("query", help="SQL text, or - to read it from standard input")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--max-rows", type=int, default=100)
+
+    sub.add_parser("runs", parents=[common], help="list stored runs")
+    sub.add_parser("catalog", parents=[common], help="rebuild catalog.duckdb from the Parquet files")
+
+    p = sub.add_parser("data", parents=[common], help="list, fetch or verify the datasets in data_manifests/")
+    p.add_argument("action", choices=["list", "fetch", "verify"])
+    p.add_argument("datasets", nargs="*")
+    return parser
+
+
+COMMANDS = {"models": cmd_models, "suites": cmd_suites, "run": cmd_run, "import": cmd_import,
+            "score": cmd_score, "sql": cmd_sql, "runs": cmd_runs, "catalog": cmd_catalog, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
