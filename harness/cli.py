@@ -61,7 +61,8 @@ def cmd_run(args) -> int:
         run_id = run_classification(
             store, suite, model, data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size,
             workers=args.workers, device=args.device, topk=args.topk, save_logits=args.save_logits,
-            limit=args.limit, fresh=args.fresh, name=args.name, quiet=args.quiet)
+            limit=args.limit, fresh=args.fresh, name=args.name, quiet=args.quiet,
+            chunk_images=args.chunk_images)
         label_sets = [suite.default_label_set] + [n for n in suite.label_sets if n != suite.default_label_set]
         for label_set in label_sets:
             print(describe(suite.score(store, run_id, label_set)))
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N images (by key)")
     p.add_argument("--name", default=None, help="run name (default: the model name)")
     p.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+    p.add_argument("--chunk-images", type=int, default=4096, help="rows per stored Parquet chunk")
 
     p = sub.add_parser("import", parents=[common], help="import predictions made elsewhere as a run")
     p.add_argument("file")
