@@ -1,0 +1,126 @@
+"""``python -m reports``: statistics and leaderboards from the store.
+
+    python -m reports build-store              # label sets, the shipped predictions, timm's tables
+    python -m reports leaderboard [NAME ...]   # regenerate leaderboards/<name>.md|html|png
+    python -m reports leaderboard --check      # fail if a committed leaderboard is stale
+    python -m reports import-timm              # only timm's two result tables
+    python -m reports compare A B --label-set real
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.store import Store
+
+from .spec import LEADERBOARD_DIR, spec_names
+
+
+def _store(args) -> Store:
+    return Store(args.store)
+
+
+def cmd_build_store(args) -> int:
+    from .shipped import build_store
+
+    done = build_store(_store(args))
+    for kind, run_ids in done.items():
+        for run_id in run_ids:
+            print(f"{kind}: {run_id}")
+    return 0
+
+
+def cmd_import_timm(args) -> int:
+    from .external import import_timm
+
+    for run_id in import_timm(_store(args)):
+        print(run_id)
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from .publish import render_leaderboard, write_files
+
+    directory = Path(args.dir)
+    names = args.names or spec_names(directory)
+    if not names:
+        raise HarnessError(f"no leaderboard specs (*.toml) in {directory}")
+    store = _store(args)
+    stale = []
+    for name in names:
+        files = render_leaderboard(store, name, directory)
+        if args.check:
+            stale += [p for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
+            continue
+        changed = write_files(files)
+        print(f"{name}: {len(changed)} of {len(files)} files changed"
+              + (f" ({', '.join(p.name for p in changed)})" if changed else ""))
+    if stale:
+        print("stale: " + ", ".join(str(p) for p in stale) + "; run `python -m reports leaderboard`",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from harness.score import per_sample
+
+    from . import stats
+
+    store = _store(args)
+    runs = [store.resolve_run(ref) for ref in (args.a, args.b)]
+    series = [per_sample(store, m["run_id"], args.label_set).set_index("key")["correct_top1"].astype(bool)
+              for m in runs]
+    keys = series[0].index.intersection(series[1].index).sort_values()
+    if keys.empty:
+        raise HarnessError(f"runs {args.a} and {args.b} share no sample labelled by {args.label_set}")
+    a, b = (s.loc[keys].to_numpy() for s in series)
+    test = stats.mcnemar_test(a, b)
+    diff = stats.paired_bootstrap_difference(a, b, args.confidence, args.resamples, args.seed)
+    conf = f"{round(100 * args.confidence)}%"
+    print(f"label set {args.label_set}, n = {len(keys):,} shared samples "
+          f"(suites {runs[0].get('suite')}, {runs[1].get('suite')})")
+    for name, correct in ((args.a, a), (args.b, b)):
+        wilson = stats.accuracy_wilson(correct, args.confidence)
+        print(f"  {name}: top-1 {100 * wilson.estimate:.2f}% ({conf} Wilson {100 * wilson.low:.2f}"
+              f"-{100 * wilson.high:.2f})")
+    print(f"  difference {100 * diff.estimate:+.2f} points ({conf} paired bootstrap {100 * diff.low:+.2f} to "
+          f"{100 * diff.high:+.2f}, {args.resamples:,} resamples)")
+    print(f"  McNemar ({test.method}): only {args.a} right {test.only_a:,}, only {args.b} right "
+          f"{test.only_b:,}, p = {test.pvalue:.3g}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", help="store folder (default: $REALBENCH_HOME or the user data folder)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("build-store", help="fill the store from the shipped data").set_defaults(func=cmd_build_store)
+    sub.add_parser("import-timm", help="import timm's ImageNet and ReaL result tables").set_defaults(
+        func=cmd_import_timm)
+    lb = sub.add_parser("leaderboard", help="regenerate leaderboards from the store")
+    lb.add_argument("names", nargs="*", metavar="NAME", help="spec names (default: every leaderboards/*.toml)")
+    lb.add_argument("--dir", default=str(LEADERBOARD_DIR), help="folder of the specs and outputs")
+    lb.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
+    lb.set_defaults(func=cmd_leaderboard)
+    cmp = sub.add_parser("compare", help="McNemar and paired bootstrap of two runs on one label set")
+    cmp.add_argument("a", help="run id or name")
+    cmp.add_argument("b", help="run id or name")
+    cmp.add_argument("--label-set", required=True)
+    cmp.add_argument("--confidence", type=float, default=0.95)
+    cmp.add_argument("--resamples", type=int, default=10_000)
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,283 @@
+"""Build a leaderboard from the store alone: rows, intervals, significance ranks, correlations, regimes.
+
+Per-sample rows (own runs, imported predictions) are scored with ``harness.score.per_sample``
+on both axes' label sets and aligned by sample key; external tables contribute
+aggregate-only rows (no bootstrap, no paired tests: their samples are not stored).
+Everything here is deterministic given the store and the spec: bootstraps are seeded
+per row and rows are ordered by (relabelled accuracy, reference accuracy, name).
+"""
+from __future__ import annotations
+
+import fnmatch
+import zlib
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.score import per_sample
+from harness.store import Store
+
+from . import stats
+from .external import EXTERNAL_KIND, load_aggregates
+from .spec import Axis, Spec
+
+SOURCE_OWN = "own run"
+SOURCE_IMPORT = "imported predictions"
+SOURCE_EXTERNAL = "external table"
+_IMPORT_KINDS = ("import",)
+# Run metadata a reader needs to reproduce an own run; timings and paths are left out on purpose
+# (they differ between machines and would make regenerated leaderboards differ).
+_PROVENANCE_KEYS = ("model", "timm_name", "weights", "weights_sha256", "checkpoint_sha256", "preprocessing",
+                    "input_size", "crop_pct", "interpolation", "mean", "std", "precision", "batch_size",
+                    "device", "code_version", "git_commit", "library_versions", "images", "manifest_sha256",
+                    "source_file", "source_sha256", "metric_version")
+
+
+@dataclass
+class AxisScore:
+    accuracy: float
+    n: int
+    wilson: stats.Interval
+    bootstrap: stats.Interval | None
+
+
+@dataclass
+class Row:
+    name: str
+    source: str
+    provenance: str
+    relabelled: AxisScore
+    reference: AxisScore
+    run_name: str
+    img_size: int | None = None
+    params_m: float | None = None
+    rank: int | None = None
+    correct: np.ndarray | None = field(default=None, repr=False)  # relabelled correctness, aligned by key
+
+    @property
+    def gap(self) -> float:
+        return self.relabelled.accuracy - self.reference.accuracy
+
+
+@dataclass
+class Pair:
+    a: str
+    b: str
+    difference: stats.Difference
+    mcnemar: stats.McNemar
+    holm_pvalue: float
+
+
+@dataclass
+class AxisInfo:
+    axis: Axis
+    description: str
+    n_labelled: int  # samples the label set keeps (non-empty label lists)
+    n_samples: int  # samples the per-sample rows are scored on
+    source: str
+
+
+@dataclass
+class Board:
+    spec: Spec
+    rows: list[Row]
+    reference: AxisInfo
+    relabelled: AxisInfo
+    pairs: list[Pair]
+    correlation: tuple[stats.Correlation, stats.Correlation, stats.Line] | None
+    regimes: list[stats.TwoRegimes]
+    notes: list[str]
+    sources: list[tuple[str, str]]  # (run name, description) of every input
+
+
+def _row_seed(spec: Spec, name: str, axis: str) -> int:
+    return spec.seed + zlib.crc32(f"{name}\0{axis}".encode())
+
+
+def _latest_by_name(runs: list[dict]) -> dict[str, dict]:
+    latest: dict[str, dict] = {}
+    for meta in runs:  # list_runs is ordered by creation time
+        latest[meta["name"]] = meta
+    return latest
+
+
+def _axis_info(store: Store, axis: Axis, dataset: str) -> AxisInfo:
+    meta = store.label_set_meta(axis.label_set)
+    if meta.get("dataset") != dataset:
+        raise HarnessError(f"label set {axis.label_set!r} labels dataset {meta.get('dataset')!r}, but the "
+                           f"leaderboard is on {dataset!r}")
+    n = int(store.sql("SELECT count(*) AS n FROM labels WHERE label_set = ? AND len(labels) > 0",
+                      [axis.label_set])["n"][0])
+    return AxisInfo(axis, meta.get("description", ""), n, n, meta.get("source", ""))
+
+
+def _provenance(meta: dict) -> str:
+    parts = []
+    for key in _PROVENANCE_KEYS:
+        value = meta.get(key)
+        if value in (None, "", [], {}):
+            continue
+        if key.endswith("sha256"):
+            value = str(value)[:12]
+        elif key == "source_file":
+            value = str(value).replace("\\", "/").rsplit("/", 1)[-1]
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in sorted(value.items()))
+        parts.append(f"{key}: {value}")
+    return "; ".join(parts)
+
+
+def _source_of(meta: dict) -> str:
+    if meta.get("kind") == EXTERNAL_KIND:
+        return SOURCE_EXTERNAL
+    return SOURCE_IMPORT if meta.get("kind") in _IMPORT_KINDS else SOURCE_OWN
+
+
+def _score_axis(spec: Spec, name: str, axis_name: str, correct: np.ndarray) -> AxisScore:
+    return AxisScore(float(correct.mean()), int(correct.size), stats.accuracy_wilson(correct, spec.confidence),
+                     stats.bootstrap_accuracy(correct, spec.confidence, spec.bootstrap_resamples,
+                                              _row_seed(spec, name, axis_name)))
+
+
+def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, notes: list[str],
+                     sources: list[tuple[str, str]]) -> list[Row]:
+    candidates = [m for m in store.list_runs("complete")
+                  if m.get("dataset") == spec.dataset and m.get("kind") != EXTERNAL_KIND
+                  and any(fnmatch.fnmatchcase(m.get("name", ""), p) for p in spec.runs)]
+    runs = _latest_by_name(candidates)
+    scored: dict[str, dict[str, pd.Series]] = {}
+    for name, meta in sorted(runs.items()):
+        scored[name] = {}
+        for axis_name, info in (("reference", ref), ("relabelled", rel)):
+            table = per_sample(store, meta["run_id"], info.axis.label_set)
+            scored[name][axis_name] = table.set_index("key")["correct_top1"].astype(bool)
+    for axis_name, info in (("reference", ref), ("relabelled", rel)):
+        if spec.samples == "full":
+            partial = sorted(n for n in scored if scored[n][axis_name].size < info.n_labelled)
+            for n in partial:
+                notes.append(f"{n} is left out: it predicts {scored[n][axis_name].size:,} of the "
+                             f"{info.n_labelled:,} samples labelled by {info.axis.label_set} "
+                             "(a leaderboard with samples = \"common\" compares it on shared samples)")
+                del scored[n]
+        elif scored:
+            common = set.intersection(*(set(s[axis_name].index) for s in scored.values()))
+            if not common:
+                raise HarnessError(f"the runs selected by {spec.path} share no sample labelled by "
+                                   f"{info.axis.label_set}")
+            keys = sorted(common)
+            for s in scored.values():
+                s[axis_name] = s[axis_name].loc[keys]
+            info.n_samples = len(keys)
+    rows = []
+    for name, by_axis in scored.items():
+        meta = runs[name]
+        by_axis = {a: s.sort_index() for a, s in by_axis.items()}
+        row = Row(name, _source_of(meta), _provenance(meta),
+                  _score_axis(spec, name, "relabelled", by_axis["relabelled"].to_numpy()),
+                  _score_axis(spec, name, "reference", by_axis["reference"].to_numpy()),
+                  run_name=name, correct=by_axis["relabelled"].to_numpy())
+        rows.append(row)
+        sources.append((name, f"{row.source}; {row.provenance}"))
+    if spec.samples == "full" and rows:
+        ref.n_samples, rel.n_samples = ref.n_labelled, rel.n_labelled
+    return rows
+
+
+def _external_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, notes: list[str],
+                   sources: list[tuple[str, str]]) -> list[Row]:
+    if not spec.external:
+        return []
+    runs = _latest_by_name([m for m in store.list_runs("complete") if m.get("kind") == EXTERNAL_KIND])
+    missing = [n for n in spec.external if n not in runs]
+    if missing:
+        raise HarnessError(f"{spec.path} names external table(s) {', '.join(missing)} that the store "
+                           f"{store.root} lacks; import them first (python -m reports import-timm)")
+    tables = {}
+    for axis_name, info in (("reference", ref), ("relabelled", rel)):
+        match = [n for n in spec.external if runs[n].get("label_set") == info.axis.label_set]
+        if len(match) != 1:
+            raise HarnessError(f"{spec.path}: expected one external table measured on label set "
+                               f"{info.axis.label_set!r}, found {len(match)} among {', '.join(spec.external)}")
+        meta = runs[match[0]]
+        tables[axis_name] = (meta, load_aggregates(store, meta["run_id"]))
+        sources.append((meta["name"], f"{SOURCE_EXTERNAL}: {int(meta['n_samples_per_model']):,} samples per "
+                                      f"model on {info.axis.label_set}; {_provenance(meta)}"
+                                      + (f"; {meta['source_url']}" if meta.get("source_url") else "")))
+    ref_meta, ref_table = tables["reference"]
+    rel_meta, rel_table = tables["relabelled"]
+    merged = ref_table.merge(rel_table, on=["model", "img_size"], suffixes=("_ref", "_rel"), validate="1:1")
+    unmatched = len(ref_table) + len(rel_table) - 2 * len(merged)
+    if unmatched:
+        notes.append(f"{unmatched} external rows appear in only one of {ref_meta['name']} and "
+                     f"{rel_meta['name']} and are left out")
+    rows = []
+    multi_size = set(merged.model[merged.model.duplicated()])
+    n_ref, n_rel = int(ref_meta["n_samples_per_model"]), int(rel_meta["n_samples_per_model"])
+    for rec in merged.itertuples(index=False):
+        name = f"{rec.model} @{rec.img_size}" if rec.model in multi_size else rec.model
+        rows.append(Row(
+            name, SOURCE_EXTERNAL, f"{ref_meta['name']} + {rel_meta['name']}",
+            _aggregate_axis(spec, rec.top1_rel, n_rel), _aggregate_axis(spec, rec.top1_ref, n_ref),
+            run_name=rel_meta["name"], img_size=int(rec.img_size), params_m=float(rec.param_count_m_ref)))
+    return rows
+
+
+def _aggregate_axis(spec: Spec, accuracy: float, n: int) -> AxisScore:
+    # A published percentage with three decimals and its n give back the count of correct samples.
+    k = int(round(accuracy * n))
+    return AxisScore(float(accuracy), n, stats.wilson_interval(k, n, spec.confidence), None)
+
+
+def _pairs_and_ranks(spec: Spec, rows: list[Row]) -> list[Pair]:
+    sampled = [r for r in rows if r.correct is not None]
+    if len(sampled) < 2:
+        for r in sampled:
+            r.rank = 1
+        return []
+    m = len(sampled)
+    pvalues = np.ones((m, m))
+    tests = {}
+    for i, j in combinations(range(m), 2):
+        a, b = sampled[i], sampled[j]
+        test = stats.mcnemar_test(a.correct, b.correct)
+        pvalues[i, j] = pvalues[j, i] = test.pvalue
+        tests[i, j] = test
+    ranks = stats.significance_ranks([r.relabelled.accuracy for r in sampled], pvalues, spec.alpha)
+    for r, rank in zip(sampled, ranks.ranks):
+        r.rank = rank
+    pairs = []
+    for (i, j), test in tests.items():
+        a, b = sampled[i], sampled[j]
+        diff = stats.paired_bootstrap_difference(a.correct, b.correct, spec.confidence, spec.bootstrap_resamples,
+                                                 _row_seed(spec, f"{a.name}\0{b.name}", "pair"))
+        pairs.append(Pair(a.name, b.name, diff, test, ranks.adjusted_pvalues[i][j]))
+    return pairs
+
+
+def build(store: Store, spec: Spec) -> Board:
+    ref = _axis_info(store, spec.reference, spec.dataset)
+    rel = _axis_info(store, spec.relabelled, spec.dataset)
+    notes: list[str] = []
+    sources: list[tuple[str, str]] = []
+    rows = _per_sample_rows(store, spec, ref, rel, notes, sources) if spec.runs else []
+    rows += _external_rows(store, spec, ref, rel, notes, sources)
+    if not rows:
+        raise HarnessError(f"{spec.path} selects no complete run in store {store.root}; import or run models "
+                           "first (python -m reports build-store rebuilds it from the shipped data)")
+    rows.sort(key=lambda r: (-r.relabelled.accuracy, -r.reference.accuracy, r.name))
+    pairs = _pairs_and_ranks(spec, rows)
+    x = np.array([r.reference.accuracy for r in rows]) * 100
+    y = np.array([r.relabelled.accuracy for r in rows]) * 100
+    correlation = None
+    if len(rows) >= 4 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        correlation = (stats.pearson(x, y, spec.confidence), stats.spearman(x, y, spec.confidence),
+                       stats.fit_line(x, y))
+    elif len(rows) > 1:
+        notes.append(f"no correlation across models: {len(rows)} rows (at least 4 are needed)")
+    regimes = []
+    for bp in spec.breakpoints:
+        regimes.append(stats.two_regimes(x, y, None if bp == "fit" else bp, spec.confidence, spec.min_side))
+    return Board(spec, rows, ref, rel, pairs, correlation, regimes, notes, sources)

@@ -1,0 +1,26 @@
+"""Regenerate leaderboard files from the store: render everything in memory, then write atomically."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.store import Store, atomic_write_bytes
+
+from .leaderboard import build
+from .render import render_html, render_markdown, render_png
+from .spec import LEADERBOARD_DIR, load_spec
+
+
+def render_leaderboard(store: Store, name: str, directory: Path = LEADERBOARD_DIR) -> dict[Path, bytes]:
+    """The files of one leaderboard (``.md``, ``.html``, ``.png`` next to its spec), as bytes."""
+    board = build(store, load_spec(name, directory))
+    png = render_png(board)
+    return {directory / f"{name}.md": render_markdown(board), directory / f"{name}.html": render_html(board, png),
+            directory / f"{name}.png": png}
+
+
+def write_files(files: dict[Path, bytes]) -> list[Path]:
+    """Write the files whose bytes changed; returns those. Every file is replaced atomically."""
+    changed = [p for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
+    for path in changed:
+        atomic_write_bytes(path, files[path])
+    return changed
