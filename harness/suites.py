@@ -21,6 +21,8 @@ SUITES: dict[str, str] = {
     "imagenet": "harness.imagenet:IMAGENET",
     "real": "harness.imagenet:REAL",
     "imagenet-sample": "harness.imagenet:IMAGENET_SAMPLE",
+    "coco": "harness.detection.suite:COCO",
+    "lvis": "harness.detection.suite:LVIS",
 }
 
 

@@ -1,0 +1,233 @@
+"""The ``coco`` and ``lvis`` suites: ground truth as label sets, detections as stored rows, scoring.
+
+Stored tables (one row per object, queryable with SQL):
+
+- run table ``coco_detections``: ``run_id, det_index, image_id, category_id, score, bbox_x, bbox_y,
+  bbox_w, bbox_h, area, segm_counts, segm_height, segm_width, segm_polygons, keypoints``;
+- label set tables ``coco_images`` (``image_id, file_name, width, height`` and LVIS's
+  ``neg_category_ids, not_exhaustive_category_ids``), ``coco_annotations`` (same geometry
+  columns plus ``ann_id, iscrowd, num_keypoints``) and ``coco_categories`` (``category_id, name,
+  supercategory``, LVIS's ``frequency``, keypoint names and skeleton), each with ``label_set``.
+
+Detections join the ground truth on ``image_id`` and ``category_id``, e.g. the detections per
+category name of a run::
+
+    SELECT c.name, count(*) FROM coco_detections d
+    JOIN coco_categories c ON c.category_id = d.category_id AND c.label_set = 'coco-val2014-100'
+    WHERE d.run_id = '...' GROUP BY c.name
+
+Images share COCO's id space across val2014 and val2017 (and LVIS, whose images are COCO's),
+so one run can be scored on any label set of its dataset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..data import resolve_file, sha256_file
+from ..errors import HarnessError
+from ..store import Store
+from . import formats
+from .evaluate import IOU_TYPES, evaluate
+
+GT_TABLES = ("coco_images", "coco_annotations", "coco_categories")
+DETECTIONS = "coco_detections"
+_FIELD_OF_IOU_TYPE = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
+
+
+@dataclass(frozen=True)
+class GroundTruthFile:
+    manifest: str
+    path: str
+    description: str
+
+
+@dataclass
+class DetectionSuite:
+    name: str
+    dataset: str
+    description: str
+    default_label_set: str
+    label_sets: dict[str, GroundTruthFile]
+    lvis: bool = False
+    default_images: tuple[str, str] | None = None  # (manifest, folder) of shipped images to run on
+    task: str = "detection"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def metric_version(self) -> str:
+        return "lvis-1" if self.lvis else "coco-1"
+
+    # ----- label sets --------------------------------------------------------
+    def ensure_label_sets(self, store: Store, names: list[str] | None = None) -> None:
+        for name in names or list(self.label_sets):
+            if not store.has_label_set(name):
+                source = self.label_sets[name]
+                path = resolve_file(source.manifest, source.path)
+                import_ground_truth(store, path, name, dataset=self.dataset, lvis=self.lvis,
+                                    description=source.description, manifest=source.manifest)
+
+    def _label_set(self, store: Store, label_set: str | None, run: dict | None = None) -> str:
+        label_set = label_set or (run or {}).get("label_set") or self.default_label_set
+        if label_set in self.label_sets:
+            self.ensure_label_sets(store, [label_set])
+        meta = store.label_set_meta(label_set)
+        if meta.get("dataset") != self.dataset or meta.get("format") != "coco":
+            raise HarnessError(
+                f"label set {label_set!r} holds {meta.get('dataset')!r} {meta.get('format', 'labels')}, "
+                f"not {self.dataset} ground truth; suite {self.name} scores against "
+                f"{', '.join(self.label_sets)} or a label set made with import_ground_truth")
+        return label_set
+
+    def _guess_label_set(self, store: Store, image_ids: set[int]) -> str:
+        """The shipped label set with most of these images (all of them, when one has all)."""
+        self.ensure_label_sets(store)
+        best, best_overlap = self.default_label_set, -1
+        for name in self.label_sets:
+            overlap = len(image_ids & set(_column(store, name, "coco_images", "image_id")))
+            if overlap > best_overlap:
+                best, best_overlap = name, overlap
+        return best
+
+    # ----- import ------------------------------------------------------------
+    def import_predictions(self, store: Store, path: str | Path, name: str, label_set: str | None = None,
+                           drop_unknown_images: bool = False, model: str | None = None, **options) -> str:
+        """Import a COCO/LVIS result JSON as a run: every detection becomes a row; returns the run id."""
+        if options:
+            raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; "
+                               "known: label_set, drop_unknown_images, model")
+        path = Path(path)
+        records = formats.read_json(path)
+        if label_set is None and isinstance(records, list):
+            label_set = self._guess_label_set(
+                store, {r.get("image_id") for r in records if isinstance(r, dict)})
+        label_set = self._label_set(store, label_set)
+        images = _read_tables(store, label_set, ["coco_images"])["coco_images"]
+        image_ids = images.column("image_id").to_pylist()
+        category_ids = set(_column(store, label_set, "coco_categories", "category_id"))
+        records, dropped = formats.validate_results(records, path, set(image_ids), category_ids, label_set,
+                                                    drop_unknown_images)
+        if "segmentation" in records[0] and "bbox" not in records[0]:
+            sizes = dict(zip(image_ids, zip(images.column("height").to_pylist(),
+                                            images.column("width").to_pylist())))
+            records = formats.polygons_to_rle(records, sizes)
+        table = formats.results_table(records)
+        meta = {
+            "name": name, "model": model or name, "suite": self.name, "dataset": self.dataset, "kind": "import",
+            "metric_version": self.metric_version, "label_set": label_set,
+            "source_file": str(path.resolve()), "source_sha256": sha256_file(path),
+            "iou_types": available_iou_types(records[0]), "n_detections": len(records),
+            "n_dropped_unknown_images": dropped,
+        }
+        return store.write_run(meta, {DETECTIONS: table})
+
+    # ----- scoring -----------------------------------------------------------
+    def evaluate(self, store: Store, run_id: str, label_set: str | None = None, iou_type: str | None = None,
+                 max_dets: tuple[int, ...] | None = None):
+        """The full evaluation of one IoU type (precision/recall arrays, per-category AP, summary)."""
+        run = store.run_meta(run_id)
+        if run.get("suite") not in (self.name, None) and run.get("dataset") != self.dataset:
+            raise HarnessError(f"run {run_id} is a {run.get('suite')} run on {run.get('dataset')!r}, "
+                               f"not on suite {self.name}'s dataset {self.dataset!r}")
+        label_set = self._label_set(store, label_set, run)
+        detections = read_detections(store, run_id)
+        kinds = run.get("iou_types") or IOU_TYPES
+        iou_type = iou_type or kinds[0]
+        if iou_type not in kinds:
+            raise HarnessError(f"run {run_id} has no {_FIELD_OF_IOU_TYPE.get(iou_type, iou_type)} results to "
+                               f"score as {iou_type!r}; it has {', '.join(kinds)}")
+        gt = formats.ground_truth_dataset(_read_tables(store, label_set, GT_TABLES))
+        return evaluate(gt, formats.result_records(detections), iou_type, lvis=self.lvis, max_dets=max_dets,
+                        image_ids=run.get("image_ids")), label_set, run
+
+    def score(self, store: Store, run_id: str, label_set: str | None = None,
+              iou_types: list[str] | None = None, max_dets: tuple[int, ...] | None = None) -> dict:
+        """Summary numbers of a stored run for each IoU type it has (AP, AP50, ..., AR@100 ...)."""
+        run = store.run_meta(run_id)
+        result: dict = {}
+        for iou_type in iou_types or run.get("iou_types") or ["bbox"]:
+            ev, label_set, run = self.evaluate(store, run_id, label_set, iou_type, max_dets)
+            result.update({"run_id": run_id, "name": run.get("name"), "suite": self.name,
+                           "label_set": label_set, "dataset": self.dataset, "metric_version": self.metric_version,
+                           "n": len(ev.image_ids), "n_detections": ev.n_detections})
+            result[iou_type] = ev.summary
+        return result
+
+    # ----- running models ------------------------------------------------------
+    def run(self, store: Store, model_name: str, data_dir: str | Path | None = None, **options) -> str:
+        """Run a detection model on an image folder and store every detection (see ``detection.runner``)."""
+        from .runner import run_detector
+
+        return run_detector(store, self, model_name, data_dir, **options)
+
+
+def available_iou_types(record: dict) -> list[str]:
+    return [t for t in IOU_TYPES if _FIELD_OF_IOU_TYPE[t] in record]
+
+
+def import_ground_truth(store: Store, path: str | Path, name: str, dataset: str = "coco", lvis: bool = False,
+                        description: str = "", manifest: str | None = None) -> str:
+    """Store a COCO or LVIS annotation file as a label set (images, annotations, categories tables)."""
+    path = Path(path)
+    gt = formats.read_json(path)
+    if not isinstance(gt, dict):
+        raise HarnessError(f"{path} holds a JSON {type(gt).__name__}; expected a COCO annotation file (an object "
+                           "with images, annotations and categories)")
+    tables = formats.ground_truth_tables(gt, path)
+    if lvis and any(c.get("frequency") not in ("r", "c", "f") for c in gt["categories"]):
+        raise HarnessError(f"{path} is not LVIS ground truth: every category needs a frequency r, c or f")
+    meta = {"dataset": dataset, "format": "coco", "lvis": lvis, "description": description or f"ground truth {path.name}",
+            "source_file": path.name, "source_sha256": sha256_file(path), "manifest": manifest}
+    store.put_label_set(name, meta, tables)
+    return name
+
+
+def _read_tables(store: Store, label_set: str, tables) -> dict[str, pa.Table]:
+    folder = store.label_set_dir(label_set)
+    out = {}
+    for t in tables:
+        path = folder / f"{t}.parquet"
+        if not path.exists():
+            raise HarnessError(f"label set {label_set!r} has no {t} table; it is not COCO-format ground truth")
+        out[t] = pq.read_table(path)
+    return out
+
+
+def _column(store: Store, label_set: str, table: str, column: str) -> list:
+    return _read_tables(store, label_set, [table])[table].column(column).to_pylist()
+
+
+def read_detections(store: Store, run_id: str) -> pa.Table:
+    """A run's detections in file (or inference) order, straight from its Parquet parts."""
+    parts = sorted(store.run_dir(run_id).glob(f"{DETECTIONS}-*.parquet"))
+    if not parts:
+        raise HarnessError(f"run {run_id} has no detections ({DETECTIONS} rows); it is not a detection run")
+    table = pa.concat_tables([pq.read_table(p) for p in parts])
+    if len(parts) > 1:
+        table = table.sort_by("det_index")
+    return table
+
+
+COCO = DetectionSuite(
+    name="coco", dataset="coco",
+    description="COCO detection, segmentation and keypoints (official numbers via faster-coco-eval)",
+    default_label_set="coco-val2014-100",
+    label_sets={
+        "coco-val2014-100": GroundTruthFile("coco-val2014-100", "coco/instances_val2014_100.json",
+                                            "COCO val2014 ground truth, 100 images"),
+        "coco-val2017-tiny": GroundTruthFile("coco-val2017-tiny", "coco/val2017-tiny/instances_val2017.json",
+                                             "COCO val2017 ground truth, 80 images (COCO_Tiny)"),
+    },
+    default_images=("coco-val2017-tiny", "coco/val2017-tiny"),
+)
+LVIS = DetectionSuite(
+    name="lvis", dataset="lvis",
+    description="LVIS v1 detection and segmentation (federated: AP, APr/c/f, AR@300)",
+    default_label_set="lvis-val-100",
+    label_sets={"lvis-val-100": GroundTruthFile("lvis-val-100", "lvis/lvis_val_100.json",
+                                                "LVIS validation ground truth, 100 images")},
+    lvis=True,
+)
