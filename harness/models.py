@@ -150,6 +150,8 @@ def load_model(name: str, checkpoint: str | Path | None = None, num_classes: int
 
     spec = lookup(name)
     arch = spec.timm_name
+    if spec.weights == "unreleased" and checkpoint is None:
+        raise HarnessError(f"model {spec.alias}: {spec.note}")
     try:
         model = timm.create_model(arch, pretrained=False, **({"num_classes": num_classes} if num_classes else {}))
     except RuntimeError as exc:
@@ -170,8 +172,6 @@ def load_model(name: str, checkpoint: str | Path | None = None, num_classes: int
             raise HarnessError(
                 f"checkpoint {path} does not fit model {arch}: {' '.join(first)}") from None
         source, digest = f"checkpoint:{path.resolve()}", sha256_file(path)
-    elif spec.weights == "unreleased":
-        raise HarnessError(f"model {spec.alias}: {spec.note}")
     elif spec.weights.startswith("package:"):
         path = _package_weights(spec)
         state = torch.load(path, map_location="cpu", weights_only=True)
