@@ -1,0 +1,174 @@
+"""The ambiguous-class oracle of "Are we done with ImageNet?" (§5).
+
+The oracle answers each image with a label drawn uniformly from its ReaL labels; its
+expected accuracy against the original label of image i is ``[orig_i in real_i] / |real_i|``.
+Averaged per original class, it shows where the original labels pick one of several equally
+right answers (sunglass/sunglasses, laptop/notebook...). A model that beats the oracle on
+such a class has learnt the original annotators' bias rather than the image content.
+Images with no ReaL label are left out.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.store import Store, atomic_write_bytes
+
+from .real import val_indices
+
+DEFAULT_THRESHOLD = 0.9
+
+
+def _check(real: list, original: np.ndarray) -> None:
+    if len(real) != len(original):
+        raise HarnessError(f"{len(real)} ReaL label lists but {len(original)} original labels")
+
+
+def oracle_per_image(real: list, original: np.ndarray) -> np.ndarray:
+    """Expected oracle accuracy per image (NaN where the image has no ReaL label)."""
+    _check(real, original)
+    return np.array([(o in r) / len(r) if r else np.nan for r, o in zip(real, original)])
+
+
+def oracle_classes(real: list, original: np.ndarray, class_names=None,
+                   n_classes: int = 1000) -> pd.DataFrame:
+    """Per original class: images with ReaL labels and the oracle's expected accuracy."""
+    acc = oracle_per_image(real, original)
+    kept = ~np.isnan(acc)
+    n = np.bincount(original[kept], minlength=n_classes)
+    total = np.bincount(original[kept], weights=acc[kept], minlength=n_classes)
+    frame = pd.DataFrame({"class": np.arange(n_classes), "images": n,
+                          "oracle_accuracy": np.divide(total, n, out=np.full(n_classes, np.nan),
+                                                       where=n > 0)})
+    if class_names is not None:
+        frame.insert(1, "name", list(class_names)[:n_classes])
+    return frame
+
+
+def ambiguous_classes(classes: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Classes whose oracle accuracy is below ``threshold``, worst first."""
+    if not 0 < threshold <= 1:
+        raise HarnessError(f"threshold must be in (0, 1], got {threshold}")
+    low = classes[classes["oracle_accuracy"] < threshold]
+    return low.sort_values(["oracle_accuracy", "class"]).reset_index(drop=True)
+
+
+def confused_pairs(real: list, original: np.ndarray, classes, class_names=None,
+                   top: int = 3) -> pd.DataFrame:
+    """For each class in ``classes``: the other labels that take the oracle's probability.
+
+    ``oracle_loss`` is the share of the class's expected oracle answers that go to ``other``
+    (the oracle's accuracy plus all losses is 1); ``images`` counts the class's images whose
+    ReaL labels contain ``other``.
+    """
+    _check(real, original)
+    wanted = set(int(c) for c in classes)
+    loss = defaultdict(float)
+    images = defaultdict(int)
+    n = defaultdict(int)
+    for r, o in zip(real, original):
+        o = int(o)
+        if not r or o not in wanted:
+            continue
+        n[o] += 1
+        for label in r:
+            if label != o:
+                loss[o, label] += 1 / len(r)
+                images[o, label] += 1
+    rows = [{"class": c, "other": d, "oracle_loss": v / n[c], "images": images[c, d]}
+            for (c, d), v in loss.items()]
+    frame = pd.DataFrame(rows, columns=["class", "other", "oracle_loss", "images"])
+    frame = (frame.sort_values(["class", "oracle_loss", "other"], ascending=[True, False, True])
+             .groupby("class").head(top).reset_index(drop=True))
+    if class_names is not None:
+        names = list(class_names)
+        frame.insert(1, "name", [names[c] for c in frame["class"]])
+        frame.insert(3, "other_name", [names[d] for d in frame["other"]])
+    return frame
+
+
+def top1_from_store(store: Store, run_ref: str, n_images: int) -> np.ndarray:
+    """A stored run's top-1 class per validation image (−1 where it has no prediction)."""
+    meta = store.resolve_run(run_ref)
+    rows = store.sql("SELECT key, top_classes[1] AS top1 FROM predictions WHERE run_id = ? "
+                     "AND top_classes IS NOT NULL AND len(top_classes) > 0", [meta["run_id"]])
+    if rows.empty:
+        raise HarnessError(f"run {meta['run_id']} has no predictions with top classes")
+    out = np.full(n_images, -1, np.int64)
+    out[val_indices(rows["key"])] = rows["top1"].to_numpy(np.int64)
+    return out
+
+
+def models_vs_oracle(models: Mapping[str, np.ndarray], real: list, original: np.ndarray,
+                     classes: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD):
+    """Per model and class: accuracy on the original labels beside the oracle's.
+
+    Only images with ReaL labels and a prediction count. Returns (per-class table,
+    per-model summary with the number of ambiguous classes where the model beats the oracle).
+    """
+    per_image = oracle_per_image(real, original)
+    ambiguous = set(ambiguous_classes(classes, threshold)["class"])
+    rows, summary = [], []
+    for name, top1 in models.items():
+        top1 = np.asarray(top1)
+        if top1.shape != original.shape:
+            raise HarnessError(f"model {name!r}: {top1.shape[0]} predictions for {original.shape[0]} images")
+        use = ~np.isnan(per_image) & (top1 >= 0)
+        n = np.bincount(original[use], minlength=len(classes))
+        correct = np.bincount(original[use], weights=(top1[use] == original[use]), minlength=len(classes))
+        oracle = np.bincount(original[use], weights=per_image[use], minlength=len(classes))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            model_acc, oracle_acc = correct / n, oracle / n
+        table = pd.DataFrame({"model": name, "class": np.arange(len(classes)), "images": n,
+                              "model_accuracy": model_acc, "oracle_accuracy": oracle_acc})
+        table["ambiguous"] = table["class"].isin(ambiguous)
+        table["beats_oracle"] = table["model_accuracy"] > table["oracle_accuracy"]
+        rows.append(table)
+        amb = table[table["ambiguous"] & (table["images"] > 0)]
+        summary.append({"model": name, "images": int(use.sum()),
+                        "accuracy": float(correct.sum() / max(n.sum(), 1)),
+                        "oracle_accuracy": float(oracle.sum() / max(n.sum(), 1)),
+                        "ambiguous_classes": len(amb),
+                        "ambiguous_beaten": int(amb["beats_oracle"].sum()),
+                        "ambiguous_model_accuracy": float(amb["model_accuracy"].mean()) if len(amb) else np.nan,
+                        "ambiguous_oracle_accuracy": float(amb["oracle_accuracy"].mean()) if len(amb) else np.nan})
+    per_class = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return per_class, pd.DataFrame(summary)
+
+
+def plot_oracle(classes: pd.DataFrame, per_class: pd.DataFrame | None, path: Path,
+                threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Oracle accuracy per class (sorted), with each model's accuracy on the same classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = classes.dropna(subset=["oracle_accuracy"]).sort_values("oracle_accuracy")
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    x = np.arange(len(order))
+    if per_class is not None and len(per_class):
+        for name, table in per_class.groupby("model", sort=True):
+            acc = table.set_index("class").loc[order["class"], "model_accuracy"].to_numpy()
+            ax.plot(x, acc, ".", ms=2, alpha=0.5, label=f"{name} (original labels)")
+    ax.plot(x, order["oracle_accuracy"].to_numpy(), "k-", lw=1.5, label="ReaL oracle")
+    ax.axhline(threshold, color="grey", ls=":", lw=1)
+    ax.set_xlabel("ImageNet class, sorted by oracle accuracy")
+    ax.set_ylabel("accuracy against the original labels")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right", fontsize=8, markerscale=4)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write_bytes(Path(path), frame.to_csv(index=False, float_format="%.6g").encode())

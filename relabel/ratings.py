@@ -1,0 +1,203 @@
+"""Ratings in long form: one row per answer (question, rater, answer), kept as integer codes.
+
+A question is a sample key, or a (sample key, label) pair when raters judge proposed labels
+(the ReaL setting). Any dataset enters through :meth:`Ratings.from_long` (a table with
+``rater, key, [label,] answer`` columns, the plain long CSV); the released ReaL files enter
+through :meth:`Ratings.from_onehot`. Virtual raters (e.g. the original ImageNet label acting
+as one more rater) add answers through :meth:`Ratings.with_virtual`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+
+from .dawid_skene import DawidSkeneResult, dawid_skene
+
+YES_NO_MAYBE = ("no", "maybe", "yes")
+# How each answer of the yes/no/maybe scale votes for the truth (no, yes) in a majority vote.
+YES_NO_MAYBE_VOTES = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class VirtualRater:
+    """A rater made from a reference labelling, e.g. the original ImageNet label.
+
+    For a question (key, label) whose label is in ``classes`` (all classes when None) it
+    answers ``yes`` when ``reference[key] == label`` and ``no`` otherwise; keys missing from
+    the reference get no answer.
+    """
+
+    name: str
+    reference: dict
+    classes: frozenset | None = None
+    yes: str = "yes"
+    no: str = "no"
+
+    def answers(self, questions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(question codes, answers as 'yes'/'no' strings) for the questions it answers."""
+        if "label" not in questions:
+            raise HarnessError(f"virtual rater {self.name!r} needs (key, label) questions")
+        ref = pd.Series(self.reference).reindex(questions["key"].to_numpy())
+        applies = ref.notna().to_numpy(copy=True)
+        if self.classes is not None:
+            applies &= questions["label"].isin(self.classes).to_numpy()
+        idx = np.nonzero(applies)[0]
+        same = ref.to_numpy()[idx] == questions["label"].to_numpy()[idx]
+        return idx, np.where(same, self.yes, self.no)
+
+
+@dataclass(frozen=True)
+class Ratings:
+    questions: pd.DataFrame      # one row per question: 'key' and optionally 'label'
+    raters: np.ndarray           # rater ids; code = position
+    scale: tuple                 # answer names; code = position
+    question: np.ndarray         # per answer: question code
+    rater: np.ndarray            # per answer: rater code
+    answer: np.ndarray           # per answer: answer code
+
+    @property
+    def n_answers(self) -> int:
+        return len(self.answer)
+
+    @property
+    def is_label_questions(self) -> bool:
+        return "label" in self.questions
+
+    # ----- construction -------------------------------------------------------------
+    @classmethod
+    def from_onehot(cls, tensor: np.ndarray, info: np.ndarray, rater_ids: Iterable,
+                    scale: tuple = YES_NO_MAYBE) -> "Ratings":
+        """The ReaL release format: ``tensor`` raters × questions × answers, one-hot where answered;
+        ``info`` questions × (file name, label)."""
+        tensor = np.asarray(tensor)
+        if tensor.ndim != 3 or tensor.shape[2] != len(scale):
+            raise HarnessError(f"rating tensor must be raters × questions × {len(scale)}, got {tensor.shape}")
+        if len(info) != tensor.shape[1]:
+            raise HarnessError(f"info has {len(info)} rows but the tensor has {tensor.shape[1]} questions")
+        many = tensor.sum(2) > 1
+        if many.any():
+            r, q = np.argwhere(many)[0]
+            raise HarnessError(f"rater {r} gave {int(many.sum())} question(s) more than one answer, first "
+                               f"question {q} ({info[q][0]}, {info[q][1]})")
+        rater, question, answer = np.nonzero(tensor)
+        order = np.lexsort((rater, question))
+        questions = pd.DataFrame({"key": np.asarray(info)[:, 0].astype(str),
+                                  "label": np.asarray(info)[:, 1].astype(np.int64)})
+        return cls(questions, np.asarray(list(rater_ids)), tuple(scale),
+                   question[order].astype(np.int64), rater[order].astype(np.int64),
+                   answer[order].astype(np.int64))
+
+    @classmethod
+    def from_long(cls, table: pd.DataFrame, scale: Iterable | None = None, *,
+                  rater_col: str = "rater", key_col: str = "key", label_col: str | None = "label",
+                  answer_col: str = "answer", where: str = "the answers") -> "Ratings":
+        """From a long table (one answer per row); the scale is the ordered answer names, or,
+        for multi-class questions, the class names. Bad rows are refused all at once."""
+        need = [rater_col, key_col, answer_col] + ([label_col] if label_col else [])
+        missing = [c for c in need if c not in table.columns]
+        if missing:
+            raise HarnessError(f"{where} lack the column(s) {missing}; expected columns {need}")
+        table = table.reset_index(drop=True)
+        answers = table[answer_col].astype(str).str.strip()
+        if scale is None:
+            scale = tuple(sorted(answers.unique()))
+        scale = tuple(str(s) for s in scale)
+        raise_row_problems(long_table_problems(table, scale, rater_col, key_col, label_col, answer_col),
+                           table, where)
+        keys = table[key_col].astype(str)
+        qframe = pd.DataFrame({"key": keys})
+        if label_col:
+            qframe["label"] = pd.to_numeric(table[label_col].astype(str).str.strip()).astype(np.int64)
+        qcodes, uniq = pd.MultiIndex.from_frame(qframe).factorize() if label_col else keys.factorize()
+        questions = (uniq.to_frame(index=False) if label_col else pd.DataFrame({"key": np.asarray(uniq)}))
+        rcodes, raters = table[rater_col].astype(str).factorize()
+        acodes = answers.map({s: i for i, s in enumerate(scale)}).to_numpy()
+        return cls(questions, np.asarray(raters), scale, np.asarray(qcodes, np.int64),
+                   np.asarray(rcodes, np.int64), acodes.astype(np.int64))
+
+    def to_long(self) -> pd.DataFrame:
+        out = self.questions.iloc[self.question].reset_index(drop=True)
+        out.insert(0, "rater", self.raters[self.rater])
+        out["answer"] = np.asarray(self.scale, dtype=object)[self.answer]
+        return out
+
+    def with_virtual(self, virtual: VirtualRater) -> "Ratings":
+        """These ratings plus the virtual rater's answers (a new rater at the end)."""
+        qidx, names = virtual.answers(self.questions)
+        codes = {s: i for i, s in enumerate(self.scale)}
+        if virtual.yes not in codes or virtual.no not in codes:
+            raise HarnessError(f"virtual rater {virtual.name!r} answers {virtual.yes!r}/{virtual.no!r}, "
+                               f"which are not on the scale {list(self.scale)}")
+        if virtual.name in set(map(str, self.raters)):
+            raise HarnessError(f"virtual rater name {virtual.name!r} is already a rater id")
+        question = np.concatenate([self.question, qidx])
+        rater = np.concatenate([self.rater, np.full(len(qidx), len(self.raters))])
+        answer = np.concatenate([self.answer, np.array([codes[n] for n in names], np.int64)])
+        order = np.argsort(question, kind="stable")
+        raters = np.asarray(list(self.raters) + [virtual.name], dtype=object)
+        return Ratings(self.questions, raters, self.scale, question[order], rater[order], answer[order])
+
+    def rater_codes(self, ids: Iterable) -> np.ndarray:
+        """Positions of the given rater ids (−1 where absent)."""
+        pos = {str(r): i for i, r in enumerate(self.raters)}
+        return np.array([pos.get(str(r), -1) for r in ids], np.int64)
+
+    # ----- aggregation -------------------------------------------------------------
+    def fit(self, n_classes: int | None = None, **options) -> DawidSkeneResult:
+        """Dawid–Skene on these ratings: 2 classes (no, yes) for label questions on the
+        yes/no/maybe scale, else one class per answer."""
+        if n_classes is None:
+            n_classes = 2 if self.is_label_questions else len(self.scale)
+        if n_classes == 2 and self.scale == YES_NO_MAYBE and "init" not in options:
+            options.setdefault("answer_votes", YES_NO_MAYBE_VOTES)
+        return dawid_skene(self.question, self.rater, self.answer, n_classes=n_classes,
+                           n_answers=len(self.scale), n_questions=len(self.questions),
+                           n_raters=len(self.raters), **options)
+
+    def majority(self) -> np.ndarray:
+        """Vote counts per question and answer (questions × scale)."""
+        counts = np.zeros((len(self.questions), len(self.scale)))
+        np.add.at(counts, (self.question, self.answer), 1)
+        return counts
+
+
+def long_table_problems(table: pd.DataFrame, scale: tuple, rater_col: str = "rater",
+                        key_col: str = "key", label_col: str | None = "label",
+                        answer_col: str = "answer") -> list[tuple[int, str]]:
+    """(row, reason) for rows with an empty rater or key, an answer off the scale, or a
+    duplicate vote (a rater answering the same question twice)."""
+    def blank(col):
+        return (table[col].isna() | (table[col].astype(str).str.strip() == "")).to_numpy()
+
+    answers = table[answer_col].astype(str).str.strip()
+    problems = [(i, "empty rater") for i in np.nonzero(blank(rater_col))[0]]
+    problems += [(i, "empty sample key") for i in np.nonzero(blank(key_col))[0]]
+    problems += [(i, f"answer {answers[i]!r} is not one of {list(scale)}")
+                 for i in np.nonzero((~answers.isin(scale)).to_numpy())[0]]
+    if label_col:
+        label_num = pd.to_numeric(table[label_col].astype(str).str.strip(), errors="coerce")
+        bad = (label_num.isna() | (label_num != label_num.round())).to_numpy()
+        problems += [(i, f"label {table[label_col][i]!r} is not an integer class id")
+                     for i in np.nonzero(bad)[0]]
+    qcols = [key_col] + ([label_col] if label_col else [])
+    dup = table.duplicated([rater_col] + qcols, keep="first").to_numpy()
+    problems += [(i, "duplicate vote (same rater and question as an earlier row)")
+                 for i in np.nonzero(dup)[0]]
+    return problems
+
+
+def raise_row_problems(problems: list[tuple[int, str]], table: pd.DataFrame, where: str,
+                       first_line: int = 2, show: int = 20) -> None:
+    """Refuse a table with bad rows, listing them (line numbers as in a CSV with a header)."""
+    if not problems:
+        return
+    problems = sorted(problems)
+    lines = [f"  line {i + first_line}: {why}: {dict(table.iloc[i])}" for i, why in problems[:show]]
+    more = f"\n  ... and {len(problems) - show} more" if len(problems) > show else ""
+    raise HarnessError(f"{where}: {len(problems)} bad row(s), nothing was written:\n"
+                       + "\n".join(lines) + more)

@@ -1,0 +1,316 @@
+"""Rebuild ImageNet-ReaL (Beyer et al. 2020) from the released raw ratings.
+
+Files (through the ``imagenet-real`` and ``imagenet-val-labels`` manifests): ``raters.npz``
+(85 raters × 184,962 (image, label) questions, 5 answers each on no/maybe/yes),
+``golden.npz`` (the 5 experts on 1,135 golden questions), ``raters_golden.npz`` (78 of the
+raters on the same golden questions), ``scores.npz`` (the released posterior),
+``real.json`` (the released label sets) and the original labels.
+
+Two recipes (``method``):
+
+- ``em``: plain Dawid–Skene EM from the soft majority vote; every rater's 2×3 confusion
+  matrix and the prior are learnt from the 924,810 answers.
+- ``golden`` (default): each rater's confusion matrix is measured on the golden questions
+  against the experts' majority, with add-one smoothing; raters without golden answers get
+  the average golden rater; the prior is the experts' yes-share. These stay fixed; EM learns
+  only what has no golden answers (the virtual rater). This is what reproduces the release
+  (see ``benchmarks/results/relabel.md``).
+
+In both, the original label acts as a virtual rater on the animal classes (0–397).
+Decisions: a label is kept when its posterior is ``>= threshold`` (0.8). Images that were not
+rated keep the labels they arrive with (real.json's, from the models' unanimous agreement).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from harness.data import resolve_file
+from harness.errors import HarnessError
+
+from .dawid_skene import DawidSkeneResult
+from .ratings import YES_NO_MAYBE, Ratings, VirtualRater
+
+REAL_DATASET = "imagenet-real"
+LABELS_DATASET = "imagenet-val-labels"
+N_VAL = 50_000
+ANIMAL_CLASSES = frozenset(range(398))
+DEFAULT_THRESHOLD = 0.8
+METHODS = ("golden", "em")
+
+
+def val_file_name(index: int) -> str:
+    """The sample key of validation image ``index`` (0-based): its file name."""
+    return f"ILSVRC2012_val_{index + 1:08d}.JPEG"
+
+
+def val_index(key: str) -> int:
+    """0-based index of a validation file name (with or without extension)."""
+    try:
+        return int(str(key)[15:23]) - 1
+    except ValueError:
+        raise HarnessError(f"{key!r} is not an ILSVRC2012 validation file name") from None
+
+
+def val_indices(keys) -> np.ndarray:
+    """0-based indices of many validation file names at once."""
+    digits = pd.Series(keys, dtype=str).str.slice(15, 23)
+    if not digits.str.fullmatch(r"\d{8}").all():
+        bad = pd.Series(keys)[~digits.str.fullmatch(r"\d{8}")].iloc[0]
+        raise HarnessError(f"{bad!r} is not an ILSVRC2012 validation file name")
+    return digits.astype(np.int64).to_numpy() - 1
+
+
+def _load_npz(name: str) -> Ratings:
+    z = np.load(resolve_file(REAL_DATASET, f"imagenet/{name}"))
+    return Ratings.from_onehot(z["tensor"], z["info"], z["ids"], YES_NO_MAYBE)
+
+
+@lru_cache(maxsize=1)
+def load_synsets() -> tuple[str, ...]:
+    path = resolve_file(LABELS_DATASET, "imagenet/imagenet_synsets.txt")
+    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+@lru_cache(maxsize=1)
+def load_class_names() -> tuple[str, ...]:
+    """The first WordNet lemma of each class, in index order."""
+    path = resolve_file(LABELS_DATASET, "imagenet/imagenet_class_names.tsv")
+    names = {}
+    for line in path.read_text().splitlines():
+        idx, _synset, lemmas = line.split("\t")
+        names[int(idx)] = lemmas.split(",")[0].strip()
+    return tuple(names[i] for i in range(len(names)))
+
+
+@lru_cache(maxsize=1)
+def load_original_labels() -> np.ndarray:
+    """Original label (class index) of each of the 50,000 validation images, in file order."""
+    index = {s: i for i, s in enumerate(load_synsets())}
+    labels = np.full(N_VAL, -1, np.int64)
+    with open(resolve_file(LABELS_DATASET, "imagenet/LOC_val_solution.csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            labels[val_index(row["ImageId"])] = index[row["PredictionString"].split()[0]]
+    if (labels < 0).any():
+        raise HarnessError(f"LOC_val_solution.csv lacks {(labels < 0).sum()} validation images")
+    labels.setflags(write=False)
+    return labels
+
+
+def load_released_real() -> list[list[int]]:
+    return json.loads(resolve_file(REAL_DATASET, "imagenet/real.json").read_text())
+
+
+@dataclass
+class RealData:
+    ratings: Ratings            # raters.npz
+    golden: Ratings             # golden.npz: the experts
+    raters_golden: Ratings      # raters_golden.npz: the raters on the golden questions
+    released_scores: np.ndarray  # scores.npz, aligned with ratings.questions
+    released_real: list          # real.json
+    original: np.ndarray        # original label per validation image
+
+
+def load_real_data() -> RealData:
+    ratings = _load_npz("raters.npz")
+    scores = np.load(resolve_file(REAL_DATASET, "imagenet/scores.npz"))
+    info = scores["info"]
+    if not (np.array_equal(info[:, 0], ratings.questions["key"].to_numpy())
+            and np.array_equal(info[:, 1].astype(np.int64), ratings.questions["label"].to_numpy())):
+        raise HarnessError("scores.npz and raters.npz list different questions")
+    return RealData(ratings, _load_npz("golden.npz"), _load_npz("raters_golden.npz"),
+                    scores["tensor"].astype(float), load_released_real(), load_original_labels())
+
+
+def original_label_rater(original: np.ndarray, classes=ANIMAL_CLASSES,
+                         name: str = "original-label") -> VirtualRater:
+    """The paper's virtual rater: the original ImageNet label answers questions on ``classes``."""
+    reference = {val_file_name(i): int(c) for i, c in enumerate(original)}
+    return VirtualRater(name, reference, None if classes is None else frozenset(classes))
+
+
+# ----- golden questions -----------------------------------------------------------------
+def expert_truth(golden: Ratings) -> np.ndarray:
+    """Per golden question, 1 when more than half of the experts who answered said yes."""
+    votes = golden.majority()
+    yes = votes[:, golden.scale.index("yes")]
+    return (yes * 2 > votes.sum(1)).astype(np.int64)
+
+
+def golden_confusion(raters_golden: Ratings, truth: np.ndarray, rater_ids, smoothing: float = 1.0):
+    """Confusion matrices (len(rater_ids) × 2 × 3) measured on golden questions.
+
+    Counts of each rater's answers by the experts' truth, plus ``smoothing`` per cell, then
+    normalised. Raters with no golden answers get the average of the golden raters' matrices.
+    Returns (confusion, has_golden mask).
+    """
+    n_r, A = len(raters_golden.raters), len(raters_golden.scale)
+    counts = np.zeros((n_r, 2, A))
+    np.add.at(counts, (raters_golden.rater, truth[raters_golden.question], raters_golden.answer), 1)
+    counts += smoothing
+    measured = counts / counts.sum(2, keepdims=True)
+    pos = raters_golden.rater_codes(rater_ids)
+    confusion = np.where((pos >= 0)[:, None, None], measured[np.maximum(pos, 0)], measured.mean(0))
+    return confusion, pos >= 0
+
+
+def golden_question_index(ratings: Ratings, golden: Ratings) -> np.ndarray:
+    """Position in ``ratings.questions`` of each golden question (−1 if absent)."""
+    index = pd.MultiIndex.from_frame(ratings.questions[["key", "label"]])
+    return index.get_indexer(pd.MultiIndex.from_frame(golden.questions[["key", "label"]]))
+
+
+# ----- the rebuild ----------------------------------------------------------------------
+@dataclass
+class Rebuild:
+    ratings: Ratings             # with the virtual rater, if any
+    fit: DawidSkeneResult
+    p_yes: np.ndarray            # per question of ratings.questions
+    threshold: float
+    labels: list                 # per validation image, sorted; [] = dropped
+    config: dict = field(default_factory=dict)
+
+
+def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFAULT_THRESHOLD,
+                 virtual_classes=ANIMAL_CLASSES, golden_smoothing: float = 1.0,
+                 max_iter: int = 500, tol: float = 1e-10, fixed_iterations: int | None = None) -> Rebuild:
+    """Aggregate the raw ratings into ReaL label sets (``virtual_classes=None``: no virtual rater)."""
+    if method not in METHODS:
+        raise HarnessError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not 0 < threshold <= 1:
+        raise HarnessError(f"threshold must be in (0, 1], got {threshold}")
+    ratings = data.ratings
+    if virtual_classes is not None:
+        ratings = ratings.with_virtual(original_label_rater(data.original, virtual_classes))
+    options: dict = {"max_iter": max_iter, "tol": tol, "fixed_iterations": fixed_iterations}
+    if method == "golden":
+        truth = expert_truth(data.golden)
+        human = data.ratings.raters  # the virtual rater, if any, comes after them
+        confusion, _ = golden_confusion(data.raters_golden, truth, human, golden_smoothing)
+        fixed = np.full((len(ratings.raters), 2, len(ratings.scale)), np.nan)
+        fixed[:len(human)] = confusion
+        share = truth.mean()
+        options.update(fixed_confusion=fixed, prior=np.array([1 - share, share]))
+    fit = ratings.fit(**options)
+    p_yes = fit.posterior[:, 1]
+    labels = label_lists(ratings.questions, p_yes, threshold, data.released_real)
+    config = {"method": method, "threshold": threshold,
+              "virtual_classes": None if virtual_classes is None else _ranges(virtual_classes),
+              "golden_smoothing": golden_smoothing if method == "golden" else None,
+              "iterations": fit.iterations, "converged": fit.converged,
+              "log_likelihood": fit.log_likelihood}
+    return Rebuild(ratings, fit, p_yes, threshold, labels, config)
+
+
+def label_lists(questions: pd.DataFrame, p_yes: np.ndarray, threshold: float,
+                given: list) -> list[list[int]]:
+    """real.json's format: per image the labels with ``p_yes >= threshold``, sorted; images
+    without a rated question keep their ``given`` labels."""
+    if len(given) != N_VAL:
+        raise HarnessError(f"given label lists must cover {N_VAL} images, got {len(given)}")
+    images = val_indices(questions["key"])
+    labels_of = [list(map(int, g)) for g in given]
+    rated = np.unique(images)
+    for i in rated:
+        labels_of[i] = []
+    keep = p_yes >= threshold
+    for i, label in sorted(zip(images[keep], questions["label"].to_numpy()[keep])):
+        labels_of[i].append(int(label))
+    return labels_of
+
+
+def _ranges(values) -> str:
+    """Compact text for a set of class ids: '0-397'."""
+    vals = sorted(values)
+    parts, start = [], None
+    for a, b in zip(vals, vals[1:] + [None]):
+        start = a if start is None else start
+        if b != a + 1:
+            parts.append(f"{start}-{a}" if a != start else f"{a}")
+            start = None
+    return ",".join(parts)
+
+
+def parse_ranges(text: str) -> frozenset:
+    """'0-397' or '0-9,15' as a set of class ids."""
+    out = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise HarnessError(f"class ranges {text!r} are not like '0-397' or '0-9,15'") from None
+    return frozenset(out)
+
+
+# ----- comparison with the release ------------------------------------------------------
+def compare_with_release(rebuild: Rebuild, data: RealData) -> dict:
+    """Pearson r of the posteriors and the share of equal decisions on the rated questions."""
+    q = rebuild.ratings.questions
+    images = val_indices(q["key"])
+    labels = q["label"].to_numpy()
+    released = np.array([lab in data.released_real[i] for i, lab in zip(images, labels)])
+    ours = rebuild.p_yes >= rebuild.threshold
+    same_sets = sum(set(a) == set(b) for a, b in zip(rebuild.labels, data.released_real))
+    rated = np.unique(images)
+    same_rated = sum(set(rebuild.labels[i]) == set(data.released_real[i]) for i in rated)
+    return {
+        "questions": int(len(q)),
+        "equal_decisions": float(np.mean(ours == released)),
+        "pearson_r": float(np.corrcoef(rebuild.p_yes, data.released_scores)[0, 1]),
+        "max_abs_posterior_difference": float(np.abs(rebuild.p_yes - data.released_scores).max()),
+        "yes_both": int(np.sum(ours & released)),
+        "yes_only_rebuilt": int(np.sum(ours & ~released)),
+        "yes_only_released": int(np.sum(~ours & released)),
+        "images_with_equal_label_sets": int(same_sets),
+        "rated_images": int(len(rated)),
+        "rated_images_with_equal_label_sets": int(same_rated),
+    }
+
+
+# ----- rater quality on golden questions ------------------------------------------------
+def rater_quality(data: RealData) -> pd.DataFrame:
+    """Per rater: answers on the golden questions against the experts' majority."""
+    rg = data.raters_golden
+    truth = expert_truth(data.golden)[rg.question]
+    yes, maybe = rg.scale.index("yes"), rg.scale.index("maybe")
+    said_yes = rg.answer == yes
+    decisive = rg.answer != maybe
+    frame = pd.DataFrame({"rater": rg.raters[rg.rater], "correct": said_yes == (truth == 1),
+                          "decisive": decisive, "decisive_correct": decisive & (said_yes == (truth == 1)),
+                          "maybe": ~decisive, "tp": said_yes & (truth == 1), "yes": said_yes,
+                          "pos": truth == 1})
+    g = frame.groupby("rater", sort=False).sum()
+    n = frame.groupby("rater", sort=False).size()
+    main_answers = pd.Series(np.bincount(data.ratings.rater, minlength=len(data.ratings.raters)),
+                             index=data.ratings.raters)
+    out = pd.DataFrame({
+        "rater": g.index.astype(str),
+        "golden_answers": n.to_numpy(),
+        "accuracy": (g["correct"] / n).to_numpy(),            # maybe counts as "not yes"
+        "decisive_accuracy": (g["decisive_correct"] / g["decisive"].clip(lower=1)).to_numpy(),
+        "maybe_rate": (g["maybe"] / n).to_numpy(),
+        "yes_precision": (g["tp"] / g["yes"].clip(lower=1)).to_numpy(),
+        "yes_recall": (g["tp"] / g["pos"].clip(lower=1)).to_numpy(),
+        "answers_in_raters_npz": main_answers.reindex(g.index).fillna(0).astype(int).to_numpy(),
+    })
+    return out.sort_values("accuracy", ascending=False).reset_index(drop=True)
+
+
+def golden_precision_recall(decisions: np.ndarray, data: RealData) -> dict:
+    """Precision/recall of yes-decisions (one per rated question) against the experts."""
+    idx = golden_question_index(data.ratings, data.golden)
+    if (idx < 0).any():
+        raise HarnessError(f"{(idx < 0).sum()} golden questions are not among the rated questions")
+    truth = expert_truth(data.golden).astype(bool)
+    ours = np.asarray(decisions, bool)[idx]
+    tp = int(np.sum(ours & truth))
+    return {"golden_questions": int(len(idx)), "expert_yes": int(truth.sum()),
+            "decided_yes": int(ours.sum()), "true_positives": tp,
+            "precision": tp / max(int(ours.sum()), 1), "recall": tp / max(int(truth.sum()), 1),
+            "accuracy": float(np.mean(ours == truth))}
