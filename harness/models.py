@@ -20,7 +20,9 @@ class ModelSpec:
     alias: str
     timm_name: str  # "arch.tag"
     description: str
-    weights: str = "timm"  # "timm" (hub), "package:<module>:<file glob>", or "unreleased"
+    # "timm" (hub), "package:<module>:<file glob>", "unreleased", or "custom:<module>:<function>" for
+    # architectures outside timm: function(spec, checkpoint) -> LoadedModel
+    weights: str = "timm"
     note: str = ""
 
 
@@ -150,6 +152,9 @@ def load_model(name: str, checkpoint: str | Path | None = None, num_classes: int
 
     spec = lookup(name)
     arch = spec.timm_name
+    if spec.weights.startswith("custom:"):
+        _, module, function = spec.weights.split(":", 2)
+        return getattr(importlib.import_module(module), function)(spec, checkpoint)
     if spec.weights == "unreleased" and checkpoint is None:
         raise HarnessError(f"model {spec.alias}: {spec.note}")
     try:

@@ -57,7 +57,7 @@ def list_images(root: Path, key_of: Callable[[str], str | None], class_names: se
     files = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
     items, foreign = [], []
     for f in files:
-        key = key_of(f.name)
+        key = key_of(str(f.relative_to(root)))  # relative path: some datasets key on folder + name
         (items if key is not None else foreign).append((key, f))
     if foreign:
         raise HarnessError(
