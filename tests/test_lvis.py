@@ -1,0 +1,143 @@
+"""LVIS suite on the real 100-image validation ground truth.
+
+No real LVIS result file is available (and the PyPI ``lvis`` package does not run on numpy 2),
+so result sets are built from the ground truth with controlled, seeded noise, and the tests
+check properties that LVIS's rules fix: perfect results score 1; removing one category's
+detections changes that category only; detections of categories an image has no information
+about are ignored (federated), those of its negative categories count as false positives;
+unmatched detections of not-exhaustively annotated categories are ignored; at most 300
+detections per image count, the highest-scoring.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.detection.suite import LVIS
+from harness.errors import HarnessError
+
+GT = "lvis/lvis_val_100.json"
+SUMMARY = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300", "ARs@300", "ARm@300",
+           "ARl@300")
+
+
+@pytest.fixture(scope="module")
+def gt(shared_data):
+    return json.loads((shared_data / GT).read_text())
+
+
+def from_ground_truth(gt, noise=0.0, seed=0, segm=False):
+    """One detection per ground truth object, boxes jittered by ``noise`` x their size, random scores."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        dx, dy, dw, dh = rng.normal(0, noise, 4) * [w, h, w, h] if noise else (0, 0, 0, 0)
+        rec = {"image_id": a["image_id"], "category_id": a["category_id"], "score": float(rng.uniform(0.05, 1)),
+               "bbox": [x + dx, y + dy, max(w + dw, 1.0), max(h + dh, 1.0)]}
+        if segm:
+            rec["segmentation"] = a["segmentation"]
+        out.append(rec)
+    return out
+
+
+def score(store, tmp_path, records, name, iou_type="bbox"):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(records))
+    run_id = LVIS.import_predictions(store, path, name)
+    ev, label_set, _ = LVIS.evaluate(store, run_id, iou_type=iou_type)
+    assert label_set == "lvis-val-100"
+    return ev
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_perfect_results_score_one(store, tmp_path, gt, iou_type):
+    ev = score(store, tmp_path, from_ground_truth(gt, segm=iou_type == "segm"), "perfect", iou_type)
+    assert list(ev.summary) == list(SUMMARY) and ev.max_dets == [300]
+    groups = {c["frequency"] for c in gt["categories"] if c["id"] in {a["category_id"] for a in gt["annotations"]}}
+    for key, value in ev.summary.items():
+        if key in ("APr", "APc", "APf") and key[-1] not in groups:
+            assert value == -1, key
+        else:
+            assert value == pytest.approx(1.0, abs=1e-12), key
+    assert ev.per_category()["AP"].dropna().size == len({a["category_id"] for a in gt["annotations"]})
+
+
+def test_dropping_a_category_lowers_exactly_that_category(store, tmp_path, gt):
+    noisy = from_ground_truth(gt, noise=0.08)
+    full = score(store, tmp_path, noisy, "noisy").per_category().set_index("category_id")
+    assert 0.3 < np.nanmean(full["AP"]) < 0.95
+    victim = int(full["num_gt"].idxmax())
+    without = score(store, tmp_path, [r for r in noisy if r["category_id"] != victim], "without")
+    after = without.per_category().set_index("category_id")
+    assert full.loc[victim, "AP"] > 0 and after.loc[victim, "AP"] == 0
+    others = full.index != victim
+    pd.testing.assert_frame_equal(full[others], after[others])
+    assert without.summary["AP"] < np.nanmean(full["AP"])
+
+
+def test_federated_rules(store, tmp_path, gt):
+    base = from_ground_truth(gt, noise=0.08)
+    reference = score(store, tmp_path, base, "base")
+    present = {}
+    for a in gt["annotations"]:
+        present.setdefault(a["image_id"], set()).add(a["category_id"])
+    annotated = {c for cats in present.values() for c in cats}
+    image = next(im for im in gt["images"] if set(im["neg_category_ids"]) & annotated)
+    negative = sorted(set(image["neg_category_ids"]) & annotated)[0]
+    unknown = next(c["id"] for c in gt["categories"]
+                   if c["id"] in annotated and c["id"] not in present.get(image["id"], set())
+                   and c["id"] not in image["neg_category_ids"])
+    box = {"image_id": image["id"], "bbox": [1.0, 1.0, 30.0, 30.0], "score": 0.99}
+
+    # A category the image says nothing about: the detection is not evaluated at all.
+    ignored = score(store, tmp_path, base + [{**box, "category_id": unknown}], "unknown-category")
+    assert ignored.summary == reference.summary
+    # A category the image is known not to contain: a false positive for that category.
+    wrong = score(store, tmp_path, base + [{**box, "category_id": negative}], "negative-category")
+    before, after = (e.per_category().set_index("category_id") for e in (reference, wrong))
+    assert after.loc[negative, "AP"] < before.loc[negative, "AP"]
+    others = before.index != negative
+    pd.testing.assert_frame_equal(before[others], after[others])
+
+    # Not exhaustively annotated: an unmatched detection there is ignored, unlike on an exhaustive image.
+    lax = next(im for im in gt["images"] if im["not_exhaustive_category_ids"])
+    category = lax["not_exhaustive_category_ids"][0]
+    far = {"image_id": lax["id"], "category_id": category, "bbox": [0.0, 0.0, 2.0, 2.0], "score": 0.999}
+    assert score(store, tmp_path, base + [far], "not-exhaustive").summary == reference.summary
+    strict = next(im for im in gt["images"] if category in present.get(im["id"], set())
+                  and category not in im["not_exhaustive_category_ids"])
+    penalised = score(store, tmp_path, base + [{**far, "image_id": strict["id"]}], "exhaustive")
+    assert penalised.per_category().set_index("category_id").loc[category, "AP"] < before.loc[category, "AP"]
+
+
+def test_at_most_300_detections_per_image(store, tmp_path, gt):
+    base = from_ground_truth(gt)
+    counts = pd.Series([r["image_id"] for r in base]).value_counts()
+    image = int(counts.index[0])
+    negative = gt["images"][[im["id"] for im in gt["images"]].index(image)]["neg_category_ids"][0]
+    junk = [{"image_id": image, "category_id": negative, "bbox": [float(i), 0.0, 5.0, 5.0], "score": 1.0 + i}
+            for i in range(300)]
+    crowded = score(store, tmp_path, base + junk, "crowded")
+    # The 300 junk detections outscore the image's real ones, which therefore do not count at all.
+    pushed_out = score(store, tmp_path, [r for r in base if r["image_id"] != image] + junk, "pushed-out")
+    assert crowded.summary == pushed_out.summary
+    assert crowded.summary["AR@300"] < 1.0
+    one_slot_left = score(store, tmp_path, base + junk[1:], "one-slot-left")
+    assert one_slot_left.summary["AR@300"] > crowded.summary["AR@300"]
+
+
+def test_lvis_refuses_keypoints_and_coco_label_sets(store, tmp_path, gt):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(from_ground_truth(gt)[:10]))
+    run_id = LVIS.import_predictions(store, path, "few")
+    with pytest.raises(HarnessError, match="has no keypoints results"):
+        LVIS.score(store, run_id, iou_types=["keypoints"])
+    from harness.detection.suite import COCO
+
+    COCO.ensure_label_sets(store, ["coco-val2014-100"])
+    with pytest.raises(HarnessError, match="not lvis ground truth"):
+        LVIS.score(store, run_id, label_set="coco-val2014-100")
