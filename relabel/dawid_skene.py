@@ -17,8 +17,9 @@ Options that keep EM an EM (the objective cannot fall):
 - ``fixed_confusion``: raters whose matrices are given and kept (e.g. measured on golden
   questions); only the others are re-estimated;
 - ``prior``: a fixed class prior instead of a learnt one;
-- ``smoothing``: a Dirichlet pseudo-count on every confusion cell (a MAP fit; the objective
-  then includes the log prior density, up to a constant);
+- ``smoothing``: Dirichlet pseudo-counts on the confusion cells, one number or a
+  classes × answers array (e.g. more on the diagonal); a MAP fit whose objective then
+  includes the log prior density, up to a constant;
 - ``known``: questions whose truth is known (golden questions), clamped in every E-step.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ def dawid_skene(question, rater, answer, *, n_classes: int, n_answers: int,
                 n_questions: int | None = None, n_raters: int | None = None,
                 init: np.ndarray | None = None, answer_votes: np.ndarray | None = None,
                 fixed_confusion: np.ndarray | None = None, prior: np.ndarray | None = None,
-                smoothing: float = 0.0, known: tuple[np.ndarray, np.ndarray] | None = None,
+                smoothing: float | np.ndarray = 0.0, known: tuple[np.ndarray, np.ndarray] | None = None,
                 max_iter: int = 500, tol: float = 1e-10,
                 fixed_iterations: int | None = None) -> DawidSkeneResult:
     """Fit Dawid–Skene by EM; answers are given in long form as integer codes.
@@ -94,10 +95,14 @@ def dawid_skene(question, rater, answer, *, n_classes: int, n_answers: int,
         raise HarnessError("no answers to aggregate")
     if n_classes < 2:
         raise HarnessError(f"n_classes must be at least 2, got {n_classes}")
-    if smoothing < 0:
-        raise HarnessError(f"smoothing must be >= 0, got {smoothing}")
+    smoothing = np.asarray(smoothing, float)
+    if smoothing.ndim not in (0, 2) or np.any(smoothing < 0):
+        raise HarnessError("smoothing must be a pseudo-count >= 0, or a classes × answers array of them")
     if fixed_iterations is not None and fixed_iterations < 1:
         raise HarnessError(f"fixed_iterations must be >= 1, got {fixed_iterations}")
+    if smoothing.ndim == 2 and smoothing.shape != (n_classes, n_answers):
+        raise HarnessError(f"smoothing must have shape {(n_classes, n_answers)} (classes, answers), "
+                           f"got {smoothing.shape}")
     n_q = int(n_questions if n_questions is not None else question.max() + 1)
     n_r = int(n_raters if n_raters is not None else rater.max() + 1)
     K, A = n_classes, n_answers
@@ -177,8 +182,8 @@ def dawid_skene(question, rater, answer, *, n_classes: int, n_answers: int,
         post = joint
         post /= norm
         objective = float(top.sum() + np.log(norm).sum())
-        if smoothing > 0:
-            objective += smoothing * float(log_conf[~fixed_mask].sum())
+        if np.any(smoothing > 0):
+            objective += float((smoothing * log_conf[~fixed_mask]).sum())
         result.objective.append(objective)
         result.iterations = it
         if fixed_iterations is None and it > 1:

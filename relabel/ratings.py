@@ -114,7 +114,8 @@ class Ratings:
         if label_col:
             qframe["label"] = pd.to_numeric(table[label_col].astype(str).str.strip()).astype(np.int64)
         qcodes, uniq = pd.MultiIndex.from_frame(qframe).factorize() if label_col else keys.factorize()
-        questions = (uniq.to_frame(index=False) if label_col else pd.DataFrame({"key": np.asarray(uniq)}))
+        questions = (uniq.to_frame(index=False, name=["key", "label"]) if label_col
+                     else pd.DataFrame({"key": np.asarray(uniq)}))
         rcodes, raters = table[rater_col].astype(str).factorize()
         acodes = answers.map({s: i for i, s in enumerate(scale)}).to_numpy()
         return cls(questions, np.asarray(raters), scale, np.asarray(qcodes, np.int64),
@@ -198,6 +199,7 @@ def raise_row_problems(problems: list[tuple[int, str]], table: pd.DataFrame, whe
         return
     problems = sorted(problems)
     lines = [f"  line {i + first_line}: {why}: {dict(table.iloc[i])}" for i, why in problems[:show]]
-    more = f"\n  ... and {len(problems) - show} more" if len(problems) > show else ""
-    raise HarnessError(f"{where}: {len(problems)} bad row(s), nothing was written:\n"
+    more = f"\n  ... and {len(problems) - show} more problem(s)" if len(problems) > show else ""
+    rows = len({i for i, _ in problems})
+    raise HarnessError(f"{where}: {rows} bad row(s), nothing was written:\n"
                        + "\n".join(lines) + more)

@@ -45,7 +45,8 @@ METHODS = ("golden", "em")
 
 
 def val_file_name(index: int) -> str:
-    """The sample key of validation image ``index`` (0-based): its file name."""
+    """The file name of validation image ``index`` (0-based), as the rating files name it.
+    (The store's sample key is the stem, ``harness.imagenet.val_key``.)"""
     return f"ILSVRC2012_val_{index + 1:08d}.JPEG"
 
 
@@ -116,6 +117,11 @@ class RealData:
     original: np.ndarray        # original label per validation image
 
 
+def load_golden() -> Ratings:
+    """The 5 experts' answers on the golden questions."""
+    return _load_npz("golden.npz")
+
+
 def load_real_data() -> RealData:
     ratings = _load_npz("raters.npz")
     scores = np.load(resolve_file(REAL_DATASET, "imagenet/scores.npz"))
@@ -123,7 +129,7 @@ def load_real_data() -> RealData:
     if not (np.array_equal(info[:, 0], ratings.questions["key"].to_numpy())
             and np.array_equal(info[:, 1].astype(np.int64), ratings.questions["label"].to_numpy())):
         raise HarnessError("scores.npz and raters.npz list different questions")
-    return RealData(ratings, _load_npz("golden.npz"), _load_npz("raters_golden.npz"),
+    return RealData(ratings, load_golden(), _load_npz("raters_golden.npz"),
                     scores["tensor"].astype(float), load_released_real(), load_original_labels())
 
 
@@ -178,8 +184,10 @@ class Rebuild:
 
 def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFAULT_THRESHOLD,
                  virtual_classes=ANIMAL_CLASSES, golden_smoothing: float = 1.0,
-                 max_iter: int = 500, tol: float = 1e-10, fixed_iterations: int | None = None) -> Rebuild:
-    """Aggregate the raw ratings into ReaL label sets (``virtual_classes=None``: no virtual rater)."""
+                 max_iter: int = 500, tol: float = 1e-10, fixed_iterations: int | None = None,
+                 smoothing: float = 0.0, virtual_confusion: np.ndarray | None = None) -> Rebuild:
+    """Aggregate the raw ratings into ReaL label sets (``virtual_classes=None``: no virtual rater;
+    ``virtual_confusion``: its 2×3 matrix, kept fixed instead of learnt)."""
     if method not in METHODS:
         raise HarnessError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0 < threshold <= 1:
@@ -187,21 +195,30 @@ def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFA
     ratings = data.ratings
     if virtual_classes is not None:
         ratings = ratings.with_virtual(original_label_rater(data.original, virtual_classes))
-    options: dict = {"max_iter": max_iter, "tol": tol, "fixed_iterations": fixed_iterations}
+    options: dict = {"max_iter": max_iter, "tol": tol, "fixed_iterations": fixed_iterations,
+                     "smoothing": smoothing}
+    fixed = np.full((len(ratings.raters), 2, len(ratings.scale)), np.nan)
+    if virtual_confusion is not None:
+        if virtual_classes is None:
+            raise HarnessError("virtual_confusion needs a virtual rater (virtual_classes)")
+        fixed[-1] = virtual_confusion
     if method == "golden":
         truth = expert_truth(data.golden)
         human = data.ratings.raters  # the virtual rater, if any, comes after them
         confusion, _ = golden_confusion(data.raters_golden, truth, human, golden_smoothing)
-        fixed = np.full((len(ratings.raters), 2, len(ratings.scale)), np.nan)
         fixed[:len(human)] = confusion
         share = truth.mean()
-        options.update(fixed_confusion=fixed, prior=np.array([1 - share, share]))
+        options.update(prior=np.array([1 - share, share]))
+    if not np.isnan(fixed).all():
+        options.update(fixed_confusion=fixed)
     fit = ratings.fit(**options)
     p_yes = fit.posterior[:, 1]
     labels = label_lists(ratings.questions, p_yes, threshold, data.released_real)
     config = {"method": method, "threshold": threshold,
               "virtual_classes": None if virtual_classes is None else _ranges(virtual_classes),
               "golden_smoothing": golden_smoothing if method == "golden" else None,
+              "smoothing": smoothing, "fixed_iterations": fixed_iterations,
+              "virtual_confusion": None if virtual_confusion is None else np.asarray(virtual_confusion).tolist(),
               "iterations": fit.iterations, "converged": fit.converged,
               "log_likelihood": fit.log_likelihood}
     return Rebuild(ratings, fit, p_yes, threshold, labels, config)
@@ -249,6 +266,19 @@ def parse_ranges(text: str) -> frozenset:
 
 
 # ----- comparison with the release ------------------------------------------------------
+def label_set_table(rebuild: Rebuild) -> pd.DataFrame:
+    """The rebuild as a store label set: harness keys, labels, posterior weights (1.0 for the
+    labels of unrated images, which are taken as given)."""
+    from harness.imagenet import val_key
+
+    from .labelsets import label_set_frame, posterior_lookup, weights_for
+
+    q = rebuild.ratings.questions
+    score = posterior_lookup(val_indices(q["key"]), q["label"].to_numpy(), rebuild.p_yes)
+    return label_set_frame([val_key(i) for i in range(N_VAL)], rebuild.labels,
+                           weights_for(rebuild.labels, score))
+
+
 def compare_with_release(rebuild: Rebuild, data: RealData) -> dict:
     """Pearson r of the posteriors and the share of equal decisions on the rated questions."""
     q = rebuild.ratings.questions

@@ -1,0 +1,473 @@
+"""``python -m relabel``: aggregate human ratings into label sets, propose labels, find ambiguous classes.
+
+Subcommands:
+  real            rebuild ImageNet-ReaL from the raw ratings; compare with the release
+  raters          per-rater quality on the golden questions
+  aggregate       Dawid–Skene on any long CSV of answers (rater,key[,label],answer)
+  cifar10s        multi-class Dawid–Skene on the raw CIFAR-10S answers vs the majority vote
+  cifar10h        soft labels and ReaL-style label sets from the CIFAR-10H counts
+  propose         candidate labels from stored runs (the paper's rules); model-subset search
+  tasks           split proposals into rating tasks (JSONL or CSV)
+  import-answers  check raters' answers against the tasks, aggregate, register the label set
+  oracle          the ambiguous-class oracle, and stored models against it
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+
+
+def _store(args):
+    from harness.store import Store
+
+    return Store(args.store)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x)))
+
+
+def _write_csv(frame: pd.DataFrame, path: str) -> None:
+    from harness.store import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), frame.to_csv(index=False, float_format="%.6g").encode())
+    print(f"wrote {path} ({len(frame)} rows)", file=sys.stderr)
+
+
+def _fit_options(args, n_classes: int | None = None) -> dict:
+    smoothing = getattr(args, "smoothing", 0.0)
+    diagonal = getattr(args, "diagonal_smoothing", 0.0)
+    if diagonal:
+        if not n_classes:
+            raise HarnessError("--diagonal-smoothing is for multi-class questions (answers = classes)")
+        smoothing = smoothing + diagonal * np.eye(n_classes)
+    return {"max_iter": args.max_iter, "tol": args.tol, "fixed_iterations": args.iterations,
+            "smoothing": smoothing}
+
+
+def _objective_summary(objective: list[float]) -> dict:
+    steps = np.diff(objective)
+    return {"first": objective[0], "last": objective[-1], "steps": len(objective),
+            "never_fell": bool(np.all(steps >= -1e-9 * abs(objective[-1])))}
+
+
+# ----- ReaL ---------------------------------------------------------------------------------
+def cmd_real(args) -> int:
+    from . import real
+    from .labelsets import register_label_set
+
+    data = real.load_real_data()
+    virtual = None if args.no_virtual else real.parse_ranges(args.virtual_classes)
+    rebuild = real.rebuild_real(data, method=args.method, threshold=args.threshold,
+                                virtual_classes=virtual, golden_smoothing=args.golden_smoothing,
+                                **_fit_options(args))
+    report = {"config": rebuild.config,
+              "objective": _objective_summary(rebuild.fit.objective),
+              "release": real.compare_with_release(rebuild, data),
+              "golden": real.golden_precision_recall(rebuild.p_yes >= args.threshold, data),
+              "released_golden": real.golden_precision_recall(data.released_scores >= real.DEFAULT_THRESHOLD, data),
+              "images_kept": sum(1 for x in rebuild.labels if x),
+              "labels": sum(len(x) for x in rebuild.labels)}
+    if args.out:
+        from harness.store import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.out), json.dumps(rebuild.labels).encode())
+        print(f"wrote {args.out} (real.json format)", file=sys.stderr)
+    if args.scores:
+        q = rebuild.ratings.questions
+        _write_csv(pd.DataFrame({"key": q["key"], "label": q["label"], "p_yes": rebuild.p_yes,
+                                 "released": data.released_scores}), args.scores)
+    if args.register:
+        meta = register_label_set(_store(args), args.register, real.label_set_table(rebuild),
+                                  dataset="imagenet-val",
+                                  description=f"ReaL rebuilt from raw ratings ({args.method})",
+                                  provenance={"relabel": rebuild.config,
+                                              "agreement_with_release": report["release"]})
+        report["registered"] = meta["name"]
+    if args.json:
+        _print_json(report)
+    else:
+        rel, gold = report["release"], report["golden"]
+        print(f"method {args.method}: {rebuild.config['iterations']} iterations, "
+              f"log-likelihood {rebuild.fit.log_likelihood:.2f} (never fell: {report['objective']['never_fell']})")
+        print(f"vs released: {rel['equal_decisions']:.4%} equal decisions at {args.threshold} on "
+              f"{rel['questions']:,} questions, Pearson r {rel['pearson_r']:.5f}; "
+              f"{rel['rated_images_with_equal_label_sets']:,} of {rel['rated_images']:,} rated images "
+              "have identical label sets")
+        print(f"vs experts ({gold['golden_questions']} golden questions): precision {gold['precision']:.3f}, "
+              f"recall {gold['recall']:.3f} (released: {report['released_golden']['precision']:.3f}, "
+              f"{report['released_golden']['recall']:.3f})")
+        print(f"{report['images_kept']:,} images keep {report['labels']:,} labels")
+    return 0
+
+
+def cmd_raters(args) -> int:
+    from . import real
+
+    table = real.rater_quality(real.load_real_data())
+    if args.out:
+        _write_csv(table, args.out)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+# ----- generic aggregation ----------------------------------------------------------------
+def cmd_aggregate(args) -> int:
+    from .labelsets import label_set_frame, register_label_set
+    from .ratings import YES_NO_MAYBE, Ratings, VirtualRater
+
+    table = pd.read_csv(args.answers, dtype=str, keep_default_na=False)
+    if args.scale:
+        scale = tuple(s.strip() for s in args.scale.split(","))
+    else:
+        scale = None if args.multiclass else YES_NO_MAYBE
+    ratings = Ratings.from_long(table, scale, label_col=None if args.multiclass else "label",
+                                where=f"answers in {args.answers}")
+    if args.virtual:
+        ref = pd.read_csv(args.virtual, dtype={"key": str})
+        if not {"key", "label"} <= set(ref.columns):
+            raise HarnessError(f"{args.virtual} must have the columns key,label")
+        classes = None
+        if args.virtual_classes:
+            from .real import parse_ranges
+
+            classes = parse_ranges(args.virtual_classes)
+        ratings = ratings.with_virtual(VirtualRater(Path(args.virtual).stem,
+                                                    dict(zip(ref["key"], ref["label"].astype(int))), classes))
+    fit = ratings.fit(**_fit_options(args, None if ratings.is_label_questions else len(ratings.scale)))
+    q = ratings.questions
+    if ratings.is_label_questions:
+        out = q.assign(p_yes=fit.posterior[:, 1])
+        kept = out[out["p_yes"] >= args.threshold].sort_values(["key", "label"])
+        grouped = {k: g for k, g in kept.groupby("key", sort=True)}
+        keys = sorted(q["key"].unique())
+        labels = [grouped[k]["label"].tolist() if k in grouped else [] for k in keys]
+        weights = [grouped[k]["p_yes"].tolist() if k in grouped else [] for k in keys]
+    else:
+        out = q.assign(**{f"p_{c}": fit.posterior[:, i] for i, c in enumerate(ratings.scale)})
+        out["aggregated"] = np.asarray(ratings.scale, dtype=object)[fit.posterior.argmax(1)]
+        keys = q["key"].tolist()
+        labels = [[int(i)] for i in fit.posterior.argmax(1)]
+        weights = [[float(p)] for p in fit.posterior.max(1)]
+    print(f"{ratings.n_answers:,} answers, {len(ratings.raters)} raters, {len(q):,} questions; "
+          f"{fit.iterations} iterations, converged {fit.converged}, log-likelihood {fit.log_likelihood:.3f}")
+    if args.out:
+        _write_csv(out, args.out)
+    if args.register:
+        if not args.dataset:
+            raise HarnessError("--register needs --dataset (the sample space the keys belong to)")
+        register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
+                           dataset=args.dataset, description=f"Dawid–Skene on {args.answers}",
+                           provenance={"answers": str(args.answers), "threshold": args.threshold,
+                                       "iterations": fit.iterations})
+        print(f"registered label set {args.register}")
+    return 0
+
+
+# ----- CIFAR ------------------------------------------------------------------------------
+def cmd_cifar10s(args) -> int:
+    from . import cifar
+
+    ratings, original = cifar.cifar10s_ratings()
+    summary, table = cifar.cifar10s_report(ratings, original,
+                                           **_fit_options(args, len(cifar.CIFAR10_CLASSES)))
+    if args.out:
+        _write_csv(table, args.out)
+    if args.register:
+        from .labelsets import label_set_frame, register_label_set
+
+        frame = label_set_frame(table["key"].tolist(),
+                                [[cifar.CIFAR10_CLASSES.index(c)] for c in table["dawid_skene"]],
+                                [[p] for p in table["posterior"]])
+        register_label_set(_store(args), args.register, frame, dataset=args.dataset,
+                           description="CIFAR-10S: multi-class Dawid–Skene", provenance=summary)
+        summary["registered"] = args.register
+    _print_json(summary)
+    return 0
+
+
+def cmd_cifar10h(args) -> int:
+    from . import cifar
+
+    counts = cifar.cifar10h_counts()
+    labels, weights = cifar.label_sets(counts, args.min_share)
+    sizes = np.bincount([len(x) for x in labels])
+    summary = {"images": len(labels), "min_share": args.min_share,
+               "set_sizes": {str(i): int(n) for i, n in enumerate(sizes) if n},
+               "mean_labels": float(np.mean([len(x) for x in labels])),
+               "mean_annotators": float(counts.sum(1).mean())}
+    if args.register:
+        from .labelsets import label_set_frame, register_label_set
+
+        keys = [str(i) for i in range(len(labels))]
+        register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
+                           dataset=args.dataset, description="CIFAR-10H: classes chosen by at least "
+                           f"{args.min_share:.0%} of the annotators (weights: shares)",
+                           provenance=summary)
+        summary["registered"] = args.register
+    if args.soft_out:
+        soft = cifar.soft_labels(counts)
+        _write_csv(pd.DataFrame(soft, columns=list(cifar.CIFAR10_CLASSES)).assign(
+            key=[str(i) for i in range(len(soft))])[["key", *cifar.CIFAR10_CLASSES]], args.soft_out)
+    _print_json(summary)
+    return 0
+
+
+# ----- proposals and tasks ----------------------------------------------------------------
+def _imagenet_ranked(store, runs: list[str], top_k: int) -> dict[str, dict]:
+    from harness.imagenet import val_key
+
+    from .proposals import ranked_labels_from_store
+    from .real import val_indices
+
+    out = {}
+    for ref in runs:
+        ranked = ranked_labels_from_store(store, ref, top_k)
+        keys = list(ranked)
+        out[ref] = {val_key(i): ranked[k] for i, k in zip(val_indices(keys), keys)}
+    return out
+
+
+def _expert_reference() -> dict[str, set]:
+    """Expert-positive labels per golden image (the 5 experts' majority), by harness key."""
+    from harness.imagenet import val_key
+
+    from . import real
+
+    golden = real.load_golden()
+    truth = real.expert_truth(golden)
+    ref: dict[str, set] = {}
+    for key, label, yes in zip(real.val_indices(golden.questions["key"]), golden.questions["label"], truth):
+        ref.setdefault(val_key(int(key)), set())
+        if yes:
+            ref[val_key(int(key))].add(int(label))
+    return {k: v for k, v in ref.items() if v}
+
+
+def cmd_propose(args) -> int:
+    from harness.imagenet import val_key
+
+    from . import proposals as P
+    from .real import load_original_labels
+
+    store = _store(args)
+    runs = [r for r in args.runs.split(",") if r]
+    models = _imagenet_ranked(store, runs, args.top_k)
+    original = {val_key(i): int(c) for i, c in enumerate(load_original_labels())} if not args.no_original else None
+    rules = {"top_k": args.top_k, "min_models": args.min_models, "add_top1": not args.no_top1,
+             "add_original": not args.no_original}
+    reference = _expert_reference()
+    if args.target_recall:
+        chosen, steps = P.select_models(models, reference, args.target_recall, original, **rules)
+        print(steps.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        models = {m: models[m] for m in chosen}
+    proposals = P.propose(models, original, **rules)
+    stats = P.proposal_recall(proposals, reference)
+    print(f"{len(proposals):,} images, {stats['mean_proposals_all']:.2f} proposals per image; "
+          f"recall {stats['recall']:.4f} of {stats['reference_labels']} expert labels on "
+          f"{stats['images']} golden images (models: {', '.join(models)})")
+    if args.out:
+        from harness.store import atomic_write_bytes
+
+        lines = [json.dumps({"key": k, "labels": v}) for k, v in proposals.items()]
+        atomic_write_bytes(Path(args.out), ("\n".join(lines) + "\n").encode())
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _read_proposals(path: str) -> dict[str, list]:
+    out = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                item = json.loads(line)
+                out[str(item["key"])] = [int(x) for x in item["labels"]]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise HarnessError(f"{path} line {n} is not a proposal ({exc!r})") from None
+    return out
+
+
+def cmd_tasks(args) -> int:
+    from .proposals import export_tasks, split_tasks
+    from .real import load_class_names
+
+    tasks = split_tasks(_read_proposals(args.proposals), args.max_labels)
+    export_tasks(tasks, Path(args.out), list(load_class_names()) if args.names else None)
+    print(f"wrote {len(tasks):,} tasks for {tasks['key'].nunique():,} samples to {args.out}")
+    return 0
+
+
+def cmd_import_answers(args) -> int:
+    from .labelsets import label_set_frame, register_label_set
+    from .proposals import read_answers, read_tasks
+
+    tasks = read_tasks(Path(args.tasks))
+    roster = None
+    if args.raters:
+        roster = [line.strip() for line in Path(args.raters).read_text().splitlines() if line.strip()]
+    ratings = read_answers(Path(args.answers), tasks, roster)
+    fit = ratings.fit(**_fit_options(args))
+    q = ratings.questions.assign(p_yes=fit.posterior[:, 1])
+    print(f"{ratings.n_answers:,} answers from {len(ratings.raters)} raters on {len(q):,} questions; "
+          f"{fit.iterations} iterations, log-likelihood {fit.log_likelihood:.3f}")
+    keys = sorted(tasks["key"].astype(str).unique())
+    kept = q[q["p_yes"] >= args.threshold].sort_values(["key", "label"])
+    grouped = {k: g for k, g in kept.groupby("key", sort=True)}
+    labels = [grouped[k]["label"].tolist() if k in grouped else [] for k in keys]
+    weights = [grouped[k]["p_yes"].tolist() if k in grouped else [] for k in keys]
+    if args.out:
+        _write_csv(q, args.out)
+    if args.register:
+        register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
+                           dataset=args.dataset, description=f"relabel of {args.tasks}",
+                           provenance={"answers": str(args.answers), "threshold": args.threshold})
+        print(f"registered label set {args.register} ({sum(1 for x in labels if x):,} samples keep labels)")
+    return 0
+
+
+# ----- oracle -----------------------------------------------------------------------------
+def cmd_oracle(args) -> int:
+    from . import oracle as O
+    from .real import load_class_names, load_original_labels, load_released_real
+
+    real_lists, original, names = load_released_real(), load_original_labels(), load_class_names()
+    classes = O.oracle_classes(real_lists, original, names)
+    ambiguous = O.ambiguous_classes(classes, args.threshold)
+    pairs = O.confused_pairs(real_lists, original, ambiguous["class"], names, top=args.pairs)
+    out = Path(args.out)
+    O.write_table(classes, out / "oracle_classes.csv")
+    O.write_table(ambiguous, out / "oracle_ambiguous.csv")
+    O.write_table(pairs, out / "oracle_pairs.csv")
+    per_class = None
+    if args.runs:
+        store = _store(args)
+        models = {ref: O.top1_from_store(store, ref, len(original)) for ref in args.runs.split(",") if ref}
+        per_class, summary = O.models_vs_oracle(models, real_lists, original, classes, args.threshold)
+        O.write_table(per_class, out / "oracle_models_per_class.csv")
+        O.write_table(summary, out / "oracle_models.csv")
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    O.plot_oracle(classes, per_class, out / "oracle.png", args.threshold)
+    print(f"{len(ambiguous)} classes below oracle accuracy {args.threshold:.0%}; worst:")
+    print(ambiguous.head(args.show).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"tables and oracle.png in {out}")
+    return 0
+
+
+# ----- parser -----------------------------------------------------------------------------
+def _fit_args(p, multiclass: bool = False, diagonal: float = 0.0) -> None:
+    p.add_argument("--iterations", type=int, default=None, help="run exactly N EM iterations")
+    p.add_argument("--max-iter", type=int, default=500)
+    p.add_argument("--tol", type=float, default=1e-10, help="stop when the log-likelihood rises by less "
+                   "than tol × |log-likelihood|")
+    p.add_argument("--smoothing", type=float, default=0.0, help="Dirichlet pseudo-count on every "
+                   "confusion cell of the raters EM learns")
+    if multiclass:
+        p.add_argument("--diagonal-smoothing", type=float, default=diagonal,
+                       help="extra pseudo-count on the diagonal (answer = class): with few answers "
+                       "per annotator, plain multi-class EM overfits their 10×10 matrices")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", default=None,
+                        help="store directory (default: $REALBENCH_HOME, else the user data directory)")
+    parser = argparse.ArgumentParser(prog="python -m relabel", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("real", parents=[common], help="rebuild ReaL from the raw ratings")
+    p.add_argument("--method", choices=["golden", "em"], default="golden",
+                   help="golden: rater matrices measured on the golden questions; em: all learnt by EM")
+    p.add_argument("--threshold", type=float, default=0.8, help="keep labels with posterior >= this")
+    p.add_argument("--virtual-classes", default="0-397",
+                   help="classes on which the original label acts as a virtual rater")
+    p.add_argument("--no-virtual", action="store_true", help="no virtual rater")
+    p.add_argument("--golden-smoothing", type=float, default=1.0, help="pseudo-count per confusion cell")
+    p.add_argument("--out", help="write the label lists (real.json format)")
+    p.add_argument("--scores", help="write the posterior per question (CSV)")
+    p.add_argument("--register", metavar="NAME", help="register the label set in the store")
+    p.add_argument("--json", action="store_true")
+    _fit_args(p)
+
+    p = sub.add_parser("raters", parents=[common], help="rater quality on the golden questions")
+    p.add_argument("--out", help="CSV file")
+
+    p = sub.add_parser("aggregate", parents=[common], help="Dawid–Skene on a long CSV of answers")
+    p.add_argument("answers", help="CSV with rater,key,label,answer (or rater,key,answer with --multiclass)")
+    p.add_argument("--scale", default=None, help="answer names in order, comma-separated (default "
+                   "no,maybe,yes; multi-class: the classes, default the answers seen, sorted)")
+    p.add_argument("--multiclass", action="store_true", help="questions are samples, answers are classes")
+    p.add_argument("--virtual", help="CSV key,label: a reference labelling acting as one more rater")
+    p.add_argument("--virtual-classes", help="only on these label classes, e.g. 0-397")
+    p.add_argument("--threshold", type=float, default=0.8)
+    p.add_argument("--out", help="posteriors CSV")
+    p.add_argument("--register", metavar="NAME")
+    p.add_argument("--dataset", help="dataset of the sample keys, for --register")
+    _fit_args(p, multiclass=True)
+
+    p = sub.add_parser("cifar10s", parents=[common], help="multi-class Dawid–Skene on CIFAR-10S")
+    p.add_argument("--out", help="per-image CSV")
+    p.add_argument("--register", metavar="NAME")
+    p.add_argument("--dataset", default="cifar10-test")
+    _fit_args(p, multiclass=True, diagonal=2.0)
+
+    p = sub.add_parser("cifar10h", parents=[common], help="soft labels and label sets from CIFAR-10H")
+    p.add_argument("--min-share", type=float, default=0.2)
+    p.add_argument("--soft-out", help="soft labels CSV")
+    p.add_argument("--register", metavar="NAME")
+    p.add_argument("--dataset", default="cifar10-test")
+
+    p = sub.add_parser("propose", parents=[common], help="candidate labels from stored ImageNet runs")
+    p.add_argument("--runs", required=True, help="run ids or names, separated by commas")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--min-models", type=int, default=2)
+    p.add_argument("--no-top1", action="store_true", help="do not add each model's top-1")
+    p.add_argument("--no-original", action="store_true", help="do not add the original label")
+    p.add_argument("--target-recall", type=float, default=None,
+                   help="greedily choose the fewest models reaching this recall on the expert labels")
+    p.add_argument("--out", help="proposals JSONL (key, labels)")
+
+    p = sub.add_parser("tasks", parents=[common], help="split proposals into rating tasks")
+    p.add_argument("proposals", help="proposals JSONL")
+    p.add_argument("--max-labels", type=int, default=8)
+    p.add_argument("--out", required=True, help=".jsonl or .csv")
+    p.add_argument("--names", action="store_true", help="add ImageNet class names")
+
+    p = sub.add_parser("import-answers", parents=[common], help="aggregate raters' answers to tasks")
+    p.add_argument("--tasks", required=True)
+    p.add_argument("--answers", required=True, help="CSV rater,key,label,answer (no/maybe/yes)")
+    p.add_argument("--raters", help="file with the allowed rater ids, one a line")
+    p.add_argument("--threshold", type=float, default=0.8)
+    p.add_argument("--out", help="posteriors CSV")
+    p.add_argument("--register", metavar="NAME")
+    p.add_argument("--dataset", default="imagenet-val")
+    _fit_args(p)
+
+    p = sub.add_parser("oracle", parents=[common], help="ambiguous classes and models against the oracle")
+    p.add_argument("--runs", default="", help="stored runs to compare, separated by commas")
+    p.add_argument("--threshold", type=float, default=0.9)
+    p.add_argument("--pairs", type=int, default=3, help="confused labels listed per class")
+    p.add_argument("--show", type=int, default=20)
+    p.add_argument("--out", default="relabel-oracle", help="folder for the tables and the plot")
+    return parser
+
+
+COMMANDS = {"real": cmd_real, "raters": cmd_raters, "aggregate": cmd_aggregate,
+            "cifar10s": cmd_cifar10s, "cifar10h": cmd_cifar10h, "propose": cmd_propose,
+            "tasks": cmd_tasks, "import-answers": cmd_import_answers, "oracle": cmd_oracle}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
