@@ -1,0 +1,134 @@
+"""Running detectors end to end on the 10 real val2017 images (randomly initialised weights: the
+plumbing is the point, not the AP)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from pycocotools import mask as mask_utils
+from torchvision.transforms.functional import pil_to_tensor
+
+from harness.detection.suite import COCO, read_detections
+from harness.errors import HarnessError
+
+MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
+# Random weights score every class about equally, under the default 0.05 threshold; keep a few
+# low-scoring boxes per image and fewer proposals so the CPU run stays short.
+SMALL = {"box_score_thresh": 0.0, "box_detections_per_img": 8, "rpn_pre_nms_top_n_test": 100,
+         "rpn_post_nms_top_n_test": 30}
+TINY = "coco/val2017-tiny"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(MODEL, weights=None, weights_backbone=None)
+    path = tmp_path_factory.mktemp("weights") / "random.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_torchvision_detector_from_checkpoint(store, shared_data, checkpoint):
+    run_id = COCO.run(store, MODEL, None, checkpoint=checkpoint, batch_size=4, model_kwargs=SMALL, quiet=True)
+    meta = store.run_meta(run_id)
+    files = sorted((shared_data / TINY).glob("*.jpg"))
+    assert meta["status"] == "complete" and meta["kind"] == "run" and meta["label_set"] == "coco-val2017-tiny"
+    assert meta["image_ids"] == [int(f.stem) for f in files]  # val2017 file names are the ids
+    assert meta["weights_source"].startswith("checkpoint:") and len(meta["weights_sha256"]) == 64
+
+    rows = read_detections(store, run_id).to_pandas()
+    assert len(rows) == meta["n_detections"] and set(rows["image_id"]) <= set(meta["image_ids"])
+    assert (rows["det_index"].to_numpy() == np.arange(len(rows))).all()
+
+    # The stored rows are the model's own output for that image, boxes turned into x, y, w, h. The
+    # first batch is fed again as a batch: images of a batch are padded to a common size, which
+    # changes what an untrained model sees.
+    model = torchvision.models.get_model(MODEL, weights=None, weights_backbone=None, **SMALL)
+    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    model.eval()
+    batch = []
+    for f in files[:4]:
+        with Image.open(f) as im:
+            batch.append(pil_to_tensor(im.convert("RGB")).float().div_(255))
+    height, width = batch[0].shape[1:]
+    with torch.inference_mode():
+        out = model(batch)[0]
+    mine = rows[rows["image_id"] == int(files[0].stem)]
+    known = np.isin(out["labels"].numpy(), COCO_CATEGORY_IDS)
+    boxes = out["boxes"].double().numpy()[known]
+    np.testing.assert_allclose(mine[["bbox_x", "bbox_y"]].to_numpy(), boxes[:, :2], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(mine["bbox_w"].to_numpy(), boxes[:, 2] - boxes[:, 0], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(mine["score"].to_numpy(), out["scores"].double().numpy()[known], atol=1e-5)
+    assert (mine["bbox_x"] >= 0).all() and (mine["bbox_x"] + mine["bbox_w"] <= width + 1e-3).all()
+    assert (mine["bbox_y"] + mine["bbox_h"] <= height + 1e-3).all()
+
+    result = COCO.score(store, run_id)
+    assert result["n"] == 10 and result["label_set"] == "coco-val2017-tiny"
+    assert all(-1 <= v <= 1 for v in result["bbox"].values())
+
+
+COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
+
+
+class BrightestRegion(torch.nn.Module):
+    """A stand-in detector with torchvision's interface: one person at the brightest tenth of the
+    image (box, mask, keypoints on the box) and one box of a category COCO does not have."""
+
+    def forward(self, images):
+        outputs = []
+        for im in images:
+            gray = im.mean(0)
+            mask = gray > torch.quantile(gray.flatten()[::7], 0.9)
+            ys, xs = mask.nonzero(as_tuple=True)
+            box = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
+            corners = torch.stack([box[0, [0, 1]], box[0, [2, 1]], box[0, [0, 3]], box[0, [2, 3]]])
+            keypoints = torch.cat([corners.repeat(5, 1)[:17], torch.ones(17, 1)], dim=1)[None]
+            outputs.append({
+                "boxes": torch.cat([box, box / 2]), "labels": torch.tensor([1, 12]),
+                "scores": torch.tensor([0.9, 0.8]),
+                "masks": torch.stack([mask, mask]).float()[:, None],
+                "keypoints": torch.cat([keypoints, keypoints]),
+            })
+        return outputs
+
+
+def brightest_region():
+    return BrightestRegion()
+
+
+def test_any_model_with_the_interface_masks_and_keypoints(store, shared_data):
+    run_id = COCO.run(store, "test_coco_run:brightest_region", shared_data / TINY, batch_size=3, quiet=True)
+    meta = store.run_meta(run_id)
+    assert meta["iou_types"] == ["bbox", "segm", "keypoints"]
+    assert meta["n_detections"] == 10 and meta["n_dropped_unknown_category"] == 10
+    rows = read_detections(store, run_id).to_pandas()
+    first = rows.iloc[0]
+    with Image.open(shared_data / TINY / f"{int(first['image_id']):012d}.jpg") as im:
+        x = pil_to_tensor(im.convert("RGB")).float().div_(255)
+    expected = BrightestRegion()([x])[0]["masks"][0, 0].numpy() > 0.5
+    rle = {"size": [int(first["segm_height"]), int(first["segm_width"])], "counts": first["segm_counts"]}
+    assert (mask_utils.decode(rle).astype(bool) == expected).all()
+    assert len(first["keypoints"]) == 51
+    result = COCO.score(store, run_id, iou_types=["bbox", "segm"])
+    assert result["n"] == 10 and set(result) >= {"bbox", "segm"}
+
+
+def test_offline_without_weights_and_bad_folders(store, shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no cached weights to fall back on
+    with pytest.raises(HarnessError, match=r"weights for ssdlite320_mobilenet_v3_large could not be downloaded"
+                                           r".*--checkpoint"):
+        COCO.run(store, "ssdlite320_mobilenet_v3_large", shared_data / TINY, quiet=True)
+    with pytest.raises(HarnessError, match="unknown detection model 'yolo9000'"):
+        COCO.run(store, "yolo9000", shared_data / TINY, quiet=True)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(shared_data / TINY / "000000005001.jpg", folder / "holiday.jpg")
+    with pytest.raises(HarnessError, match=r"1 of the 1 images .* not images of label set .*first: holiday.jpg"):
+        COCO.run(store, MODEL, folder, quiet=True)
+    with pytest.raises(HarnessError, match="does not exist"):
+        COCO.run(store, MODEL, tmp_path / "nowhere", quiet=True)
+    assert store.list_runs() == []
