@@ -67,6 +67,7 @@ def cmd_real(args) -> int:
     virtual = None if args.no_virtual else real.parse_ranges(args.virtual_classes)
     rebuild = real.rebuild_real(data, method=args.method, threshold=args.threshold,
                                 virtual_classes=virtual, golden_smoothing=args.golden_smoothing,
+                                virtual_fit=args.virtual_fit,
                                 **_fit_options(args))
     report = {"config": rebuild.config,
               "objective": _objective_summary(rebuild.fit.objective),
@@ -390,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classes on which the original label acts as a virtual rater")
     p.add_argument("--no-virtual", action="store_true", help="no virtual rater")
     p.add_argument("--golden-smoothing", type=float, default=1.0, help="pseudo-count per confusion cell")
+    p.add_argument("--virtual-fit", choices=["golden", "golden-classes", "em"], default="golden",
+                   help="with --method golden: measure the virtual rater on all golden questions, on "
+                   "those of its classes, or learn it by EM")
     p.add_argument("--out", help="write the label lists (real.json format)")
     p.add_argument("--scores", help="write the posterior per question (CSV)")
     p.add_argument("--register", metavar="NAME", help="register the label set in the store")

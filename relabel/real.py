@@ -12,8 +12,9 @@ Two recipes (``method``):
   matrix and the prior are learnt from the 924,810 answers.
 - ``golden`` (default): each rater's confusion matrix is measured on the golden questions
   against the experts' majority, with add-one smoothing; raters without golden answers get
-  the average golden rater; the prior is the experts' yes-share. These stay fixed; EM learns
-  only what has no golden answers (the virtual rater). This is what reproduces the release
+  the average golden rater; the prior is the experts' yes-share. These stay fixed, and so,
+  by default, does the virtual rater's matrix, measured the same way (``virtual_fit="em"``
+  learns it by EM instead). This is what reproduces the release
   (see ``benchmarks/results/relabel.md``).
 
 In both, the original label acts as a virtual rater on the animal classes (0–397).
@@ -42,6 +43,7 @@ N_VAL = 50_000
 ANIMAL_CLASSES = frozenset(range(398))
 DEFAULT_THRESHOLD = 0.8
 METHODS = ("golden", "em")
+VIRTUAL_FITS = ("golden", "golden-classes", "em")
 
 
 def val_file_name(index: int) -> str:
@@ -165,6 +167,20 @@ def golden_confusion(raters_golden: Ratings, truth: np.ndarray, rater_ids, smoot
     return confusion, pos >= 0
 
 
+def golden_virtual_confusion(data: RealData, truth: np.ndarray, classes=None,
+                             smoothing: float = 1.0) -> np.ndarray:
+    """The original-label rater's 2×3 matrix measured on the golden questions (those of
+    ``classes`` only, when given), as :func:`golden_confusion` measures the humans'."""
+    rater = original_label_rater(data.original, classes)
+    qidx, names = rater.answers(data.golden.questions)
+    codes = {s: i for i, s in enumerate(data.golden.scale)}
+    answers = Ratings(data.golden.questions, np.array([rater.name], dtype=object), data.golden.scale,
+                      qidx.astype(np.int64), np.zeros(len(qidx), np.int64),
+                      np.array([codes[n] for n in names], np.int64))
+    confusion, _ = golden_confusion(answers, truth, [rater.name], smoothing)
+    return confusion[0]
+
+
 def golden_question_index(ratings: Ratings, golden: Ratings) -> np.ndarray:
     """Position in ``ratings.questions`` of each golden question (−1 if absent)."""
     index = pd.MultiIndex.from_frame(ratings.questions[["key", "label"]])
@@ -185,11 +201,20 @@ class Rebuild:
 def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFAULT_THRESHOLD,
                  virtual_classes=ANIMAL_CLASSES, golden_smoothing: float = 1.0,
                  max_iter: int = 500, tol: float = 1e-10, fixed_iterations: int | None = None,
-                 smoothing: float = 0.0, virtual_confusion: np.ndarray | None = None) -> Rebuild:
-    """Aggregate the raw ratings into ReaL label sets (``virtual_classes=None``: no virtual rater;
-    ``virtual_confusion``: its 2×3 matrix, kept fixed instead of learnt)."""
+                 smoothing: float = 0.0, virtual_fit: str = "golden",
+                 virtual_confusion: np.ndarray | None = None) -> Rebuild:
+    """Aggregate the raw ratings into ReaL label sets.
+
+    ``virtual_classes=None``: no virtual rater. With ``method="golden"``, ``virtual_fit``
+    says how the virtual rater's matrix is found: ``golden`` measured like the humans' on
+    all golden questions (it answers each: yes iff the label is the original one),
+    ``golden-classes`` on the golden questions of its classes only, ``em`` learnt by EM on
+    the main answers. ``virtual_confusion`` (2×3) fixes it outright.
+    """
     if method not in METHODS:
         raise HarnessError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if virtual_fit not in VIRTUAL_FITS:
+        raise HarnessError(f"unknown virtual_fit {virtual_fit!r}; choose one of {', '.join(VIRTUAL_FITS)}")
     if not 0 < threshold <= 1:
         raise HarnessError(f"threshold must be in (0, 1], got {threshold}")
     ratings = data.ratings
@@ -207,6 +232,9 @@ def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFA
         human = data.ratings.raters  # the virtual rater, if any, comes after them
         confusion, _ = golden_confusion(data.raters_golden, truth, human, golden_smoothing)
         fixed[:len(human)] = confusion
+        if virtual_classes is not None and virtual_confusion is None and virtual_fit != "em":
+            fixed[-1] = golden_virtual_confusion(
+                data, truth, None if virtual_fit == "golden" else virtual_classes, golden_smoothing)
         share = truth.mean()
         options.update(prior=np.array([1 - share, share]))
     if not np.isnan(fixed).all():
@@ -217,6 +245,8 @@ def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFA
     config = {"method": method, "threshold": threshold,
               "virtual_classes": None if virtual_classes is None else _ranges(virtual_classes),
               "golden_smoothing": golden_smoothing if method == "golden" else None,
+              "virtual_fit": (None if virtual_classes is None or virtual_confusion is not None
+                              else virtual_fit if method == "golden" else "em"),
               "smoothing": smoothing, "fixed_iterations": fixed_iterations,
               "virtual_confusion": None if virtual_confusion is None else np.asarray(virtual_confusion).tolist(),
               "iterations": fit.iterations, "converged": fit.converged,
