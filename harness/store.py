@@ -63,6 +63,23 @@ RUN_TABLES: dict[str, pa.Schema] = {
         ("segm_polygons", pa.list_(pa.list_(pa.float64()))),
         ("keypoints", pa.list_(pa.float64())),
     ]),
+    # ActivityNet Captions dense captioning: one row per predicted segment, in submission order.
+    "dense_captions": pa.schema([
+        ("key", pa.string()),
+        ("rank", pa.int32()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("sentence", pa.string()),
+    ]),
+    # ActivityNet temporal detections (label set) and proposals (label null).
+    "temporal_detections": pa.schema([
+        ("key", pa.string()),
+        ("rank", pa.int32()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+    ]),
 }
 LABEL_TABLES: dict[str, pa.Schema] = {
     "labels": pa.schema([
@@ -105,6 +122,22 @@ LABEL_TABLES: dict[str, pa.Schema] = {
         ("instance_count", pa.int64()),
         ("keypoint_names", pa.list_(pa.string())),
         ("skeleton", pa.list_(pa.list_(pa.int32()))),
+    ]),
+    "caption_segments": pa.schema([
+        ("key", pa.string()),
+        ("duration", pa.float64()),
+        ("idx", pa.int32()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("sentence", pa.string()),
+    ]),
+    "temporal_segments": pa.schema([
+        ("key", pa.string()),
+        ("duration", pa.float64()),
+        ("idx", pa.int32()),
+        ("label", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
     ]),
 }
 
@@ -165,6 +198,32 @@ def atomic_write_parquet(path: Path, table: pa.Table) -> None:
         raise
 
 
+def publish_new_parquet(directory: Path, table: str, arrow: pa.Table, first_part: int) -> Path:
+    """Write ``<table>-<part>.parquet`` under the first free part number from ``first_part`` on.
+
+    The finished temporary file is hard-linked to its name, which fails when the name exists, so
+    processes writing into one run folder at once (the ranks of a sharded run) never replace each
+    other's chunks, and readers never see a partial file.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{table}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        pq.write_table(arrow, tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        part = first_part
+        while True:
+            path = directory / f"{table}-{part:05d}.parquet"
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                part += 1
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def to_arrow(data: Any, schema: pa.Schema | None = None) -> pa.Table:
     """A pandas DataFrame, a dict of columns or an Arrow table, as an Arrow table.
 
@@ -208,9 +267,7 @@ class RunWriter:
 
     def write_chunk(self, data: Any, table: str = "predictions") -> Path:
         arrow = to_arrow(data, RUN_TABLES.get(table))
-        path = self.dir / f"{table}-{self.next_part(table):05d}.parquet"
-        atomic_write_parquet(path, arrow)
-        return path
+        return publish_new_parquet(self.dir, table, arrow, self.next_part(table))
 
     def stored_keys(self, table: str = "predictions") -> set[str]:
         """Keys already stored by earlier chunks (for resuming a killed run)."""

@@ -23,6 +23,8 @@ SUITES: dict[str, str] = {
     "imagenet-sample": "harness.imagenet:IMAGENET_SAMPLE",
     "coco": "harness.detection.suite:COCO",
     "lvis": "harness.detection.suite:LVIS",
+    "anet-captions": "harness.activitynet.suites:ANET_CAPTIONS",
+    "anet-detection": "harness.activitynet.suites:ANET_DETECTION",
 }
 
 

@@ -1,0 +1,247 @@
+"""The ``anet-captions`` and ``anet-detection`` suites: label sets, imports, scoring from stored rows."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..data import resolve_file, sha256_file
+from ..errors import HarnessError
+from ..store import Store
+from . import densevid, formats, temporal
+
+MANIFEST = "activitynet-captions"
+AVAILABLE_LIST = "activitynet/available_mp4.txt"
+CAPTIONS_FORMAT = "activitynet-captions"
+V13_FORMAT = "activitynet-v1.3"
+
+
+@dataclass(frozen=True)
+class CaptionReference:
+    path: str
+    available_only: bool
+    description: str
+
+
+CAPTION_LABEL_SETS = {
+    "anet-captions-val_1": CaptionReference(
+        "activitynet/captions_val_1.json", False, "ActivityNet Captions val_1 (4,917 videos)"),
+    "anet-captions-val_2": CaptionReference(
+        "activitynet/captions_val_2.json", False, "ActivityNet Captions val_2 (4,885 videos)"),
+    "anet-captions-val_1-available": CaptionReference(
+        "activitynet/captions_val_1.json", True,
+        "ActivityNet Captions val_1, videos still downloadable (available_mp4.txt; 4,483 videos): "
+        "MDVC/BMT's val_1_no_missings.json"),
+    "anet-captions-val_2-available": CaptionReference(
+        "activitynet/captions_val_2.json", True,
+        "ActivityNet Captions val_2, videos still downloadable (available_mp4.txt; 4,453 videos): "
+        "MDVC/BMT's val_2_no_missings.json"),
+}
+
+
+def _video_id(key: str) -> str:
+    """YouTube id without the ``v_`` prefix that ActivityNet Captions adds (v1.3 files have none)."""
+    return key[2:] if len(key) == 13 and key.startswith("v_") else key
+
+
+def ensure_caption_label_sets(store: Store, names=None) -> None:
+    """Register the shipped ActivityNet Captions ground truth (idempotent)."""
+    for name in names or CAPTION_LABEL_SETS:
+        if store.has_label_set(name):
+            continue
+        ref = CAPTION_LABEL_SETS[name]
+        path = resolve_file(MANIFEST, ref.path)
+        rows = formats.read_caption_ground_truth(path)
+        meta = {"dataset": "activitynet-captions", "format": CAPTIONS_FORMAT, "description": ref.description,
+                "manifest": MANIFEST, "source_file": ref.path, "source_sha256": sha256_file(path)}
+        if ref.available_only:
+            available_path = resolve_file(MANIFEST, AVAILABLE_LIST)
+            available = set(available_path.read_text().split())
+            rows = rows[rows["key"].isin(available)].reset_index(drop=True)
+            meta["filter"] = AVAILABLE_LIST
+        store.put_label_set(name, meta, {"caption_segments": rows})
+
+
+def _label_set_names(label_set: str | None, default: str) -> list[str]:
+    return [n for n in (label_set or default).split("+") if n]
+
+
+def _check_label_set(store: Store, name: str, formats_ok: tuple[str, ...], suite: str) -> dict:
+    if name in CAPTION_LABEL_SETS:
+        ensure_caption_label_sets(store, [name])
+    meta = store.label_set_meta(name)
+    if meta.get("format") not in formats_ok:
+        raise HarnessError(f"label set {name!r} holds {meta.get('format', 'labels')!r} ground truth; suite "
+                           f"{suite} expects {' or '.join(formats_ok)} ground truth, e.g. "
+                           f"{', '.join(CAPTION_LABEL_SETS)}")
+    return meta
+
+
+def _run_meta(store: Store, run_id: str, suite: str, table: str) -> dict:
+    run = store.run_meta(run_id)
+    if run.get("suite") != suite:
+        raise HarnessError(f"run {run_id} belongs to suite {run.get('suite')!r}, not {suite}; "
+                           f"expected a run imported with --suite {suite}")
+    if run.get("status") != "complete":
+        raise HarnessError(f"run {run_id} is {run.get('status')}, not complete; expected a finished import")
+    return run
+
+
+def _import_meta(name, model, suite, dataset, metric_version, path: Path, header: dict, **extra) -> dict:
+    return {"name": name, "model": model or name, "suite": suite, "dataset": dataset, "kind": "import",
+            "metric_version": metric_version, "source_file": str(path.resolve()),
+            "source_sha256": sha256_file(path), "submission_version": header.get("version"),
+            "external_data": header.get("external_data"), **extra}
+
+
+def _segments(frame: pd.DataFrame) -> dict[str, densevid.Segments]:
+    out = {}
+    for key, group in frame.groupby("key", sort=False):
+        out[key] = densevid.Segments(group[["start", "end"]].to_numpy(dtype=float),
+                                     tuple(group["sentence"].tolist()))
+    return out
+
+
+@dataclass
+class CaptionsSuite:
+    name: str = "anet-captions"
+    dataset: str = "activitynet-captions"
+    task: str = "dense-captioning"
+    description: str = ("ActivityNet Captions dense captioning: densevid_eval BLEU/METEOR/ROUGE-L/CIDEr-D "
+                        "at tIoU 0.3/0.5/0.7/0.9, localisation precision/recall")
+    default_label_set: str = "anet-captions-val_1+anet-captions-val_2"
+    metric_version: str = densevid.METRIC_VERSION
+
+    def ensure_label_sets(self, store: Store) -> None:
+        ensure_caption_label_sets(store)
+
+    def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None,
+                           **options) -> str:
+        """Import a densevid_eval submission JSON: one row per predicted segment; returns the run id."""
+        if options:
+            raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; known: model")
+        path = Path(path)
+        rows, header = formats.read_caption_submission(path)
+        meta = _import_meta(name, model, self.name, self.dataset, self.metric_version, path, header,
+                            n_segments=len(rows), n_videos=int(rows["key"].nunique()))
+        return store.write_run(meta, {"dense_captions": rows})
+
+    def predictions(self, store: Store, run_id: str) -> pd.DataFrame:
+        _run_meta(store, run_id, self.name, "dense_captions")
+        return store.sql('SELECT key, rank, start, "end", sentence FROM dense_captions WHERE run_id = ? '
+                         "ORDER BY key, rank", [run_id])
+
+    def references(self, store: Store, label_set: str) -> pd.DataFrame:
+        return store.sql('SELECT key, idx, start, "end", sentence FROM caption_segments WHERE label_set = ? '
+                         "ORDER BY key, idx", [label_set])
+
+    def score(self, store: Store, run_id: str, label_set: str | None = None,
+              tious=densevid.TIOUS, max_proposals: int = densevid.MAX_PROPOSALS, progress: bool = True) -> dict:
+        """densevid_eval scores of a run against one label set or several joined by ``+``.
+
+        ``anet-captions-val_1+anet-captions-val_2`` (the default) is the official tool's
+        default, two reference files at once; for the ground-truth-proposal protocol see
+        :func:`score_per_split`.  Metrics are fractions (the official tool prints percent).
+        """
+        names = _label_set_names(label_set, self.default_label_set)
+        for n in names:
+            _check_label_set(store, n, (CAPTIONS_FORMAT,), self.name)
+        preds = self.predictions(store, run_id)
+        refs = [_segments(self.references(store, n)) for n in names]
+        result = densevid.evaluate(_segments(preds), refs, tious=tious, max_proposals=max_proposals,
+                                   progress=progress)
+        known = set().union(*[r.keys() for r in refs])
+        predicted = set(preds["key"])
+        result.update(suite=self.name, run_id=run_id, label_set="+".join(names),
+                      metric_version=self.metric_version, max_proposals=max_proposals,
+                      n_videos_predicted=len(predicted & known), n_unknown_videos=len(predicted - known))
+        return result
+
+    def score_per_split(self, store: Store, runs: Mapping[str, str], **kwargs) -> dict:
+        """The ground-truth-proposal protocol: each run against its own label set, metrics averaged.
+
+        ``runs`` maps label set to run, e.g. ``{"anet-captions-val_1": r1, "anet-captions-val_2": r2}``.
+        """
+        if not runs:
+            raise HarnessError("score_per_split needs at least one {label set: run} pair")
+        parts = {ls: self.score(store, run, ls, **kwargs) for ls, run in runs.items()}
+        metrics = [*densevid.METRICS, "Precision", "Recall", "F1"]
+        out = {m: float(np.mean([p[m] for p in parts.values()])) for m in metrics}
+        out.update(suite=self.name, label_set="|".join(parts), protocol="per-split mean",
+                   n=sum(p["n"] for p in parts.values()), metric_version=self.metric_version, splits=parts)
+        return out
+
+
+@dataclass
+class DetectionSuite:
+    name: str = "anet-detection"
+    dataset: str = "activitynet-v1.3"
+    task: str = "temporal-detection"
+    description: str = ("ActivityNet v1.3 temporal action detection (mAP at tIoU 0.5:0.05:0.95) and "
+                        "proposals (AR@AN, AUC)")
+    default_label_set: str = "anet-captions-val_1"
+    metric_version: str = temporal.METRIC_VERSION
+
+    def ensure_label_sets(self, store: Store) -> None:
+        ensure_caption_label_sets(store)
+
+    def import_ground_truth(self, store: Store, path: str | Path, name: str,
+                            subset: str = "validation") -> str:
+        """Register an ActivityNet v1.3 ground truth file (activity_net.v1-3.min.json) as a label set."""
+        path = Path(path)
+        rows = formats.read_v13_ground_truth(path, subset)
+        store.put_label_set(name, {
+            "dataset": self.dataset, "format": V13_FORMAT, "subset": subset,
+            "description": f"ActivityNet v1.3 {subset} ground truth from {path.name}",
+            "source_file": str(path.resolve()), "source_sha256": sha256_file(path)},
+            {"temporal_segments": rows})
+        return name
+
+    def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None,
+                           **options) -> str:
+        """Import an ActivityNet detection or proposal submission; returns the run id."""
+        if options:
+            raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; known: model")
+        path = Path(path)
+        rows, header = formats.read_detection_submission(path)
+        meta = _import_meta(name, model, self.name, self.dataset, self.metric_version, path, header,
+                            task=header["task"], n_segments=len(rows), n_videos=int(rows["key"].nunique()))
+        return store.write_run(meta, {"temporal_detections": rows})
+
+    def ground_truth(self, store: Store, label_set: str) -> pd.DataFrame:
+        meta = _check_label_set(store, label_set, (CAPTIONS_FORMAT, V13_FORMAT), self.name)
+        if meta["format"] == V13_FORMAT:
+            frame = store.sql('SELECT key, label, start, "end" FROM temporal_segments WHERE label_set = ? '
+                              "ORDER BY key, idx", [label_set])
+        else:  # caption segments are class-agnostic proposals ground truth
+            frame = store.sql('SELECT key, NULL::VARCHAR AS label, start, "end" FROM caption_segments '
+                              "WHERE label_set = ? ORDER BY key, idx", [label_set])
+        return frame.assign(key=frame["key"].map(_video_id))
+
+    def score(self, store: Store, run_id: str, label_set: str | None = None,
+              tious=temporal.TIOUS, max_avg_nr_proposals: int = temporal.MAX_AVG_NR_PROPOSALS,
+              progress: bool = True) -> dict:
+        """Detection runs: mAP; proposal runs: AR@AN and its AUC (percent, as the official tool prints)."""
+        run = _run_meta(store, run_id, self.name, "temporal_detections")
+        names = _label_set_names(label_set, self.default_label_set)
+        if len(names) != 1:
+            raise HarnessError(f"suite {self.name} scores against one label set, got {names}")
+        gt = self.ground_truth(store, names[0])
+        rows = store.sql('SELECT key, rank, label, score, start, "end" FROM temporal_detections '
+                         "WHERE run_id = ? ORDER BY key, rank", [run_id])
+        rows = rows.assign(key=rows["key"].map(_video_id))
+        if run.get("task") == "proposals":
+            result = temporal.evaluate_proposals(gt, rows, tious, max_avg_nr_proposals)
+        else:
+            result = temporal.evaluate_detection(gt, rows, tious)
+        result.update(suite=self.name, run_id=run_id, label_set=names[0], task=run.get("task"),
+                      metric_version=self.metric_version,
+                      n_unknown_videos=int((~rows["key"].isin(set(gt["key"]))).groupby(rows["key"]).any().sum()))
+        return result
+
+
+ANET_CAPTIONS = CaptionsSuite()
+ANET_DETECTION = DetectionSuite()
