@@ -84,9 +84,14 @@ def select_models(models: Mapping[str, Ranked], reference: Mapping[str, Iterable
                   target_recall: float, original: Mapping[str, int] | None = None,
                   **rules) -> tuple[list[str], pd.DataFrame]:
     """Greedy forward selection: add the model that raises recall most (fewer proposals
-    break ties) until the target is reached. Returns (chosen names, one row per step)."""
+    break ties) until the target is reached. Returns (chosen names, one row per step, with
+    recall and proposals per image measured on the reference images)."""
     if not 0 < target_recall <= 1:
         raise HarnessError(f"target recall must be in (0, 1], got {target_recall}")
+    # Recall needs the reference images only: propose for those while searching.
+    models = {m: {k: ranked[k] for k in reference if k in ranked} for m, ranked in models.items()}
+    if original is not None:
+        original = {k: original[k] for k in reference if k in original}
     chosen: list[str] = []
     steps = []
     remaining = sorted(models)
@@ -95,7 +100,7 @@ def select_models(models: Mapping[str, Ranked], reference: Mapping[str, Iterable
         for name in remaining:
             trial = {m: models[m] for m in chosen + [name]}
             stats = proposal_recall(propose(trial, original, **rules), reference)
-            score = (stats["recall"], -stats["mean_proposals_all"])
+            score = (stats["recall"], -stats["mean_proposals"])
             if best is None or score > best[0]:
                 best = (score, name, stats)
         _, name, stats = best
