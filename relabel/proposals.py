@@ -106,6 +106,7 @@ def select_models(models: Mapping[str, Ranked], reference: Mapping[str, Iterable
         _, name, stats = best
         chosen.append(name)
         remaining.remove(name)
+        stats.pop("mean_proposals_all")  # the same as mean_proposals here: reference images only
         steps.append({"step": len(chosen), "added": name, **stats})
         if stats["recall"] >= target_recall:
             break

@@ -23,14 +23,13 @@ rated keep the labels they arrive with (real.json's, from the models' unanimous 
 """
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from harness import imagenet
 from harness.data import resolve_file
 from harness.errors import HarnessError
 
@@ -38,7 +37,6 @@ from .dawid_skene import DawidSkeneResult
 from .ratings import YES_NO_MAYBE, Ratings, VirtualRater
 
 REAL_DATASET = "imagenet-real"
-LABELS_DATASET = "imagenet-val-labels"
 N_VAL = 50_000
 ANIMAL_CLASSES = frozenset(range(398))
 DEFAULT_THRESHOLD = 0.8
@@ -50,14 +48,6 @@ def val_file_name(index: int) -> str:
     """The file name of validation image ``index`` (0-based), as the rating files name it.
     (The store's sample key is the stem, ``harness.imagenet.val_key``.)"""
     return f"ILSVRC2012_val_{index + 1:08d}.JPEG"
-
-
-def val_index(key: str) -> int:
-    """0-based index of a validation file name (with or without extension)."""
-    try:
-        return int(str(key)[15:23]) - 1
-    except ValueError:
-        raise HarnessError(f"{key!r} is not an ILSVRC2012 validation file name") from None
 
 
 def val_indices(keys) -> np.ndarray:
@@ -74,39 +64,23 @@ def _load_npz(name: str) -> Ratings:
     return Ratings.from_onehot(z["tensor"], z["info"], z["ids"], YES_NO_MAYBE)
 
 
-@lru_cache(maxsize=1)
-def load_synsets() -> tuple[str, ...]:
-    path = resolve_file(LABELS_DATASET, "imagenet/imagenet_synsets.txt")
-    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-
-
-@lru_cache(maxsize=1)
 def load_class_names() -> tuple[str, ...]:
     """The first WordNet lemma of each class, in index order."""
-    path = resolve_file(LABELS_DATASET, "imagenet/imagenet_class_names.tsv")
-    names = {}
-    for line in path.read_text().splitlines():
-        idx, _synset, lemmas = line.split("\t")
-        names[int(idx)] = lemmas.split(",")[0].strip()
-    return tuple(names[i] for i in range(len(names)))
+    return tuple(name.split(",")[0].strip() for name in imagenet.class_names())
 
 
 @lru_cache(maxsize=1)
 def load_original_labels() -> np.ndarray:
     """Original label (class index) of each of the 50,000 validation images, in file order."""
-    index = {s: i for i, s in enumerate(load_synsets())}
-    labels = np.full(N_VAL, -1, np.int64)
-    with open(resolve_file(LABELS_DATASET, "imagenet/LOC_val_solution.csv"), newline="") as f:
-        for row in csv.DictReader(f):
-            labels[val_index(row["ImageId"])] = index[row["PredictionString"].split()[0]]
-    if (labels < 0).any():
-        raise HarnessError(f"LOC_val_solution.csv lacks {(labels < 0).sum()} validation images")
+    _meta, table = imagenet.original_labels()  # sorted by key, which is file order
+    labels = np.array([c[0] for c in table["labels"]], np.int64)
     labels.setflags(write=False)
     return labels
 
 
 def load_released_real() -> list[list[int]]:
-    return json.loads(resolve_file(REAL_DATASET, "imagenet/real.json").read_text())
+    """real.json: a label list per validation image in file order."""
+    return [list(map(int, x)) for x in imagenet.real_labels()[1]["labels"]]
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -77,6 +76,20 @@ def test_proposals_from_stored_runs_reach_recall_with_greedy_models(store, exper
     assert 2 <= len(chosen) < len(MODELS) + 1
     assert steps["recall"].is_monotonic_increasing
     assert steps["recall"].iloc[-1] >= alone["recall"] + 0.01 or len(chosen) == len(MODELS)
+
+
+def test_propose_and_tasks_commands(store, tmp_path, capsys):
+    props, tasks = tmp_path / "proposals.jsonl", tmp_path / "tasks.csv"
+    assert main(["propose", "--runs", "ResNet50,ViT,SimCLR", "--target-recall", "0.65", "--store",
+                 str(store.root), "--out", str(props)]) == 0
+    printed = capsys.readouterr().out
+    assert "proposals per image; recall" in printed and "added" in printed
+    lines = [json.loads(line) for line in props.read_text().splitlines()]
+    assert len(lines) == 50_000 and all(item["labels"] == sorted(item["labels"]) for item in lines)
+    assert main(["tasks", str(props), "--out", str(tasks), "--max-labels", "2"]) == 0
+    table = pd.read_csv(tasks)
+    assert table.groupby("task_id").size().max() <= 2
+    assert len(table) == sum(len(item["labels"]) for item in lines)
 
 
 def test_tasks_roundtrip_in_both_formats(tmp_path):
