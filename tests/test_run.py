@@ -117,6 +117,8 @@ def test_class_folder_layout_gives_the_same_rows(lite0_run, tmp_path, shared_dat
 
 
 def test_unreadable_images_become_error_rows(store, tmp_path, shared_data):
+    tmp_path = tmp_path / "images"
+    tmp_path.mkdir()
     subset = sorted((shared_data / "imagenet-val-subset").iterdir())[:6]
     for f in subset[:4]:
         shutil.copy(f, tmp_path / f.name)
@@ -135,7 +137,8 @@ def test_unreadable_images_become_error_rows(store, tmp_path, shared_data):
 
 
 def test_wrong_class_layout_is_refused_before_any_work(store, tmp_path, shared_data):
-    (tmp_path / "cats").mkdir()
+    tmp_path = tmp_path / "images"
+    (tmp_path / "cats").mkdir(parents=True)
     os.symlink(next((shared_data / "imagenet-val-subset").iterdir()), tmp_path / "cats" / "x.JPEG")
     with pytest.raises(HarnessError, match="1 sub-folders that are not class names of imagenet-val"):
         run_classification(store, get_suite("imagenet"), "efficientnet-lite0", data_dir=tmp_path, quiet=True)
