@@ -6,8 +6,8 @@ in C++. One difference remains in its accumulation: the official code computes p
 where exactly one valid detection has been seen so far (``1 / (1 + eps)`` is 1 - 2.2e-16, while
 ``n / (n + eps) == n`` for n >= 2), which moves summary numbers by an ulp. ``_official_precision``
 restores the official value: such an entry is the curve's maximum only when the first valid
-detection of a category is a true positive and the second is not, which a second accumulation
-(with recall probes at 2/G, G the valid ground truth count) reveals without re-matching anything.
+detection of a category is a true positive and the second is not, which extra recall thresholds
+at 2/G (G the valid ground truth count) in the same accumulation reveal without re-matching.
 
 Summaries are computed from the precision and recall arrays with the official indexing, so
 they are bit-identical. One deliberate departure: pycocotools' ``summarize`` reads overall AP
@@ -125,10 +125,9 @@ def evaluate(gt: dict, results: list[dict], iou_type: str, lvis: bool = False,
     if image_ids is not None:
         engine.params.imgIds = sorted(set(image_ids))
     engine.evaluate()
-    engine.accumulate()
     p = engine.params
     num_gt = _valid_ground_truth(coco_gt, p, iou_type)
-    precision = _official_precision(engine, num_gt)
+    precision = _accumulate(engine, num_gt)
     ev = Evaluation(
         iou_type=iou_type, lvis=lvis, iou_thrs=np.asarray(p.iouThrs), rec_thrs=np.asarray(p.recThrs),
         max_dets=list(p.maxDets), area_labels=list(p.areaRngLbl), category_ids=[int(c) for c in p.catIds],
@@ -157,27 +156,31 @@ def _valid_ground_truth(coco_gt, p, iou_type: str) -> np.ndarray:
     return counts
 
 
-def _official_precision(engine, num_gt: np.ndarray) -> np.ndarray:
-    """faster-coco-eval's precision with the official ``tp / (fp + tp + eps)`` value restored (see top)."""
+def _accumulate(engine, num_gt: np.ndarray) -> np.ndarray:
+    """faster-coco-eval's accumulation with the official ``tp / (fp + tp + eps)`` precision (see top).
+
+    Returns the precision array; recall and the rest are left in ``engine.eval``.
+    """
     import faster_coco_eval.faster_eval_api_cpp as engine_cpp
 
-    precision = np.array(engine.eval["precision"], dtype=np.float64)
-    first_is_tp = precision[:, 0] == 1.0  # [T, K, A, M]: the first valid detection matched
-    if not first_is_tp.any():
-        return precision
+    rec_thrs = np.asarray(engine._paramsEval.recThrs)
     with np.errstate(divide="ignore"):
         first_recall = np.where(num_gt > 0, 1.0 / num_gt, 0.0)  # rc after one true positive, as computed there
         probe = np.where(num_gt > 0, 2.0 / num_gt, np.inf)  # rc after two
     probes = np.unique(probe[np.isfinite(probe)])
+    # Extra thresholds only add columns: each is looked up on its own in the same precision curves.
     params = copy.copy(engine._paramsEval)
-    params.recThrs = probes
-    probed = np.asarray(engine_cpp.COCOevalAccumulate(params, engine._evalImgs_cpp)["precision"])
-    probe_index = np.searchsorted(probes, probe)  # [K, A]
-    probe_index = np.minimum(probe_index, len(probes) - 1)
+    params.recThrs = np.concatenate([rec_thrs, probes])
+    engine.eval = engine_cpp.COCOevalAccumulate(params, engine._evalImgs_cpp)
+    both = np.asarray(engine.eval["precision"], dtype=np.float64)
+    precision, probed = both[:, :len(rec_thrs)].copy(), both[:, len(rec_thrs):]
+    first_is_tp = precision[:, 0] == 1.0  # [T, K, A, M]: the first valid detection matched
+    if not first_is_tp.any():
+        return precision
+    probe_index = np.minimum(np.searchsorted(probes, probe), len(probes) - 1)  # [K, A]
     k_idx, a_idx = np.meshgrid(np.arange(num_gt.shape[0]), np.arange(num_gt.shape[1]), indexing="ij")
     second_is_tp = probed[:, probe_index, k_idx, a_idx, :] == 1.0  # [T, K, A, M]
     fix = first_is_tp & ~second_is_tp
-    rec_thrs = np.asarray(engine._paramsEval.recThrs)
     in_first = rec_thrs[None, None, :] <= first_recall[:, :, None]  # [K, A, R]
     mask = fix[:, None, :, :, :] & np.moveaxis(in_first, 2, 0)[None, :, :, :, None]
     assert np.all(precision[mask] == 1.0), "the precision curve is 1 up to the first true positive's recall"

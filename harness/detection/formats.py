@@ -346,8 +346,11 @@ def result_records(table: pa.Table, with_fields: Iterable[str] = GEOMETRY) -> li
     return [dict(zip(names, values)) for values in zip(*columns)]
 
 
-def ground_truth_dataset(tables: dict[str, pa.Table]) -> dict:
-    """Label set tables back to a COCO annotation dict (for faster-coco-eval or pycocotools)."""
+def ground_truth_dataset(tables: dict[str, pa.Table], with_segmentation: bool = True) -> dict:
+    """Label set tables back to a COCO annotation dict (for faster-coco-eval or pycocotools).
+
+    Box and keypoint evaluation never look at the masks, which are the bulk of the data.
+    """
     images = []
     img = tables["coco_images"]
     for image_id, file_name, width, height, neg, nel in zip(
@@ -360,7 +363,7 @@ def ground_truth_dataset(tables: dict[str, pa.Table]) -> dict:
         images.append(entry)
     ann = tables["coco_annotations"]
     boxes = _boxes(ann)
-    segms = _segmentations(ann)
+    segms = _segmentations(ann) if with_segmentation else [None] * ann.num_rows
     annotations = []
     for (ann_id, image_id, category_id, area, iscrowd, keypoints, num_keypoints), box, segm in zip(
             zip(*(ann.column(c).to_pylist() for c in

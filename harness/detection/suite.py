@@ -21,6 +21,7 @@ so one run can be scored on any label set of its dataset.
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,7 +128,7 @@ class DetectionSuite:
     # ----- scoring -----------------------------------------------------------
     def evaluate(self, store: Store, run_id: str, label_set: str | None = None, iou_type: str | None = None,
                  max_dets: tuple[int, ...] | None = None):
-        """The full evaluation of one IoU type (precision/recall arrays, per-category AP, summary)."""
+        """(Evaluation, label set, run meta) for one IoU type: precision/recall arrays, per-category AP, summary."""
         run = store.run_meta(run_id)
         if run.get("suite") not in (self.name, None) and run.get("dataset") != self.dataset:
             raise HarnessError(f"run {run_id} is a {run.get('suite')} run on {run.get('dataset')!r}, "
@@ -139,9 +140,18 @@ class DetectionSuite:
         if iou_type not in kinds:
             raise HarnessError(f"run {run_id} has no {_FIELD_OF_IOU_TYPE.get(iou_type, iou_type)} results to "
                                f"score as {iou_type!r}; it has {', '.join(kinds)}")
-        gt = formats.ground_truth_dataset(_read_tables(store, label_set, GT_TABLES))
-        return evaluate(gt, formats.result_records(detections), iou_type, lvis=self.lvis, max_dets=max_dets,
-                        image_ids=run.get("image_ids")), label_set, run
+        # Millions of small dicts: the cyclic collector would rescan them many times over, finding nothing.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            gt = formats.ground_truth_dataset(_read_tables(store, label_set, GT_TABLES),
+                                              with_segmentation=iou_type == "segm")
+            ev = evaluate(gt, formats.result_records(detections), iou_type, lvis=self.lvis, max_dets=max_dets,
+                          image_ids=run.get("image_ids"))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return ev, label_set, run
 
     def score(self, store: Store, run_id: str, label_set: str | None = None,
               iou_types: list[str] | None = None, max_dets: tuple[int, ...] | None = None) -> dict:
