@@ -120,6 +120,15 @@ def cmd_raters(args) -> int:
 
 
 # ----- generic aggregation ----------------------------------------------------------------
+def _kept_labels(questions: pd.DataFrame, keys: list, threshold: float) -> tuple[list, list]:
+    """Per key, the labels whose ``p_yes`` reaches the threshold (sorted) and their posteriors."""
+    kept = questions[questions["p_yes"] >= threshold].sort_values(["key", "label"])
+    grouped = {k: g for k, g in kept.groupby("key", sort=True)}
+    labels = [grouped[k]["label"].tolist() if k in grouped else [] for k in keys]
+    weights = [grouped[k]["p_yes"].tolist() if k in grouped else [] for k in keys]
+    return labels, weights
+
+
 def cmd_aggregate(args) -> int:
     from .labelsets import label_set_frame, register_label_set
     from .ratings import YES_NO_MAYBE, Ratings, VirtualRater
@@ -146,11 +155,8 @@ def cmd_aggregate(args) -> int:
     q = ratings.questions
     if ratings.is_label_questions:
         out = q.assign(p_yes=fit.posterior[:, 1])
-        kept = out[out["p_yes"] >= args.threshold].sort_values(["key", "label"])
-        grouped = {k: g for k, g in kept.groupby("key", sort=True)}
         keys = sorted(q["key"].unique())
-        labels = [grouped[k]["label"].tolist() if k in grouped else [] for k in keys]
-        weights = [grouped[k]["p_yes"].tolist() if k in grouped else [] for k in keys]
+        labels, weights = _kept_labels(out, keys, args.threshold)
     else:
         out = q.assign(**{f"p_{c}": fit.posterior[:, i] for i, c in enumerate(ratings.scale)})
         out["aggregated"] = np.asarray(ratings.scale, dtype=object)[fit.posterior.argmax(1)]
@@ -319,10 +325,7 @@ def cmd_import_answers(args) -> int:
     print(f"{ratings.n_answers:,} answers from {len(ratings.raters)} raters on {len(q):,} questions; "
           f"{fit.iterations} iterations, log-likelihood {fit.log_likelihood:.3f}")
     keys = sorted(tasks["key"].astype(str).unique())
-    kept = q[q["p_yes"] >= args.threshold].sort_values(["key", "label"])
-    grouped = {k: g for k, g in kept.groupby("key", sort=True)}
-    labels = [grouped[k]["label"].tolist() if k in grouped else [] for k in keys]
-    weights = [grouped[k]["p_yes"].tolist() if k in grouped else [] for k in keys]
+    labels, weights = _kept_labels(q, keys, args.threshold)
     if args.out:
         _write_csv(q, args.out)
     if args.register:

@@ -225,3 +225,24 @@ def test_refusals(data):
     with pytest.raises(HarnessError, match="class ranges"):
         real.parse_ranges("0-x")
     assert real.parse_ranges("0-3,9") == frozenset({0, 1, 2, 3, 9})
+
+
+def test_aggregate_command_on_a_long_csv(data, tmp_path):
+    from harness.store import Store
+    from relabel.cli import main
+
+    long = data.ratings.to_long()
+    first = long[long["key"].isin(data.ratings.questions["key"].unique()[:2000])]
+    answers = tmp_path / "answers.csv"
+    first.to_csv(answers, index=False)
+    out, store = tmp_path / "posteriors.csv", tmp_path / "store"
+    assert main(["aggregate", str(answers), "--out", str(out), "--register", "part",
+                 "--dataset", "imagenet-val", "--store", str(store)]) == 0
+    posteriors = pd.read_csv(out)
+    assert len(posteriors) == first.groupby(["key", "label"]).ngroups
+    assert posteriors["p_yes"].between(0, 1).all()
+    labels = Store(store).sql("SELECT key, labels FROM labels WHERE label_set = 'part'")
+    assert len(labels) == 2000
+    kept = posteriors[posteriors["p_yes"] >= 0.8]
+    assert sum(len(x) for x in labels["labels"]) == len(kept)
+    assert main(["aggregate", str(answers), "--scale", "no,yes", "--store", str(store)]) == 2
