@@ -230,3 +230,35 @@ def test_suites_are_registered():
     from harness.suites import get_suite
 
     assert get_suite("coco") is COCO and get_suite("lvis").lvis
+
+
+def test_cli_import_score_and_sql(tmp_path, shared_data, capsys):
+    from harness.cli import main
+
+    store_dir = str(tmp_path / "cli-store")
+    assert main(["--store", store_dir, "import", "--suite", "coco", "--name", "fake",
+                 str(shared_data / RESULTS["segm"])]) == 0
+    capsys.readouterr()
+    assert main(["--store", store_dir, "score", "--run", "fake", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    theirs = official(shared_data / GT_2014, shared_data / RESULTS["segm"], "segm")
+    assert [printed["segm"][k] for k in COCO_SUMMARY_ORDER] == list(theirs.stats)
+    assert main(["--store", store_dir, "sql", "--format", "csv",
+                 "SELECT count(*) AS n FROM coco_detections WHERE segm_counts IS NOT NULL"]) == 0
+    assert capsys.readouterr().out.split() == ["n", "734"]
+
+
+def test_a_run_scores_on_another_label_set_of_its_images(coco_store, shared_data, tmp_path):
+    """A label set over half the images (as a relabel of a subset would be): only those images count."""
+    run_id = COCO.import_predictions(coco_store, shared_data / RESULTS["bbox"], "fake-bbox")
+    records = json.loads((shared_data / RESULTS["bbox"]).read_text())
+    gt = json.loads((shared_data / GT_2014).read_text())
+    half = {im["id"] for im in gt["images"][:50]}
+    subset = {**gt, "images": gt["images"][:50], "annotations": [a for a in gt["annotations"] if a["image_id"] in half]}
+    path = tmp_path / "half.json"
+    path.write_text(json.dumps(subset))
+    import_ground_truth(coco_store, path, "coco-val2014-half")
+    inside = [r for r in records if r["image_id"] in half]
+    result = COCO.score(coco_store, run_id, label_set="coco-val2014-half")
+    assert result["n"] == 50 and result["n_detections_outside_label_set"] == len(records) - len(inside) > 0
+    assert [result["bbox"][k] for k in COCO_SUMMARY_ORDER] == list(official(path, inside, "bbox").stats)

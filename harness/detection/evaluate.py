@@ -50,6 +50,7 @@ class Evaluation:
     categories: dict[int, dict]
     n_detections: int
     summary: dict[str, float] = field(default_factory=dict)
+    n_outside_label_set: int = 0  # detections on images the label set does not have (not evaluated)
 
     def mean(self, ap: bool, iou_thr: float | None = None, area: str = "all", max_dets: int | None = None,
              category_index: list[int] | None = None) -> float:

@@ -146,8 +146,16 @@ class DetectionSuite:
         try:
             gt = formats.ground_truth_dataset(_read_tables(store, label_set, GT_TABLES),
                                               with_segmentation=iou_type == "segm")
-            ev = evaluate(gt, formats.result_records(detections), iou_type, lvis=self.lvis, max_dets=max_dets,
-                          image_ids=run.get("image_ids"))
+            # Another label set of the dataset may cover other images: it scores the images it has.
+            known = {im["id"] for im in gt["images"]}
+            records = [r for r in formats.result_records(detections) if r["image_id"] in known]
+            image_ids = run.get("image_ids")
+            if image_ids is not None:
+                image_ids = [i for i in image_ids if i in known]
+                if not image_ids:
+                    raise HarnessError(f"run {run_id} ran on none of the images of label set {label_set!r}")
+            ev = evaluate(gt, records, iou_type, lvis=self.lvis, max_dets=max_dets, image_ids=image_ids)
+            ev.n_outside_label_set = detections.num_rows - len(records)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -162,7 +170,8 @@ class DetectionSuite:
             ev, label_set, run = self.evaluate(store, run_id, label_set, iou_type, max_dets)
             result.update({"run_id": run_id, "name": run.get("name"), "suite": self.name,
                            "label_set": label_set, "dataset": self.dataset, "metric_version": self.metric_version,
-                           "n": len(ev.image_ids), "n_detections": ev.n_detections})
+                           "n": len(ev.image_ids), "n_detections": ev.n_detections,
+                           "n_detections_outside_label_set": ev.n_outside_label_set})
             result[iou_type] = ev.summary
         return result
 
