@@ -165,7 +165,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(store):
     assert store.sql("SELECT count(*) AS n FROM predictions")["n"][0] == 0  # unfinished: not in the main view
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
 
-    again = cli(*args, store=store)
+    again = cli(*[a for a in args if a != "--quiet"], store=store)
     assert "resuming run" in again.stderr
     rows = store.sql("SELECT run_id, key FROM predictions")
     assert len(rows) == 96 and rows["key"].is_unique and rows["run_id"].nunique() == 1
