@@ -216,6 +216,17 @@ def test_bad_files_and_mismatched_label_sets(coco_store, shared_data, tmp_path):
     (tmp_path / "broken.json").write_text("[{")
     with pytest.raises(HarnessError, match="is not valid JSON"):
         COCO.import_predictions(coco_store, tmp_path / "broken.json", "x")
+    gt = json.loads((shared_data / GT_2014).read_text())
+    gt["annotations"][3].pop("area")
+    gt["annotations"][8]["image_id"] = 7
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    with pytest.raises(HarnessError, match=r"1 of 839 annotations are invalid; the first is record 3 .*has no area"):
+        import_ground_truth(coco_store, tmp_path / "gt.json", "broken-gt")
+    gt["annotations"][3]["area"] = 1.0
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    with pytest.raises(HarnessError, match=r"record 8 .*not among the file's images"):
+        import_ground_truth(coco_store, tmp_path / "gt.json", "broken-gt")
+    assert not coco_store.has_label_set("broken-gt")
     run_id = COCO.import_predictions(coco_store, shared_data / RESULTS["bbox"], "fake-bbox")
     with pytest.raises(HarnessError, match="no segmentation results to score as 'segm'"):
         COCO.score(coco_store, run_id, iou_types=["segm"])

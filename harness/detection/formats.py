@@ -8,8 +8,10 @@ file order in pycocotools and faster-coco-eval alike), and a field absent from t
 stays absent (pycocotools derives a result's area from its box when it has one, from its
 mask otherwise, so presence matters).
 
-Uncompressed RLE (``counts`` as a list of run lengths) is stored compressed: the
-evaluators compress it before computing any IoU, so the numbers are the same.
+Uncompressed RLE (``counts`` as a list of run lengths) is stored compressed, and ground truth
+polygons are stored with their RLE beside them: the evaluators make exactly that conversion
+before computing any IoU, so the numbers are the same and scoring skips the work. Where a
+row has both, the record handed to an evaluator carries the RLE.
 """
 from __future__ import annotations
 
@@ -276,6 +278,23 @@ def ground_truth_tables(gt: dict, path: Path) -> dict[str, pa.Table]:
     images = gt["images"]
     anns = gt["annotations"]
     cats = gt["categories"]
+    for key, records, needed in (("images", images, ("id",)), ("categories", cats, ("id",)),
+                                 ("annotations", anns, ("id", "image_id", "category_id", "bbox", "area"))):
+        problems = _Problems(path, key, len(records))
+        for i, r in enumerate(records):
+            missing = [k for k in needed if not isinstance(r, dict) or k not in r]
+            if missing:
+                problems.add(i, f"it has no {', '.join(missing)}")
+            elif key == "annotations" and (_bbox_problem(r["bbox"]) or not _is_number(r["area"])):
+                problems.add(i, _bbox_problem(r["bbox"]) or "area must be a finite number")
+        problems.raise_if_any(records, f"COCO {key} with {', '.join(needed)}")
+    image_ids = {im["id"] for im in images}
+    category_ids = {c["id"] for c in cats}
+    problems = _Problems(path, "annotations", len(anns))
+    for i, a in enumerate(anns):
+        if a["image_id"] not in image_ids or a["category_id"] not in category_ids:
+            problems.add(i, "its image_id or category_id is not among the file's images or categories")
+    problems.raise_if_any(anns, "annotations of the file's own images and categories")
     img_table = pa.table({
         "image_id": pa.array([im["id"] for im in images], type=pa.int64()),
         "file_name": pa.array([im.get("file_name") for im in images], type=pa.string()),
@@ -286,6 +305,7 @@ def ground_truth_tables(gt: dict, path: Path) -> dict[str, pa.Table]:
                                                 type=pa.list_(pa.int64())),
     }, schema=IMAGES_SCHEMA)
     cols = _geometry_columns(anns)
+    _add_polygon_rle(cols, anns, {im["id"]: (im.get("height"), im.get("width")) for im in images}, path)
     ann_table = pa.table({
         "ann_id": pa.array([a["id"] for a in anns], type=pa.int64()),
         "image_id": pa.array([a["image_id"] for a in anns], type=pa.int64()),
@@ -308,6 +328,22 @@ def ground_truth_tables(gt: dict, path: Path) -> dict[str, pa.Table]:
         "skeleton": pa.array([c.get("skeleton") for c in cats], type=pa.list_(pa.list_(pa.int32()))),
     }, schema=CATEGORIES_SCHEMA)
     return {"coco_images": img_table, "coco_annotations": ann_table, "coco_categories": cat_table}
+
+
+def _add_polygon_rle(cols: dict[str, list], anns: list[dict], sizes: dict, path: Path) -> None:
+    """Store each polygon mask's RLE beside the polygons: every evaluator converts polygons to exactly
+    this RLE before computing an IoU, so doing it once at import saves it at every scoring."""
+    from pycocotools import mask as mask_utils
+
+    for i, polygons in enumerate(cols["segm_polygons"]):
+        if polygons is None:
+            continue
+        h, w = sizes[anns[i]["image_id"]]
+        if not (_is_int(h) and _is_int(w)):
+            raise HarnessError(f"{path}: image {anns[i]['image_id']} has no integer height and width, "
+                               "which its polygon masks need")
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))
+        cols["segm_counts"][i], cols["segm_height"][i], cols["segm_width"][i] = rle["counts"].decode(), h, w
 
 
 # ----- columns -> records ---------------------------------------------------

@@ -150,7 +150,7 @@ def _rows(outputs: list[dict], image_ids: list[int], start_index: int, categorie
 def run_detector(store: Store, suite, model_name: str, data_dir: str | Path | None = None,
                  checkpoint: str | Path | None = None, batch_size: int = 2, device: str | None = None,
                  label_set: str | None = None, model_kwargs: dict | None = None, name: str | None = None,
-                 quiet: bool = False, **_ignored) -> str:
+                 quiet: bool = False) -> str:
     """Run ``model_name`` on every image of ``data_dir`` and store its detections; returns the run id."""
     import torch
     from PIL import Image

@@ -22,7 +22,7 @@ so one run can be scored on any label set of its dataset.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,7 +56,6 @@ class DetectionSuite:
     lvis: bool = False
     default_images: tuple[str, str] | None = None  # (manifest, folder) of shipped images to run on
     task: str = "detection"
-    extra: dict = field(default_factory=dict)
 
     @property
     def metric_version(self) -> str:
