@@ -28,13 +28,19 @@ SOURCE_OWN = "own run"
 SOURCE_IMPORT = "imported predictions"
 SOURCE_EXTERNAL = "external table"
 _IMPORT_KINDS = ("import",)
-# Run metadata a reader needs to reproduce an own run; timings and paths are left out on purpose
-# (they differ between machines and would make regenerated leaderboards differ).
-_PROVENANCE_KEYS = ("model", "timm_name", "weights", "weights_sha256", "checkpoint_sha256", "preprocessing",
-                    "input_size", "crop_pct", "interpolation", "mean", "std", "precision", "batch_size",
-                    "device", "code_version", "git_commit", "library_versions", "images", "manifest_sha256",
-                    "source_file", "source_sha256", "metric_version")
-
+# Run metadata a reader needs to reproduce a row, as (label, path into run.json). Timings, run ids
+# and absolute paths are left out on purpose: they differ between machines and rebuilds, and would
+# make regenerated leaderboards differ without any change in what was measured.
+_PROVENANCE_FIELDS = (
+    ("model", ("model",)), ("timm", ("timm_name",)), ("weights", ("weights_source",)),
+    ("weights sha256", ("weights_sha256",)), ("input", ("preprocessing", "input_size")),
+    ("crop", ("preprocessing", "crop_pct")), ("interpolation", ("preprocessing", "interpolation")),
+    ("precision", ("precision",)), ("batch", ("batch_size",)), ("images", ("n_images",)),
+    ("image set", ("data_manifest", "dataset")), ("code", ("environment", "git", "commit")),
+    ("uncommitted changes", ("environment", "git", "dirty")), ("device", ("environment", "device_name")),
+    ("torch", ("environment", "libraries", "torch")), ("timm version", ("environment", "libraries", "timm")),
+    ("file", ("source_file",)), ("file sha256", ("source_sha256",)), ("metric", ("metric_version",)),
+)
 
 @dataclass
 class AxisScore:
@@ -116,17 +122,19 @@ def _axis_info(store: Store, axis: Axis, dataset: str) -> AxisInfo:
 
 def _provenance(meta: dict) -> str:
     parts = []
-    for key in _PROVENANCE_KEYS:
-        value = meta.get(key)
-        if value in (None, "", [], {}):
+    for label, path in _PROVENANCE_FIELDS:
+        value = meta
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value in (None, "", [], {}, False):
             continue
-        if key.endswith("sha256"):
+        if label.endswith("sha256") or label == "code":
             value = str(value)[:12]
-        elif key == "source_file":
+        elif label == "file":
             value = str(value).replace("\\", "/").rsplit("/", 1)[-1]
-        elif isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in sorted(value.items()))
-        parts.append(f"{key}: {value}")
+        elif isinstance(value, list):
+            value = "x".join(map(str, value))
+        parts.append(f"{label}: {value}")
     return "; ".join(parts)
 
 

@@ -1,0 +1,244 @@
+"""Leaderboards built from a store filled with the shipped data, checked against independent computations."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+
+from harness.errors import HarnessError
+from harness.score import score_run
+from harness.store import Store
+from reports import cli
+from reports.external import parse_timm_results
+from reports.leaderboard import SOURCE_EXTERNAL, SOURCE_IMPORT, build
+from reports.publish import render_leaderboard, write_files
+from reports.shipped import build_store
+from reports.spec import LEADERBOARD_DIR, load_spec, parse_spec
+
+MODELS = ("ResNet50", "ViT", "DINO", "SimCLR", "label_errors_resnet50_cv")
+
+
+@pytest.fixture(scope="module")
+def shipped_store(tmp_path_factory, shared_data) -> Store:
+    store = Store(tmp_path_factory.mktemp("reports") / "store")
+    build_store(store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def real_board(shipped_store):
+    return build(shipped_store, load_spec("real"))
+
+
+@pytest.fixture(scope="module")
+def raw_correct(shared_data) -> dict[str, dict[str, pd.Series]]:
+    """Per-image correctness computed here from the raw files, independently of harness and reports."""
+    folder = shared_data / "imagenet"
+    synsets = (folder / "imagenet_synsets.txt").read_text().split()
+    index = {s: i for i, s in enumerate(synsets)}
+    orig = pd.read_csv(folder / "LOC_val_solution.csv")
+    orig = orig.set_index("ImageId").PredictionString.str.split().str[0].map(index).sort_index()
+    real = json.loads((folder / "real.json").read_text())
+    real_keys = [f"ILSVRC2012_val_{i + 1:08d}" for i in range(len(real))]
+    real = pd.Series(real, index=real_keys)
+    real = real[real.map(len) > 0]
+    out = {}
+    for model in MODELS:
+        pred = pd.read_csv(folder / "model_predictions" / f"{model}.csv")
+        pred = pred.set_index(pred.file_name.str.replace(".JPEG", "", regex=False)).predicted_class
+        out[model] = {
+            "imagenet-original": (pred.reindex(orig.index) == orig),
+            "real": pd.Series([int(pred[k]) in labels for k, labels in real.items()], index=real.index),
+        }
+    return out
+
+
+def test_real_leaderboard_rows_match_independent_scoring(real_board, raw_correct, shipped_store):
+    rows = {r.name: r for r in real_board.rows}
+    assert set(rows) == set(MODELS)
+    for model, row in rows.items():
+        truth = raw_correct[model]
+        assert row.source == SOURCE_IMPORT and f"{model}.csv" in row.provenance
+        assert row.relabelled.n == truth["real"].size == 46_837
+        assert row.reference.n == truth["imagenet-original"].size == 50_000
+        assert row.relabelled.accuracy == pytest.approx(truth["real"].mean(), abs=1e-12)
+        assert row.reference.accuracy == pytest.approx(truth["imagenet-original"].mean(), abs=1e-12)
+        k = int(truth["real"].sum())
+        assert (row.relabelled.wilson.low, row.relabelled.wilson.high) == pytest.approx(
+            proportion_confint(k, truth["real"].size, method="wilson"), abs=1e-12)
+        assert row.relabelled.bootstrap.low < row.relabelled.accuracy < row.relabelled.bootstrap.high
+        run_id = shipped_store.resolve_run(model)["run_id"]
+        assert row.relabelled.accuracy == score_run(shipped_store, run_id, "real")["top1"]
+    # the numbers published with the prediction files (data README), to two decimals
+    published = {"ResNet50": (76.13, 82.96), "ViT": (78.01, 83.99), "DINO": (76.75, 82.80),
+                 "SimCLR": (68.14, 75.65), "label_errors_resnet50_cv": (72.73, 77.61)}
+    for model, (orig, real) in published.items():
+        assert (round(100 * rows[model].reference.accuracy, 2), round(100 * rows[model].relabelled.accuracy, 2)) \
+            == (orig, real)
+    assert [r.relabelled.accuracy for r in real_board.rows] == sorted(
+        (r.relabelled.accuracy for r in real_board.rows), reverse=True)
+
+
+def test_real_pairwise_tests_and_ranks_match_statsmodels(real_board, raw_correct):
+    names = [r.name for r in real_board.rows]
+    assert len(real_board.pairs) == len(names) * (len(names) - 1) // 2
+    raw_p = []
+    for pair in real_board.pairs:
+        a, b = raw_correct[pair.a]["real"], raw_correct[pair.b]["real"]
+        table = pd.crosstab(a, b).reindex(index=[True, False], columns=[True, False], fill_value=0).to_numpy()
+        ref = mcnemar(table, exact=True)
+        assert pair.mcnemar.pvalue == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+        assert pair.mcnemar.n == 46_837
+        assert pair.difference.estimate == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+        raw_p.append(ref.pvalue)
+    holm = multipletests(raw_p, method="holm")[1]
+    assert [p.holm_pvalue for p in real_board.pairs] == pytest.approx(list(holm), rel=1e-9, abs=1e-300)
+    significant = {(p.a, p.b) for p, h in zip(real_board.pairs, holm) if h < 0.05}
+    acc = {r.name: r.relabelled.accuracy for r in real_board.rows}
+    for row in real_board.rows:
+        better = sum(1 for other in names if acc[other] > acc[row.name]
+                     and ((other, row.name) in significant or (row.name, other) in significant))
+        assert row.rank == 1 + better
+    ranks = {r.name: r.rank for r in real_board.rows}
+    # ResNet50 and DINO differ by 0.16 points on ReaL: not significant, so they share a rank
+    assert ranks["ResNet50"] == ranks["DINO"] == 2 and ranks["ViT"] == 1
+
+
+def test_real_correlation_across_models_matches_scipy(real_board):
+    x = [100 * r.reference.accuracy for r in real_board.rows]
+    y = [100 * r.relabelled.accuracy for r in real_board.rows]
+    pearson, spearman, line = real_board.correlation
+    assert pearson.r == pytest.approx(stats.pearsonr(x, y).statistic, rel=1e-12) and pearson.n == 5
+    assert spearman.r == pytest.approx(stats.spearmanr(x, y).statistic, rel=1e-12)
+    assert line.slope == pytest.approx(stats.linregress(x, y).slope, rel=1e-12)
+
+
+def test_timm_study_matches_the_csv_files(shipped_store, shared_data):
+    board = build(shipped_store, load_spec("timm-real"))
+    folder = shared_data / "timm-results"
+    orig = pd.read_csv(folder / "results-imagenet.csv", thousands=",")
+    real = pd.read_csv(folder / "results-imagenet-real.csv", thousands=",")
+    both = orig.merge(real, on=["model", "img_size"], suffixes=("_o", "_r"))
+    assert len(board.rows) == len(both) == 1556
+    assert all(r.source == SOURCE_EXTERNAL and r.rank is None and r.relabelled.bootstrap is None
+               for r in board.rows)
+    top = both.sort_values(["top1_r", "top1_o"], ascending=False).iloc[0]
+    assert board.rows[0].name == top.model
+    assert 100 * board.rows[0].relabelled.accuracy == pytest.approx(top.top1_r, abs=1e-9)
+    assert board.rows[0].relabelled.n == 46_837 and board.rows[0].reference.n == 50_000
+    giant = [r for r in board.rows if r.name == "eva_giant_patch14_560.m30m_ft_in22k_in1k"][0]
+    assert giant.params_m == 1014.45  # stored as "1,014.45" in the CSV
+    pearson, _, _ = board.correlation
+    assert pearson.r == pytest.approx(stats.pearsonr(both.top1_o, both.top1_r).statistic, rel=1e-9)
+    fitted, given = board.regimes
+    assert given.breakpoint == 81.0 and given.breakpoint_source == "given"
+    assert given.below.n == int((both.top1_o < 81).sum()) and given.above.n == int((both.top1_o >= 81).sum())
+    assert fitted.breakpoint_source == "piecewise-linear fit" and min(fitted.below.n, fitted.above.n) >= 20
+    # at the top, a point of original accuracy buys less ReaL accuracy than below
+    assert given.above.line.slope < given.below.line.slope and given.slope_difference_pvalue < 1e-6
+
+
+def test_regenerating_gives_byte_identical_files_and_matches_the_committed_ones(shipped_store, tmp_path):
+    for name in ("real", "timm-real"):
+        shutil.copy(LEADERBOARD_DIR / f"{name}.toml", tmp_path)
+        first = render_leaderboard(shipped_store, name, tmp_path)
+        assert write_files(first) == list(first)
+        second = render_leaderboard(shipped_store, name, tmp_path)
+        assert second == first and write_files(second) == []
+        # the committed markdown and page text were built by `python -m reports build-store` + `leaderboard`
+        # from the same shipped data; the picture is left out because it depends on matplotlib's version
+        for suffix in (".md", ".html"):
+            committed = (LEADERBOARD_DIR / f"{name}{suffix}").read_bytes()
+            fresh = (tmp_path / f"{name}{suffix}").read_bytes()
+            strip = re.compile(rb"data:image/png;base64,[A-Za-z0-9+/=]+")
+            assert strip.sub(b"", fresh) == strip.sub(b"", committed), f"{name}{suffix} is stale"
+
+
+def test_partial_run_is_left_out_or_compared_on_common_samples(shipped_store, shared_data, tmp_path):
+    from harness.suites import get_suite
+
+    subset = sorted(p.stem for p in (shared_data / "imagenet-val-subset").rglob("*.JPEG"))
+    assert len(subset) == 1300
+    pred = pd.read_csv(shared_data / "imagenet" / "model_predictions" / "ViT.csv")
+    pred = pred[pred.file_name.str.replace(".JPEG", "", regex=False).isin(subset)]
+    partial_file = tmp_path / "ViT-subset.csv"
+    pred.to_csv(partial_file, index=False)
+    store = Store(tmp_path / "store")
+    shutil.copytree(shipped_store.root, store.root, dirs_exist_ok=True)
+    get_suite("imagenet").import_predictions(store, partial_file, "ViT-subset")
+
+    full = build(store, load_spec("real"))
+    assert "ViT-subset" not in [r.name for r in full.rows]
+    assert any("ViT-subset is left out" in n and "1,300" in n for n in full.notes)
+
+    text = (LEADERBOARD_DIR / "real.toml").read_text().replace('samples = "full"', 'samples = "common"')
+    common = build(store, parse_spec(text, "real-common", tmp_path / "real-common.toml"))
+    rows = {r.name: r for r in common.rows}
+    assert rows["ViT-subset"].relabelled.accuracy == rows["ViT"].relabelled.accuracy
+    assert rows["ViT"].reference.n == 1300 and common.reference.n_samples == 1300
+    real = json.loads((shared_data / "imagenet" / "real.json").read_text())
+    real_labelled = sum(1 for k in subset if real[int(k[-8:]) - 1])
+    assert rows["ViT"].relabelled.n == real_labelled == common.relabelled.n_samples
+    same = [p for p in common.pairs if {p.a, p.b} == {"ViT", "ViT-subset"}][0]
+    assert same.mcnemar.pvalue == 1.0 and rows["ViT"].rank == rows["ViT-subset"].rank  # exact tie
+
+
+def test_bad_specs_are_refused_with_one_clear_error(tmp_path):
+    good = (LEADERBOARD_DIR / "real.toml").read_text()
+    cases = {
+        good.replace("[table]", "[table]\ncolour = 1"): "unknown key",
+        good.replace('"provenance"]', '"provenance", "f1"]'): "unknown column",
+        good.replace("seed = 0", "seed = 0\nbreakpoints = [\"knee\"]"): "breakpoints",
+        good.replace('samples = "full"', 'samples = "some"'): "samples",
+        good.replace("confidence = 0.95", "confidence = 95.0"): "confidence",
+        good.replace('runs = ["*"]', "runs = []"): "selects no rows",
+        good + "\n[[oops": "not valid TOML",
+    }
+    for text, message in cases.items():
+        with pytest.raises(HarnessError, match=message):
+            parse_spec(text, "bad", tmp_path / "bad.toml")
+    with pytest.raises(HarnessError, match="known leaderboards: .*real"):
+        load_spec("no-such-board")
+
+
+def test_timm_csv_parsing_refuses_bad_files_and_stores_nothing(shared_data, tmp_path, store):
+    text = (shared_data / "timm-results" / "results-imagenet.csv").read_text().splitlines()
+    bad_number = tmp_path / "bad.csv"
+    bad_number.write_text("\n".join([text[0], text[1].replace(",90.056,", ",ninety,"), *text[2:5]]) + "\n")
+    with pytest.raises(HarnessError, match=r"column 'top1' row 2 holds 'ninety'"):
+        parse_timm_results(bad_number)
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text("\n".join([text[0], text[1], text[1]]) + "\n")
+    with pytest.raises(HarnessError, match="row 3 repeats model"):
+        parse_timm_results(repeated)
+    no_column = tmp_path / "nocol.csv"
+    no_column.write_text("model,top1\nx,1\n")
+    with pytest.raises(HarnessError, match="lacks the column"):
+        parse_timm_results(no_column)
+    assert store.list_runs() == []
+
+
+def test_cli_regenerates_checks_and_compares(shipped_store, raw_correct, tmp_path, capsys):
+    shutil.copy(LEADERBOARD_DIR / "real.toml", tmp_path)
+    args = ["--store", str(shipped_store.root), "leaderboard", "--dir", str(tmp_path)]
+    assert cli.main(args + ["--check"]) == 1  # nothing generated yet
+    assert cli.main(args) == 0
+    assert "real: 3 of 3 files changed" in capsys.readouterr().out
+    assert cli.main(args + ["--check"]) == 0
+    assert cli.main(args) == 0 and "real: 0 of 3 files changed" in capsys.readouterr().out
+    assert cli.main(["--store", str(shipped_store.root), "compare", "ResNet50", "DINO", "--label-set", "real"]) == 0
+    out = capsys.readouterr().out
+    assert "n = 46,837 shared samples" in out and "ResNet50: top-1 82.96%" in out
+    a, b = raw_correct["ResNet50"]["real"], raw_correct["DINO"]["real"]
+    table = pd.crosstab(a, b).reindex(index=[True, False], columns=[True, False], fill_value=0).to_numpy()
+    assert f"p = {mcnemar(table, exact=True).pvalue:.3g}" in out
+    assert cli.main(["--store", str(shipped_store.root), "leaderboard", "--dir", str(tmp_path), "nope"]) == 2
+    assert "no leaderboard spec" in capsys.readouterr().err
