@@ -47,7 +47,7 @@ def read_json(path: Path) -> Any:
 
 # ----- validation -----------------------------------------------------------
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, Integral) and not isinstance(v, bool)
 
 
@@ -72,9 +72,9 @@ def _bbox_problem(b) -> str | None:
 def _segmentation_problem(s) -> str | None:
     if isinstance(s, dict):
         size, counts = s.get("size"), s.get("counts")
-        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(x) and x > 0 for x in size)):
+        if not (isinstance(size, list) and len(size) == 2 and all(is_int(x) and x > 0 for x in size)):
             return "an RLE segmentation needs size [height, width] with positive integers"
-        if isinstance(counts, str) or (isinstance(counts, list) and all(_is_int(x) and x >= 0 for x in counts)):
+        if isinstance(counts, str) or (isinstance(counts, list) and all(is_int(x) and x >= 0 for x in counts)):
             return None
         return "RLE counts must be a compressed string or a list of non-negative run lengths"
     if isinstance(s, list) and s:
@@ -135,10 +135,10 @@ def validate_results(records: Any, path: Path, image_ids: set[int], category_ids
         if not isinstance(r, dict):
             problems.add(i, f"it is a JSON {type(r).__name__}, not an object")
             continue
-        if not _is_int(r.get("image_id")):
+        if not is_int(r.get("image_id")):
             problems.add(i, "image_id must be an integer")
             continue
-        if not _is_int(r.get("category_id")):
+        if not is_int(r.get("category_id")):
             problems.add(i, "category_id must be an integer")
             continue
         if not _is_number(r.get("score")):
@@ -339,7 +339,7 @@ def _add_polygon_rle(cols: dict[str, list], anns: list[dict], sizes: dict, path:
         if polygons is None:
             continue
         h, w = sizes[anns[i]["image_id"]]
-        if not (_is_int(h) and _is_int(w)):
+        if not (is_int(h) and is_int(w)):
             raise HarnessError(f"{path}: image {anns[i]['image_id']} has no integer height and width, "
                                "which its polygon masks need")
         rle = mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))

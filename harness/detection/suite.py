@@ -103,7 +103,7 @@ class DetectionSuite:
         records = formats.read_json(path)
         if label_set is None and isinstance(records, list):
             label_set = self._guess_label_set(
-                store, {r.get("image_id") for r in records if isinstance(r, dict)})
+                store, {r["image_id"] for r in records if isinstance(r, dict) and formats.is_int(r.get("image_id"))})
         label_set = self._label_set(store, label_set)
         images = _read_tables(store, label_set, ["coco_images"])["coco_images"]
         image_ids = images.column("image_id").to_pylist()
