@@ -25,7 +25,7 @@ def pct(value: float, digits: int = 2) -> str:
 
 
 def interval_text(iv: Interval | None) -> str:
-    return "" if iv is None else f"{pct(iv.low)}{DASH}{pct(iv.high)}"
+    return "" if iv is None else f"[{pct(iv.low)}, {pct(iv.high)}]"
 
 
 def pvalue_text(p: float) -> str:
@@ -86,11 +86,11 @@ COLUMNS: dict[str, Column] = {
 
 
 # ----- shared text -----------------------------------------------------------------
-def axis_line(board: Board, which: str) -> str:
+def axis_line(board: Board, which: str, code: Callable[[str], str] = str) -> str:
     info = getattr(board, which)
     scored = (f"; per-sample rows scored on {info.n_samples:,} of them" if info.n_samples != info.n_labelled
               else "")
-    return (f"{which}: label set `{info.axis.label_set}` under suite `{info.axis.suite}` "
+    return (f"{which}: label set {code(info.axis.label_set)} under suite {code(info.axis.suite)} "
             f"({info.description or 'no description'}), {info.n_labelled:,} labelled samples{scored}")
 
 
@@ -171,6 +171,10 @@ def regime_sentences(board: Board, reg: TwoRegimes) -> list[str]:
 
 
 # ----- markdown ----------------------------------------------------------------------
+def _md_code(text: str) -> str:
+    return f"`{text}`"
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -190,7 +194,7 @@ def render_markdown(board: Board) -> bytes:
               f"`leaderboards/{s.name}.toml`; do not edit by hand. "
               f"Sortable table: [{s.name}.html]({s.name}.html).", ""]
     lines += ["## Setup", "", f"- dataset `{s.dataset}`, metric {s.metric}",
-              f"- {axis_line(board, 'relabelled')}", f"- {axis_line(board, 'reference')}"]
+              f"- {axis_line(board, 'relabelled', _md_code)}", f"- {axis_line(board, 'reference', _md_code)}"]
     lines += [f"- {m}" for m in method_lines(board)] + [""]
     cols = [COLUMNS[c] for c in s.columns]
     shown = board.rows if not s.markdown_rows else board.rows[: s.markdown_rows]
