@@ -54,9 +54,13 @@ def test_summary_equals_pycocotools_exactly(coco_store, shared_data, iou_type):
     theirs = official(shared_data / GT_2014, shared_data / RESULTS[iou_type], iou_type)
     assert ours == list(theirs.stats)
     assert result["label_set"] == "coco-val2014-100" and result["n"] == 100 and result["n_detections"] == 734
+    # Whole arrays too; categories without ground truth on these images are -1 there and left out here.
     ev, _, _ = COCO.evaluate(coco_store, run_id, iou_type=iou_type)
-    assert np.array_equal(ev.precision, theirs.eval["precision"])
-    assert np.array_equal(ev.recall, theirs.eval["recall"])
+    evaluated = np.isin(theirs.params.catIds, ev.category_ids)
+    assert 60 < evaluated.sum() < 80
+    assert np.array_equal(ev.precision, theirs.eval["precision"][:, :, evaluated])
+    assert np.array_equal(ev.recall, theirs.eval["recall"][:, evaluated])
+    assert (theirs.eval["precision"][:, :, ~evaluated] == -1).all()
 
 
 def test_real_yolo_detections_on_val2017_equal_pycocotools(coco_store, shared_data):
