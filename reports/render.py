@@ -136,8 +136,9 @@ def pairs_table(board: Board) -> tuple[list[str], list[list[str]]]:
 
 
 def pairs_title(board: Board) -> str:
-    return (f"Pairwise comparisons on {board.relabelled.axis.label_set} "
-            f"(n = {board.pairs[0].mcnemar.n:,} shared samples)")
+    rel = board.relabelled.axis
+    return (f"Pairwise comparisons on label set {rel.label_set} (suite {rel.suite}, "
+            f"n = {board.pairs[0].mcnemar.n:,} shared samples)")
 
 
 def study_title(board: Board) -> str:
