@@ -49,7 +49,7 @@ class ClassificationSuite:
     # ----- import ------------------------------------------------------------
     def import_predictions(self, store: Store, path: str | Path, name: str, **options) -> str:
         path = Path(path)
-        table = read_prediction_file(path)
+        table = self.read_table(path)
         rows = self.predictions_from_table(table, path)
         from .data import sha256_file
 
@@ -60,6 +60,10 @@ class ClassificationSuite:
             "num_classes": self.num_classes,
         }
         return store.write_run(meta, {"predictions": rows})
+
+    def read_table(self, path: Path) -> pd.DataFrame:
+        """The file as a table; suites whose files need no key column (arrays in a known order) override it."""
+        return read_prediction_file(path)
 
     def predictions_from_table(self, table: pd.DataFrame, path: Path) -> pd.DataFrame:
         """Validate an imported table and shape it into prediction rows; one clear error otherwise."""

