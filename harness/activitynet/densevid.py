@@ -34,10 +34,14 @@ Known differences, none of which changes a score:
 """
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import random
 import string
 import sys
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -129,6 +133,29 @@ def localisation(matches, n_predictions: int, tiou: float) -> tuple[float, float
     return best_p, best_r
 
 
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence of two token lists (bit-parallel, Allison-Dix)."""
+    masks: dict[str, int] = {}
+    for i, token in enumerate(a):
+        masks[token] = masks.get(token, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    for token in b:
+        u = v & masks.get(token, 0)
+        v = ((v + u) | (v - u)) & full
+    return len(a) - bin(v).count("1")
+
+
+def rouge_l(candidate: str, reference: str, beta: float = 1.2) -> float:
+    """pycocoevalcap's ``Rouge.calc_score`` for one reference, with a faster LCS (same integer, same arithmetic)."""
+    token_c, token_r = candidate.split(" "), reference.split(" ")
+    lcs = lcs_length(token_r, token_c)
+    prec_max, rec_max = lcs / float(len(token_c)), lcs / float(len(token_r))
+    if prec_max != 0 and rec_max != 0:
+        return ((1 + beta**2) * prec_max * rec_max) / float(rec_max + beta**2 * prec_max)
+    return 0.0
+
+
 class _CaptionMetrics:
     """BLEU@1-4, ROUGE-L and CIDEr-D of one video's pairs with pycocoevalcap's scorers.
 
@@ -139,9 +166,8 @@ class _CaptionMetrics:
     def __init__(self, garbage) -> None:
         from pycocoevalcap.bleu import bleu_scorer
         from pycocoevalcap.cider import cider_scorer
-        from pycocoevalcap.rouge.rouge import Rouge
 
-        self._bleu, self._cider, self._rouge = bleu_scorer, cider_scorer, Rouge()
+        self._bleu, self._cider = bleu_scorer, cider_scorer
         self._garbage = garbage
         self._bleu_cooked: dict = {}
         self._cider_counts: dict = {}
@@ -172,11 +198,16 @@ class _CaptionMetrics:
             cider.ctest.append(self._cider_cook(hyp))
             score = self._rouge_scores.get(pair)
             if score is None:
-                score = self._rouge_scores[pair] = self._rouge.calc_score([hyp], [ref])
+                score = self._rouge_scores[pair] = rouge_l(hyp, ref)
             rouge.append(score)
         b, _ = bleu.compute_score(option="closest", verbose=0)
         c, _ = cider.compute_score()
         return [*b, float(np.mean(np.array(rouge))), float(c)]
+
+
+def _score_chunk(signatures: list) -> list[list[float]]:
+    metrics = _CaptionMetrics(_garbage_words())
+    return [metrics(list(sig)) for sig in signatures]
 
 
 def _meteor_scores(meteor: MeteorSession, signatures: list, garbage_word: str) -> list[float]:
@@ -187,20 +218,36 @@ def _meteor_scores(meteor: MeteorSession, signatures: list, garbage_word: str) -
     return meteor.corpus_scores(groups)
 
 
+@contextlib.contextmanager
+def _pool(workers: int | None):
+    """Worker processes for the Python metrics; None when one process is all there is."""
+    n = workers if workers is not None else min(4, os.cpu_count() or 1)
+    if n <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield pool
+
+
 def evaluate(predictions: Mapping[str, Segments], references: Sequence[Mapping[str, Segments]],
              tious: Sequence[float] = TIOUS, max_proposals: int = MAX_PROPOSALS,
-             progress: bool = True) -> dict:
+             progress: bool = True, workers: int | None = None,
+             meteor: MeteorSession | None = None) -> dict:
     """Scores of ``predictions`` against one or more reference files (fractions, not percent).
 
     Returns ``{metric: mean over thresholds, ..., "F1": ..., "per_tiou": {metric: [...]},
-    "tious": [...], "n": number of reference videos}``.
+    "tious": [...], "n": number of reference videos}``.  Pass an open ``meteor`` session
+    to share one METEOR process (its start-up is the largest fixed cost) between calls.
     """
     from tqdm import tqdm
 
     videos = sorted(set().union(*[r.keys() for r in references]))
     predictions = {v: Segments(p.timestamps[:max_proposals], p.sentences[:max_proposals])
                    for v, p in predictions.items() if v in videos}
-    with MeteorSession() as meteor:  # the JVM starts while the rest is prepared
+    own_meteor = meteor is None
+    if own_meteor:
+        meteor = MeteorSession()  # the JVM starts while the rest is prepared
+    try:
         matches = _matches(predictions, references, videos)
         raw = {s for p in predictions.values() for s in p.sentences}
         raw |= {s for ms in matches.values() for _, seg in ms for s in seg.sentences}
@@ -213,7 +260,7 @@ def evaluate(predictions: Mapping[str, Segments], references: Sequence[Mapping[s
         signatures = [{v: tuple((tokens[h], None if r is None else tokens[r])
                                 for h, r in _pairs(predictions.get(v), matches[v], t))
                        for v in videos} for t in tious]
-        distinct = sorted({sig for per_video in signatures for sig in per_video.values() if sig})
+        distinct = list(dict.fromkeys(sig for per_video in signatures for sig in per_video.values() if sig))
         garbage = _garbage_words()
         meteor_result: dict = {}
 
@@ -223,14 +270,25 @@ def evaluate(predictions: Mapping[str, Segments], references: Sequence[Mapping[s
             except BaseException as exc:
                 meteor_result["error"] = exc
 
-        worker = threading.Thread(target=run_meteor, daemon=True)
-        worker.start()
-        metrics = _CaptionMetrics(garbage)
+        # BLEU, ROUGE-L and CIDEr-D are pure Python: spread the videos over worker
+        # processes (forked before the METEOR thread starts) while the JVM works.
+        chunks = [distinct[i:i + 200] for i in range(0, len(distinct), 200)]
         other = {}
-        for sig in tqdm(distinct, desc="densevid", unit="video", disable=not progress,
-                        file=sys.stderr, smoothing=0.1):
-            other[sig] = metrics(list(sig))
+        with _pool(workers) as pool:
+            futures = [pool.submit(_score_chunk, c) for c in chunks] if pool else []
+            worker = threading.Thread(target=run_meteor, daemon=True)
+            worker.start()
+            bar = tqdm(total=len(distinct), desc="densevid", unit="video", disable=not progress,
+                       file=sys.stderr, smoothing=0.1)
+            for chunk, future in zip(chunks, futures) if pool else ((c, None) for c in chunks):
+                scores = future.result() if future else _score_chunk(chunk)
+                other.update(zip(chunk, scores))
+                bar.update(len(chunk))
+            bar.close()
         worker.join()
+    finally:
+        if own_meteor:
+            meteor.close()
     if "error" in meteor_result:
         raise meteor_result["error"]
     meteor_by_sig = dict(zip(distinct, meteor_result["scores"]))

@@ -12,6 +12,7 @@ from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
 from ..store import Store
 from . import densevid, formats, temporal
+from .cocotext import MeteorSession
 
 MANIFEST = "activitynet-captions"
 AVAILABLE_LIST = "activitynet/available_mp4.txt"
@@ -139,7 +140,8 @@ class CaptionsSuite:
                          "ORDER BY key, idx", [label_set])
 
     def score(self, store: Store, run_id: str, label_set: str | None = None,
-              tious=densevid.TIOUS, max_proposals: int = densevid.MAX_PROPOSALS, progress: bool = True) -> dict:
+              tious=densevid.TIOUS, max_proposals: int = densevid.MAX_PROPOSALS, progress: bool = True,
+              meteor: MeteorSession | None = None) -> dict:
         """densevid_eval scores of a run against one label set or several joined by ``+``.
 
         ``anet-captions-val_1+anet-captions-val_2`` (the default) is the official tool's
@@ -152,7 +154,7 @@ class CaptionsSuite:
         preds = self.predictions(store, run_id)
         refs = [_segments(self.references(store, n)) for n in names]
         result = densevid.evaluate(_segments(preds), refs, tious=tious, max_proposals=max_proposals,
-                                   progress=progress)
+                                   progress=progress, meteor=meteor)
         known = set().union(*[r.keys() for r in refs])
         predicted = set(preds["key"])
         result.update(suite=self.name, run_id=run_id, label_set="+".join(names),
@@ -167,7 +169,8 @@ class CaptionsSuite:
         """
         if not runs:
             raise HarnessError("score_per_split needs at least one {label set: run} pair")
-        parts = {ls: self.score(store, run, ls, **kwargs) for ls, run in runs.items()}
+        with MeteorSession() as meteor:
+            parts = {ls: self.score(store, run, ls, meteor=meteor, **kwargs) for ls, run in runs.items()}
         metrics = [*densevid.METRICS, "Precision", "Recall", "F1"]
         out = {m: float(np.mean([p[m] for p in parts.values()])) for m in metrics}
         out.update(suite=self.name, label_set="|".join(parts), protocol="per-split mean",
