@@ -145,6 +145,10 @@ class DetectionSuite:
         try:
             gt = formats.ground_truth_dataset(_read_tables(store, label_set, GT_TABLES),
                                               with_segmentation=iou_type == "segm")
+            if iou_type == "keypoints" and not any(a.get("num_keypoints") for a in gt["annotations"]):
+                raise HarnessError(
+                    f"label set {label_set!r} has no keypoint ground truth (no annotation with num_keypoints > 0); "
+                    "score keypoints against a person_keypoints annotation file stored with import_ground_truth")
             # Another label set of the dataset may cover other images: it scores the images it has.
             known = {im["id"] for im in gt["images"]}
             records = [r for r in formats.result_records(detections) if r["image_id"] in known]
