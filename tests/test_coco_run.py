@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from pycocotools import mask as mask_utils
+from faster_coco_eval.core import mask as mask_utils
 from torchvision.transforms.functional import pil_to_tensor
 
 from harness.detection.suite import COCO, read_detections

@@ -4,7 +4,7 @@ faster-coco-eval matches detections to ground truth exactly as pycocotools (and 
 in C++. One difference remains in its accumulation: the official code computes precision as
 ``tp / (fp + tp + np.spacing(1))``, faster-coco-eval as ``tp / (tp + fp)``. The two differ only
 where exactly one valid detection has been seen so far (``1 / (1 + eps)`` is 1 - 2.2e-16, while
-``n / (n + eps) == n`` for n >= 2), which moves summary numbers by an ulp. ``_official_precision``
+``n / (n + eps) == n`` for n >= 2), which moves summary numbers by an ulp. ``_accumulate``
 restores the official value: such an entry is the curve's maximum only when the first valid
 detection of a category is a true positive and the second is not, which extra recall thresholds
 at 2/G (G the valid ground truth count) in the same accumulation reveal without re-matching.
@@ -12,7 +12,8 @@ at 2/G (G the valid ground truth count) in the same accumulation reveal without 
 Summaries are computed from the precision and recall arrays with the official indexing, so
 they are bit-identical. One deliberate departure: pycocotools' ``summarize`` reads overall AP
 at ``maxDets=100`` whatever ``params.maxDets`` is, reporting -1 when 100 is not among them;
-here AP is read at the largest maxDets, as its other AP numbers are.
+here AP is read at the largest maxDets, as its other AP numbers are. With the default maxDets
+(1, 10, 100; 20 for keypoints; 300 per image for LVIS) every number is the official one.
 """
 from __future__ import annotations
 
