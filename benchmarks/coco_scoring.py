@@ -161,7 +161,8 @@ def write_results(iou_type, n_images, n_objects, n_dets, repeats, t_theirs, t_ou
         "",
     ]
     header = ["# COCO scoring speed", "", "`.venv/bin/python benchmarks/coco_scoring.py [--segm]` "
-              "(harness vs pycocotools, side by side).", ""]
+              "(harness vs pycocotools, side by side). Measured on the shared 2-core development machine "
+              "with other jobs running: seconds are noisy, the side-by-side ratio is the number to read.", ""]
     body = [line for key in sorted(sections) for line in sections[key]]
     path.write_text("\n".join(header + body) + "\n")
     print(f"wrote {path}")

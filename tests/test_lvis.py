@@ -38,8 +38,9 @@ def from_ground_truth(gt, noise=0.0, seed=0, segm=False):
         dx, dy, dw, dh = rng.normal(0, noise, 4) * [w, h, w, h] if noise else (0, 0, 0, 0)
         rec = {"image_id": a["image_id"], "category_id": a["category_id"], "score": float(rng.uniform(0.05, 1)),
                "bbox": [x + dx, y + dy, max(w + dw, 1.0), max(h + dh, 1.0)]}
-        if segm:
+        if segm:  # polygons without a box: the import turns them into RLE, area from the mask
             rec["segmentation"] = a["segmentation"]
+            del rec["bbox"]
         out.append(rec)
     return out
 
@@ -56,6 +57,9 @@ def score(store, tmp_path, records, name, iou_type="bbox"):
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
 def test_perfect_results_score_one(store, tmp_path, gt, iou_type):
     ev = score(store, tmp_path, from_ground_truth(gt, segm=iou_type == "segm"), "perfect", iou_type)
+    stored = store.sql("SELECT count(segm_counts) AS rle, count(bbox_x) AS boxes FROM coco_detections")
+    assert stored.values.tolist() == ([[len(gt["annotations"]), 0]] if iou_type == "segm"
+                                      else [[0, len(gt["annotations"])]])
     assert list(ev.summary) == list(SUMMARY) and ev.max_dets == [300]
     groups = {c["frequency"] for c in gt["categories"] if c["id"] in {a["category_id"] for a in gt["annotations"]}}
     for key, value in ev.summary.items():
