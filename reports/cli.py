@@ -48,9 +48,15 @@ def cmd_leaderboard(args) -> int:
     if not names:
         raise HarnessError(f"no leaderboard specs (*.toml) in {directory}")
     store = _store(args)
-    stale = []
+    stale, failed = [], []
     for name in names:
-        files = render_leaderboard(store, name, directory)
+        try:
+            files = render_leaderboard(store, name, directory)
+        except HarnessError as exc:
+            # one leaderboard whose inputs are not in this store must not stop the others
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            failed.append(name)
+            continue
         if args.check:
             stale += [p for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
             continue
@@ -60,8 +66,10 @@ def cmd_leaderboard(args) -> int:
     if stale:
         print("stale: " + ", ".join(str(p) for p in stale) + "; run `python -m reports leaderboard`",
               file=sys.stderr)
-        return 1
-    return 0
+    if failed:
+        print(f"{len(failed)} of {len(names)} leaderboards failed: {', '.join(failed)}", file=sys.stderr)
+        return 2
+    return 1 if stale else 0
 
 
 def cmd_compare(args) -> int:

@@ -117,6 +117,9 @@ def _axis_info(store: Store, axis: Axis, dataset: str) -> AxisInfo:
                            f"leaderboard is on {dataset!r}")
     n = int(store.sql("SELECT count(*) AS n FROM labels WHERE label_set = ? AND len(labels) > 0",
                       [axis.label_set])["n"][0])
+    if n == 0:
+        raise HarnessError(f"label set {axis.label_set!r} in store {store.root} labels no sample (every list "
+                           "is empty); a leaderboard needs labelled samples")
     return AxisInfo(axis, meta.get("description", ""), n, n, meta.get("source", ""))
 
 

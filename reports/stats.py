@@ -99,7 +99,10 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> Interval:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), int(n), confidence, "wilson")
+    # at k = 0 and k = n the bounds are exactly 0 and 1; rounding would leave them a hair inside
+    low = 0.0 if k == 0 else max(0.0, float(centre - half))
+    high = 1.0 if k == n else min(1.0, float(centre + half))
+    return Interval(p, low, high, int(n), confidence, "wilson")
 
 
 def accuracy_wilson(correct, confidence: float = 0.95) -> Interval:

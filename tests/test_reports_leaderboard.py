@@ -320,3 +320,10 @@ def test_html_page_is_self_contained_sorts_in_headless_chromium(shipped_store, r
     table = _Table()
     table.feed(dom)
     assert [r["model"] for r in table.rows] == sorted((r.name for r in real_board.rows), reverse=True)
+    # an interval column sorts by its lower bound (a number the page parses from data-v)
+    dom = _chromium_dom(page.as_uri() + "#sort=relabelled_wilson:asc", tmp_path / "profile-3")
+    table = _Table()
+    table.feed(dom)
+    by_low = sorted(real_board.rows, key=lambda r: r.relabelled.wilson.low)
+    assert [r["model"] for r in table.rows] == [r.name for r in by_low]
+    assert all(re.fullmatch(r"\[\d+\.\d\d, \d+\.\d\d\]", r["relabelled_wilson"]) for r in table.rows)

@@ -223,3 +223,40 @@ def test_bad_input_is_refused_with_one_clear_error():
         rs.two_regimes(np.arange(10.0), np.arange(10.0) ** 1.5, breakpoint=8.5)
     with pytest.raises(HarnessError, match="NaN"):
         rs.fit_line([1, 2, np.nan, 4], [1, 2, 3, 4])
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_pairs = st.integers(1, 300).flatmap(lambda n: st.tuples(
+    st.lists(st.booleans(), min_size=n, max_size=n), st.lists(st.booleans(), min_size=n, max_size=n)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_pairs)
+def test_paired_statistics_are_symmetric_and_consistent(pair):
+    a, b = (np.array(v) for v in pair)
+    ab, ba = rs.mcnemar_test(a, b), rs.mcnemar_test(b, a)
+    assert ab.pvalue == ba.pvalue and 0 <= ab.pvalue <= 1
+    diff = rs.paired_bootstrap_difference(a, b, n_resamples=200, seed=0)
+    assert diff.estimate == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+    assert -1 <= diff.low <= diff.high <= 1
+    counts = rs.paired_counts(a, b)
+    assert counts.n == a.size and counts.only_a == ab.only_a and counts.only_b == ab.only_b
+    wilson = rs.accuracy_wilson(a)
+    assert 0 <= wilson.low <= wilson.estimate <= wilson.high <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.5, 0.6, 0.7, 0.8]), min_size=2, max_size=6), st.floats(0.0, 1.0))
+def test_significance_ranks_respect_order_and_ties(accuracies, p):
+    m = len(accuracies)
+    pvalues = np.full((m, m), p)
+    np.fill_diagonal(pvalues, 1.0)
+    ranks = rs.significance_ranks(accuracies, pvalues).ranks
+    best = max(accuracies)
+    for i, j in ((i, j) for i in range(m) for j in range(m)):
+        if accuracies[i] == accuracies[j]:
+            assert ranks[i] == ranks[j]  # exact ties share a rank
+        if accuracies[i] > accuracies[j]:
+            assert ranks[i] <= ranks[j]  # never ranked below a worse model
+    assert all(r == 1 for r, acc in zip(ranks, accuracies) if acc == best)
