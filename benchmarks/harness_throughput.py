@@ -73,6 +73,7 @@ def main() -> None:
                                  mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg["crop_pct"],
                                  crop_mode=cfg["crop_mode"], is_training=False)
     suite = get_suite("real")
+    load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     bare, harness_loop, harness_total, storage = [], [], [], []
     for _ in range(args.repeats):
         bare.append(bare_loop(loaded.model, transform, files, args.batch_size, args.workers))
@@ -93,7 +94,7 @@ def main() -> None:
     lines = [
         f"## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC — {platform.machine()}, "
         f"{os.cpu_count()} cores, EfficientNet-Lite0, {n} images, batch {args.batch_size}, "
-        f"{args.workers} workers, {args.repeats} repeats (medians)",
+        f"{args.workers} workers, {args.repeats} repeats (medians); load average before: {load_before:.1f}",
         "",
         "| | seconds | images/s | ratio vs bare |",
         "|---|---|---|---|",
