@@ -117,11 +117,13 @@ def test_any_model_with_the_interface_masks_and_keypoints(store, shared_data):
     assert result["n"] == 10 and set(result) >= {"bbox", "segm"}
 
 
-def test_offline_without_weights_and_bad_folders(store, shared_data, tmp_path, monkeypatch):
+def test_offline_without_weights_and_bad_folders(store, shared_data, tmp_path, monkeypatch, checkpoint):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no cached weights to fall back on
     with pytest.raises(HarnessError, match=r"weights for ssdlite320_mobilenet_v3_large could not be downloaded"
                                            r".*--checkpoint"):
         COCO.run(store, "ssdlite320_mobilenet_v3_large", shared_data / TINY, quiet=True)
+    with pytest.raises(HarnessError, match=r"checkpoint .*random.pth does not fit model retinanet_resnet50_fpn"):
+        COCO.run(store, "retinanet_resnet50_fpn", shared_data / TINY, checkpoint=checkpoint, quiet=True)
     with pytest.raises(HarnessError, match="unknown detection model 'yolo9000'"):
         COCO.run(store, "yolo9000", shared_data / TINY, quiet=True)
     folder = tmp_path / "images"

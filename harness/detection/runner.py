@@ -41,16 +41,23 @@ def load_detector(name: str, checkpoint: str | Path | None = None, model_kwargs:
             factory = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise HarnessError(f"model {name!r}: cannot import {attr} from {module} ({exc})") from None
-        build = lambda weights: factory(**kwargs)  # noqa: E731
+        construct = lambda weights: factory(**kwargs)  # noqa: E731
         downloadable = False
     else:
         known = torchvision.models.list_models(module=torchvision.models.detection)
         if name not in known:
             raise HarnessError(f"unknown detection model {name!r}; expected one of {', '.join(known)} "
                                "or module:factory for a model with the same interface")
-        build = lambda weights: torchvision.models.get_model(  # noqa: E731
+        # No backbone weights either: the detector's own weights replace them, and offline they cannot download.
+        construct = lambda weights: torchvision.models.get_model(  # noqa: E731
             name, weights=weights, **({"weights_backbone": None} if weights is None else {}), **kwargs)
         downloadable = True
+
+    def build(weights):
+        try:
+            return construct(weights)
+        except TypeError as exc:
+            raise HarnessError(f"model {name} cannot be built with options {kwargs}: {exc}") from None
 
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -65,6 +72,8 @@ def load_detector(name: str, checkpoint: str | Path | None = None, model_kwargs:
     elif downloadable:
         try:
             model = build("DEFAULT")
+        except HarnessError:
+            raise
         except Exception as exc:  # noqa: BLE001 - network, hub and cache errors all mean "no weights"
             raise HarnessError(
                 f"weights for {name} could not be downloaded ({type(exc).__name__}: "
