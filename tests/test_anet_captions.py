@@ -188,7 +188,7 @@ def test_ptb_tokenizer_keeps_lines():
         "a man is here", "", "do n't stop", "", "two spaces"]
 
 
-def test_per_split_protocol_is_the_mean(tmp_path, store, shared_data):
+def test_per_split_protocol_is_the_mean(tmp_path, store, shared_data, meteor):
     for split in (1, 2):
         preds, gt = real_subset(shared_data, split, 12)
         rows = [{"key": k, "duration": None, "idx": i, "start": float(a), "end": float(b), "sentence": s}
@@ -204,7 +204,7 @@ def test_per_split_protocol_is_the_mean(tmp_path, store, shared_data):
         (tmp_path / f"sub{split}.json").write_text(json.dumps(sub))
     runs = {f"mini-val_{s}": ANET_CAPTIONS.import_predictions(store, tmp_path / f"sub{s}.json", f"m{s}")
             for s in (1, 2)}
-    both = ANET_CAPTIONS.score_per_split(store, runs, progress=False)
+    both = ANET_CAPTIONS.score_per_split(store, runs, progress=False, meteor=meteor)
     for m in ("METEOR", "Bleu_4", "CIDEr", "Recall"):
         assert both[m] == pytest.approx((both["splits"]["mini-val_1"][m] + both["splits"]["mini-val_2"][m]) / 2)
     assert both["splits"]["mini-val_1"]["n"] == 12 and both["METEOR"] > 0.05

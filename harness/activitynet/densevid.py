@@ -274,7 +274,7 @@ def evaluate(predictions: Mapping[str, Segments], references: Sequence[Mapping[s
         # processes (forked before the METEOR thread starts) while the JVM works.
         chunks = [distinct[i:i + 200] for i in range(0, len(distinct), 200)]
         other = {}
-        with _pool(workers) as pool:
+        with _pool(workers if len(chunks) > 1 else 1) as pool:
             futures = [pool.submit(_score_chunk, c) for c in chunks] if pool else []
             worker = threading.Thread(target=run_meteor, daemon=True)
             worker.start()

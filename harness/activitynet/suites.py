@@ -1,6 +1,7 @@
 """The ``anet-captions`` and ``anet-detection`` suites: label sets, imports, scoring from stored rows."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -99,11 +100,10 @@ def _import_meta(name, model, suite, dataset, metric_version, path: Path, header
 
 
 def _segments(frame: pd.DataFrame) -> dict[str, densevid.Segments]:
-    out = {}
-    for key, group in frame.groupby("key", sort=False):
-        out[key] = densevid.Segments(group[["start", "end"]].to_numpy(dtype=float),
-                                     tuple(group["sentence"].tolist()))
-    return out
+    stamps = frame[["start", "end"]].to_numpy(dtype=float)
+    sentences = frame["sentence"].tolist()
+    return {k: densevid.Segments(stamps[rows], tuple(sentences[i] for i in rows))
+            for k, rows in temporal.rows_by_key(frame["key"]).items()}
 
 
 @dataclass
@@ -162,14 +162,17 @@ class CaptionsSuite:
                       n_videos_predicted=len(predicted & known), n_unknown_videos=len(predicted - known))
         return result
 
-    def score_per_split(self, store: Store, runs: Mapping[str, str], **kwargs) -> dict:
+    def score_per_split(self, store: Store, runs: Mapping[str, str], meteor: MeteorSession | None = None,
+                        **kwargs) -> dict:
         """The ground-truth-proposal protocol: each run against its own label set, metrics averaged.
 
         ``runs`` maps label set to run, e.g. ``{"anet-captions-val_1": r1, "anet-captions-val_2": r2}``.
         """
         if not runs:
             raise HarnessError("score_per_split needs at least one {label set: run} pair")
-        with MeteorSession() as meteor:
+        with contextlib.ExitStack() as stack:
+            if meteor is None:  # one METEOR process for all splits
+                meteor = stack.enter_context(MeteorSession())
             parts = {ls: self.score(store, run, ls, meteor=meteor, **kwargs) for ls, run in runs.items()}
         metrics = [*densevid.METRICS, "Precision", "Recall", "F1"]
         out = {m: float(np.mean([p[m] for p in parts.values()])) for m in metrics}
@@ -242,7 +245,7 @@ class DetectionSuite:
             result = temporal.evaluate_detection(gt, rows, tious)
         result.update(suite=self.name, run_id=run_id, label_set=names[0], task=run.get("task"),
                       metric_version=self.metric_version,
-                      n_unknown_videos=int((~rows["key"].isin(set(gt["key"]))).groupby(rows["key"]).any().sum()))
+                      n_unknown_videos=len(set(rows["key"]) - set(gt["key"])))
         return result
 
 

@@ -52,8 +52,17 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
 
 
+def rows_by_key(keys) -> dict:
+    """Row positions of each key, keys in order of first appearance, rows in their order."""
+    codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
+    return dict(zip(uniques, np.split(order, bounds)))
+
+
 def _segments_by_video(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {k: g[["start", "end"]].to_numpy(dtype=float) for k, g in frame.groupby("key", sort=False)}
+    segments = frame[["start", "end"]].to_numpy(dtype=float)
+    return {k: segments[rows] for k, rows in rows_by_key(frame["key"]).items()}
 
 
 def average_precision(ground_truth: pd.DataFrame, detections: pd.DataFrame,
@@ -150,7 +159,9 @@ def evaluate_proposals(ground_truth: pd.DataFrame, proposals: pd.DataFrame, tiou
         raise HarnessError("there are no proposals to evaluate; expected at least one")
     gt = _segments_by_video(ground_truth)
     videos = list(gt)
-    by_video = {k: g for k, g in proposals.groupby("key", sort=False)}
+    by_video = rows_by_key(proposals["key"])
+    all_scores = proposals["score"].to_numpy(dtype=float)
+    all_segments = proposals[["start", "end"]].to_numpy(dtype=float)
     ratio = max_avg_nr_proposals * float(len(videos)) / len(proposals)
 
     # For each video and threshold: per ground-truth segment, the rank of the
@@ -158,13 +169,13 @@ def evaluate_proposals(ground_truth: pd.DataFrame, proposals: pd.DataFrame, tiou
     first_hits, kept, total = [], [], 0
     for vid in videos:
         segs = gt[vid]
-        group = by_video.get(vid)
-        if group is None or len(group) == 0:
+        rows = by_video.get(vid)
+        if rows is None:
             first_hits.append(np.ones((len(tious), len(segs))))  # one placeholder proposal, never a hit
             kept.append(1)
             continue
-        order = np.argsort(-group["score"].to_numpy(dtype=float), kind="stable")
-        props = group[["start", "end"]].to_numpy(dtype=float)[order]
+        order = np.argsort(-all_scores[rows], kind="stable")
+        props = all_segments[rows][order]
         n = min(int(len(props) * ratio), len(props))
         total += n
         if n == 0:
