@@ -97,23 +97,29 @@ def _submission(path: Path, what: str) -> dict:
     return data
 
 
+def _entries(data: dict, path: Path, required: tuple[str, ...], expected: str):
+    """(video, rank, entry, where) of every prediction, each checked for its required keys."""
+    for vid, entries in data["results"].items():
+        for rank, entry in enumerate(entries):
+            where = f"video {vid!r} entry {rank}"
+            if not isinstance(entry, dict) or any(k not in entry for k in required):
+                raise HarnessError(f"{path}: {where} is {entry!r:.120}; expected an object with keys {expected}")
+            yield vid, rank, entry, where
+
+
 def read_caption_submission(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """A densevid_eval submission as rows (key, rank, start, end, sentence) and its header."""
     path = Path(path)
     data = _submission(path, "dense-captioning submission")
     keys, ranks, starts, ends, sentences = [], [], [], [], []
-    for vid, entries in data["results"].items():
-        for rank, entry in enumerate(entries):
-            where = f"video {vid!r} entry {rank}"
-            if not isinstance(entry, dict) or "sentence" not in entry or "timestamp" not in entry:
-                raise HarnessError(f"{path}: {where} is {entry!r:.120}; expected an object with keys "
-                                   "\"sentence\" and \"timestamp\"")
-            start, end = _segment(entry["timestamp"], where, path, allow_reversed=True)
-            keys.append(vid)
-            ranks.append(rank)
-            starts.append(start)
-            ends.append(end)
-            sentences.append(_sentence(entry["sentence"], where, path))
+    for vid, rank, entry, where in _entries(data, path, ("sentence", "timestamp"),
+                                            "\"sentence\" and \"timestamp\""):
+        start, end = _segment(entry["timestamp"], where, path, allow_reversed=True)
+        keys.append(vid)
+        ranks.append(rank)
+        starts.append(start)
+        ends.append(end)
+        sentences.append(_sentence(entry["sentence"], where, path))
     rows = pd.DataFrame({"key": keys, "rank": ranks, "start": starts, "end": ends, "sentence": sentences})
     return rows, {"version": data["version"], "external_data": data["external_data"]}
 
@@ -155,29 +161,25 @@ def read_detection_submission(path: str | Path) -> tuple[pd.DataFrame, dict]:
     data = _submission(path, "ActivityNet detection/proposal submission")
     rows = {"key": [], "rank": [], "label": [], "score": [], "start": [], "end": []}
     labelled = None
-    for vid, entries in data["results"].items():
-        for rank, entry in enumerate(entries):
-            where = f"video {vid!r} entry {rank}"
-            if not isinstance(entry, dict) or "segment" not in entry or "score" not in entry:
-                raise HarnessError(f"{path}: {where} is {entry!r:.120}; expected an object with keys "
-                                   "\"segment\", \"score\" and, for detection, \"label\"")
-            has_label = "label" in entry
-            if labelled is None:
-                labelled = has_label
-            elif labelled != has_label:
-                raise HarnessError(f"{path}: {where} {'has' if has_label else 'lacks'} a \"label\" unlike the "
-                                   "entries before it; expected all detections (labelled) or all proposals")
-            if has_label and not isinstance(entry["label"], str):
-                raise HarnessError(f"{path}: {where} has label {entry['label']!r}; expected a class name")
-            if not _is_number(entry["score"]):
-                raise HarnessError(f"{path}: {where} has score {entry['score']!r}; expected a finite number")
-            start, end = _segment(entry["segment"], where, path, allow_reversed=False)
-            rows["key"].append(vid)
-            rows["rank"].append(rank)
-            rows["label"].append(entry["label"] if has_label else None)
-            rows["score"].append(float(entry["score"]))
-            rows["start"].append(start)
-            rows["end"].append(end)
+    for vid, rank, entry, where in _entries(data, path, ("segment", "score"),
+                                            "\"segment\", \"score\" and, for detection, \"label\""):
+        has_label = "label" in entry
+        if labelled is None:
+            labelled = has_label
+        elif labelled != has_label:
+            raise HarnessError(f"{path}: {where} {'has' if has_label else 'lacks'} a \"label\" unlike the "
+                               "entries before it; expected all detections (labelled) or all proposals")
+        if has_label and not isinstance(entry["label"], str):
+            raise HarnessError(f"{path}: {where} has label {entry['label']!r}; expected a class name")
+        if not _is_number(entry["score"]):
+            raise HarnessError(f"{path}: {where} has score {entry['score']!r}; expected a finite number")
+        start, end = _segment(entry["segment"], where, path, allow_reversed=False)
+        rows["key"].append(vid)
+        rows["rank"].append(rank)
+        rows["label"].append(entry["label"] if has_label else None)
+        rows["score"].append(float(entry["score"]))
+        rows["start"].append(start)
+        rows["end"].append(end)
     frame = pd.DataFrame(rows).astype({"label": object})
     return frame, {"version": data["version"], "external_data": data["external_data"],
                    "task": "detection" if labelled else "proposals"}

@@ -92,13 +92,6 @@ def _run_meta(store: Store, run_id: str, suite: str, table: str) -> dict:
     return run
 
 
-def _import_meta(name, model, suite, dataset, metric_version, path: Path, header: dict, **extra) -> dict:
-    return {"name": name, "model": model or name, "suite": suite, "dataset": dataset, "kind": "import",
-            "metric_version": metric_version, "source_file": str(path.resolve()),
-            "source_sha256": sha256_file(path), "submission_version": header.get("version"),
-            "external_data": header.get("external_data"), **extra}
-
-
 def _segments(frame: pd.DataFrame) -> dict[str, densevid.Segments]:
     stamps = frame[["start", "end"]].to_numpy(dtype=float)
     sentences = frame["sentence"].tolist()
@@ -106,8 +99,30 @@ def _segments(frame: pd.DataFrame) -> dict[str, densevid.Segments]:
             for k, rows in temporal.rows_by_key(frame["key"]).items()}
 
 
+class _ActivityNetSuite:
+    name: str
+    dataset: str
+    metric_version: str
+
+    def ensure_label_sets(self, store: Store) -> None:
+        ensure_caption_label_sets(store)
+
+    def _import(self, store: Store, path: str | Path, name: str, model: str | None, options: dict,
+                reader, table: str, **extra) -> str:
+        if options:
+            raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; known: model")
+        path = Path(path)
+        rows, header = reader(path)
+        meta = {"name": name, "model": model or name, "suite": self.name, "dataset": self.dataset,
+                "kind": "import", "metric_version": self.metric_version, "source_file": str(path.resolve()),
+                "source_sha256": sha256_file(path), "submission_version": header.get("version"),
+                "external_data": header.get("external_data"), "n_segments": len(rows),
+                "n_videos": int(rows["key"].nunique()), **{k: header[k] for k in extra if k in header}}
+        return store.write_run(meta, {table: rows})
+
+
 @dataclass
-class CaptionsSuite:
+class CaptionsSuite(_ActivityNetSuite):
     name: str = "anet-captions"
     dataset: str = "activitynet-captions"
     task: str = "dense-captioning"
@@ -116,19 +131,11 @@ class CaptionsSuite:
     default_label_set: str = "anet-captions-val_1+anet-captions-val_2"
     metric_version: str = densevid.METRIC_VERSION
 
-    def ensure_label_sets(self, store: Store) -> None:
-        ensure_caption_label_sets(store)
-
     def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None,
                            **options) -> str:
         """Import a densevid_eval submission JSON: one row per predicted segment; returns the run id."""
-        if options:
-            raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; known: model")
-        path = Path(path)
-        rows, header = formats.read_caption_submission(path)
-        meta = _import_meta(name, model, self.name, self.dataset, self.metric_version, path, header,
-                            n_segments=len(rows), n_videos=int(rows["key"].nunique()))
-        return store.write_run(meta, {"dense_captions": rows})
+        return self._import(store, path, name, model, options, formats.read_caption_submission,
+                            "dense_captions")
 
     def predictions(self, store: Store, run_id: str) -> pd.DataFrame:
         _run_meta(store, run_id, self.name, "dense_captions")
@@ -182,7 +189,7 @@ class CaptionsSuite:
 
 
 @dataclass
-class DetectionSuite:
+class DetectionSuite(_ActivityNetSuite):
     name: str = "anet-detection"
     dataset: str = "activitynet-v1.3"
     task: str = "temporal-detection"
@@ -190,9 +197,6 @@ class DetectionSuite:
                         "proposals (AR@AN, AUC)")
     default_label_set: str = "anet-captions-val_1"
     metric_version: str = temporal.METRIC_VERSION
-
-    def ensure_label_sets(self, store: Store) -> None:
-        ensure_caption_label_sets(store)
 
     def import_ground_truth(self, store: Store, path: str | Path, name: str,
                             subset: str = "validation") -> str:
@@ -209,13 +213,8 @@ class DetectionSuite:
     def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None,
                            **options) -> str:
         """Import an ActivityNet detection or proposal submission; returns the run id."""
-        if options:
-            raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; known: model")
-        path = Path(path)
-        rows, header = formats.read_detection_submission(path)
-        meta = _import_meta(name, model, self.name, self.dataset, self.metric_version, path, header,
-                            task=header["task"], n_segments=len(rows), n_videos=int(rows["key"].nunique()))
-        return store.write_run(meta, {"temporal_detections": rows})
+        return self._import(store, path, name, model, options, formats.read_detection_submission,
+                            "temporal_detections", task=True)
 
     def ground_truth(self, store: Store, label_set: str) -> pd.DataFrame:
         meta = _check_label_set(store, label_set, (CAPTIONS_FORMAT, V13_FORMAT), self.name)
