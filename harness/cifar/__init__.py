@@ -97,11 +97,13 @@ def index_key(size: int):
 def cifar10_key_of(name: str) -> str | None:
     """``<class>/<rank>.jpg`` (rank within the class in test-set order) or an index-named file."""
     parts = Path(str(name)).parts
-    if len(parts) >= 2 and parts[-2] in CIFAR10_CLASSES:
-        rank = _index_stem(parts[-1])
-        members = _class_members()[parts[-2]]
-        return str(int(members[rank])) if rank is not None and rank < len(members) else None
-    return index_key(10_000)(name)
+    if len(parts) < 2:
+        return index_key(10_000)(name)
+    if parts[-2] not in CIFAR10_CLASSES:
+        return None
+    rank = _index_stem(parts[-1])
+    members = _class_members()[parts[-2]]
+    return str(int(members[rank])) if rank is not None and rank < len(members) else None
 
 
 def _index_table(labels) -> pd.DataFrame:
