@@ -40,34 +40,72 @@ def cmd_suites(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .score import describe
+    from .bulk import read_model_requests
     from .suites import get_suite
 
     suite = get_suite(args.suite)
     store = _store(args)
-    models = [m for m in args.model.split(",") if m]
+    requests = read_model_requests(args.model, args.models_file, args.checkpoint)
+    if args.resume and len(requests) > 1:
+        raise HarnessError("--resume RUN_ID continues one run; give exactly one model")
+    if args.name and len(requests) > 1:
+        raise HarnessError("--name names one run; with several models each run is named after its model")
     if getattr(suite, "task", "classification") != "classification":
         runner = getattr(suite, "run", None)
         if runner is None:
             raise HarnessError(f"suite {suite.name} cannot run models, only import their predictions")
-        for model in models:
-            run_id = runner(store, model, args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size,
-                            device=args.device, quiet=args.quiet)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise HarnessError(f"sharded runs (torchrun) are for classification suites; run {suite.name} "
+                               "in one process")
+        for request in requests:
+            run_id = runner(store, request.model, args.data_dir, checkpoint=request.checkpoint,
+                            batch_size=args.batch_size, device=args.device, quiet=args.quiet)
             _print_scores(suite, store, run_id, [None])
         return 0
-    from .runner import run_classification
+    return _run_classification(args, suite, store, requests)
 
-    for model in models:
-        run_id = run_classification(
-            store, suite, model, data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size,
-            workers=args.workers, device=args.device, topk=args.topk, save_logits=args.save_logits,
-            limit=args.limit, fresh=args.fresh, name=args.name, quiet=args.quiet,
-            chunk_images=args.chunk_images)
-        label_sets = [suite.default_label_set] + [n for n in suite.label_sets if n != suite.default_label_set]
-        for label_set in label_sets:
-            print(describe(suite.score(store, run_id, label_set)))
-        print(f"stored as run {run_id} in {store.root}")
-    return 0
+
+def _run_classification(args, suite, store, requests) -> int:
+    from . import distributed
+    from .bulk import run_bulk
+    from .distributed import describe_error
+    from .score import describe
+
+    shard = distributed.from_environment()
+    label_sets = [suite.default_label_set] + [n for n in suite.label_sets if n != suite.default_label_set]
+
+    unscored = []
+
+    def report(result) -> None:
+        if not shard.is_leader:
+            return
+        if result.status == "failed":
+            print(f"error: {result.request.model}: {result.error}", file=sys.stderr)
+            return
+        try:
+            for label_set in label_sets:
+                print(describe(suite.score(store, result.run_id, label_set)))
+        except Exception as exc:  # noqa: BLE001 - the run is stored; the next model must still run
+            unscored.append(result.run_id)
+            print(f"error: {result.request.model}: run {result.run_id} is stored but could not be scored: "
+                  f"{describe_error(exc)}", file=sys.stderr)
+        unreadable = f", {result.n_errors:,} unreadable (stored as error rows)" if result.n_errors else ""
+        how = "already complete" if result.status == "skipped" else "stored"
+        print(f"{how} as run {result.run_id} in {store.root}: {result.n_images:,} images{unreadable}")
+
+    try:
+        results = run_bulk(store, suite, requests, shard, on_result=report, data_dir=args.data_dir,
+                           batch_size=args.batch_size, workers=args.workers, device=args.device, topk=args.topk,
+                           save_logits=args.save_logits, limit=args.limit, fresh=args.fresh, name=args.name,
+                           quiet=args.quiet, chunk_images=args.chunk_images, resume=args.resume)
+    finally:
+        distributed.shutdown(shard)
+    if len(results) > 1 and shard.is_leader:
+        counts = {s: sum(r.status == s for r in results) for s in ("complete", "skipped", "failed")}
+        print(f"{len(results)} models: {counts['complete']} complete, {counts['skipped']} skipped (complete "
+              f"before), {counts['failed']} failed" + "".join(
+                  f"\n  failed: {r.request.model}: {r.error}" for r in results if r.status == "failed"))
+    return 2 if unscored or any(r.status == "failed" for r in results) else 0
 
 
 def _print_scores(suite, store, run_id, label_sets) -> None:
@@ -168,10 +206,13 @@ def cmd_data(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The common options are accepted before and after the command. SUPPRESS keeps a subcommand's
+    # unset option from overwriting the value given before the command (argparse applies the
+    # subparser's defaults last); main() fills in the real defaults.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", default=None,
+    common.add_argument("--store", default=argparse.SUPPRESS,
                         help="store directory (default: $REALBENCH_HOME, else the user data directory)")
-    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -179,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("suites", parents=[common], help="list suites")
 
     p = sub.add_parser("run", parents=[common], help="run models on a suite and store every prediction")
-    p.add_argument("--model", required=True, help="alias or timm name; several separated by commas")
+    p.add_argument("--model", default=None, help="alias or timm name; several separated by commas")
+    p.add_argument("--models-file", default=None,
+                   help="a file with one model per line (optionally followed by its checkpoint); '#' comments")
     p.add_argument("--suite", required=True)
     p.add_argument("--data-dir", default=None, help="image folder (default: the suite's shipped images)")
     p.add_argument("--checkpoint", default=None, help="weights file (state_dict) instead of downloading")
@@ -190,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-logits", action="store_true", help="also store the full logits")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (by key)")
     p.add_argument("--name", default=None, help="run name (default: the model name)")
-    p.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new run even when a run of the same configuration is complete or unfinished")
+    p.add_argument("--resume", default=None, metavar="RUN_ID",
+                   help="continue this unfinished run (by default the newest unfinished run of the same "
+                        "configuration is resumed and a complete one is skipped)")
     p.add_argument("--chunk-images", type=int, default=4096, help="rows per stored Parquet chunk")
 
     p = sub.add_parser("import", parents=[common], help="import predictions made elsewhere as a run")
@@ -223,6 +270,8 @@ COMMANDS = {"models": cmd_models, "suites": cmd_suites, "run": cmd_run, "import"
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.store = getattr(args, "store", None)
+    args.quiet = getattr(args, "quiet", False)
     try:
         return COMMANDS[args.command](args)
     except HarnessError as exc:

@@ -15,12 +15,14 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .errors import HarnessError
-from .store import RunWriter, Store
+from .distributed import Shard, ShardFailed, describe_error
+from .store import RunWriter, Store, check_identifier
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 
@@ -173,114 +175,347 @@ class RunLock:
         self.file.close()
 
 
-def find_resumable(store: Store, fingerprint: str) -> str | None:
-    """The newest unfinished run of the same configuration that no live process holds."""
+def claim_resumable(store: Store, fingerprint: str) -> tuple[str, RunLock] | None:
+    """The newest unfinished run of the same configuration that no live process holds, locked.
+
+    The lock is kept from the moment the run is found, so two processes started at once with the
+    same command never both pick it up: the second one finds it held and starts its own run.
+    """
     for meta in reversed(store.list_runs()):
         if meta.get("status") != "complete" and meta.get("fingerprint") == fingerprint:
             lock = RunLock(store.run_dir(meta["run_id"]))
-            free = lock.try_acquire()
+            if not lock.try_acquire():
+                lock.file.close()
+                continue
+            if store.run_meta(meta["run_id"]).get("status") != "complete":  # not finished meanwhile
+                return meta["run_id"], lock
             lock.release()
-            if free:
-                return meta["run_id"]
     return None
+
+
+def find_complete(store: Store, fingerprint: str) -> str | None:
+    """The newest complete run of the same configuration, if any."""
+    for meta in reversed(store.list_runs("complete")):
+        if meta.get("fingerprint") == fingerprint:
+            return meta["run_id"]
+    return None
+
+
+def claim_run(store: Store, meta: dict, config: dict, fresh: bool, resume: str | None
+              ) -> tuple[RunWriter, RunLock, bool]:
+    """Lock and begin the run to write: the one named by ``resume``, else an unfinished run of the
+    same configuration (unless ``fresh``), else a new one. Returns (writer, lock, resumed)."""
+    fingerprint = meta["fingerprint"]
+    claimed = None
+    if resume is not None:
+        old = store.run_meta(resume)
+        if old.get("status") == "complete":
+            raise HarnessError(f"run {resume} is already complete; nothing to resume")
+        if old.get("fingerprint") != fingerprint:
+            changed = sorted(k for k in config if old.get(k) != config[k]) or ["the run's configuration"]
+            raise HarnessError(f"run {resume} was made with a different {', '.join(changed)}; run the command "
+                               "that started it to resume it")
+        lock = RunLock(store.run_dir(resume))
+        if not lock.try_acquire():
+            lock.file.close()
+            raise HarnessError(f"run {resume} is being written by another process")
+        claimed = resume, lock
+    elif not fresh:
+        claimed = claim_resumable(store, fingerprint)
+    if claimed is None:
+        run_id = check_identifier(store.new_run_id(meta["name"]), "run id")
+        lock = RunLock(store.run_dir(run_id))
+        lock.try_acquire()  # a folder nobody else knows yet
+        claimed = run_id, lock
+    run_id, lock = claimed
+    resumed = (store.run_dir(run_id) / "run.json").exists()
+    try:
+        writer = store.begin_run(meta, run_id=run_id)
+        # Temporary files of a process killed mid-write; nobody else writes here until this claim
+        # is announced to the other ranks.
+        for stale in writer.dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    return writer, lock, resumed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    skipped: bool  # a complete run of the same configuration already existed
+    n_images: int
+    n_errors: int
 
 
 def run_classification(store: Store, suite, model_name: str, data_dir: str | Path | None = None,
                        checkpoint: str | Path | None = None, batch_size: int = 64, workers: int | None = None,
                        device: str | None = None, topk: int = 5, save_logits: bool = False,
                        limit: int | None = None, chunk_images: int = 4096, fresh: bool = False,
-                       name: str | None = None, quiet: bool = False, log: Callable[[str], None] | None = None
+                       name: str | None = None, quiet: bool = False, log: Callable[[str], None] | None = None,
+                       skip_complete: bool = False, resume: str | None = None, shard: Shard | None = None
                        ) -> str:
-    """Run ``model_name`` on ``suite``'s images and store every prediction; returns the run id."""
-    import torch
-    from timm.data import create_transform
-    from tqdm import tqdm
+    """Run ``model_name`` on ``suite``'s images and store every prediction; returns the run id.
 
+    ``skip_complete`` returns an existing complete run of the same configuration instead of
+    running again; ``resume`` continues that unfinished run; ``shard`` is this process's part of
+    a torchrun launch (every rank calls this with the same arguments).
+    """
+    return evaluate_classification(
+        store, suite, model_name, data_dir=data_dir, checkpoint=checkpoint, batch_size=batch_size,
+        workers=workers, device=device, topk=topk, save_logits=save_logits, limit=limit,
+        chunk_images=chunk_images, fresh=fresh, name=name, quiet=quiet, log=log, skip_complete=skip_complete,
+        resume=resume, shard=shard).run_id
+
+
+def list_suite_images(suite, data_dir: str | Path | None, quiet: bool = True) -> tuple[ImageList, dict | None]:
+    """The images a suite runs on (its shipped images unless ``data_dir``) and their manifest."""
     from .data import load_manifest, resolve
-    from .models import load_model
 
-    say = log or (lambda msg: None if quiet else print(msg, file=sys.stderr))
-    t_start = time.perf_counter()
     manifest_info = None
     if data_dir is None:
         if suite.default_images is None:
             raise HarnessError(f"suite {suite.name} ships no images; pass --data-dir")
         dataset_name, folder = suite.default_images
         data_dir = resolve(dataset_name, progress=not quiet) / folder
-        manifest = load_manifest(dataset_name)
-        manifest_info = {"dataset": dataset_name, "manifest_sha256": manifest.sha256}
+        manifest_info = {"dataset": dataset_name, "manifest_sha256": load_manifest(dataset_name).sha256}
     class_names = set(suite.class_index()) if suite.class_index else None
-    images = list_images(Path(data_dir), suite.key_of, class_names, suite.dataset)
-    items = images.items[:limit] if limit else images.items
+    return list_images(Path(data_dir), suite.key_of, class_names, suite.dataset), manifest_info
 
-    device = pick_device(device)
-    loaded = load_model(model_name, checkpoint)
-    if loaded.num_classes != suite.num_classes:
-        raise HarnessError(f"model {model_name} predicts {loaded.num_classes} classes but suite "
-                           f"{suite.name} has {suite.num_classes}")
-    cfg = loaded.preprocessing
-    transform = create_transform(input_size=tuple(cfg["input_size"]), interpolation=cfg["interpolation"],
-                                 mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg["crop_pct"],
-                                 crop_mode=cfg["crop_mode"], is_training=False)
-    use_amp = device.startswith("cuda")
-    precision = "amp-float16" if use_amp else "float32"
-    config = {
-        "model": model_name, "timm_name": loaded.spec.timm_name, "weights_sha256": loaded.weights_sha256,
-        "suite": suite.name, "data_dir": str(Path(data_dir).resolve()), "listing_sha256": images.listing_sha256,
-        "limit": limit, "topk": topk, "save_logits": save_logits, "preprocessing": cfg, "precision": precision,
-    }
-    fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    meta = {
-        "name": name or model_name, "kind": "run", "dataset": suite.dataset,
-        "weights_source": loaded.weights_source, "num_classes": loaded.num_classes,
-        "data_layout": images.layout, "data_manifest": manifest_info, "n_images": len(items),
-        "batch_size": batch_size, "fingerprint": fingerprint, "environment": environment(device),
-        "metric_version": __import__("harness.score", fromlist=["METRIC_VERSION"]).METRIC_VERSION,
-        **config,
-    }
-    if loaded.extra:
-        meta["model_extra"] = loaded.extra
-    suite.ensure_label_sets(store)
 
-    resume_id = None if fresh else find_resumable(store, fingerprint)
-    writer = store.begin_run(meta, run_id=resume_id)
-    lock = RunLock(writer.dir)
-    if not lock.try_acquire():
-        raise HarnessError(f"run {writer.run_id} is being written by another process")
+def evaluate_classification(store: Store, suite, model_name: str, data_dir: str | Path | None = None,
+                            checkpoint: str | Path | None = None, batch_size: int = 64,
+                            workers: int | None = None, device: str | None = None, topk: int = 5,
+                            save_logits: bool = False, limit: int | None = None, chunk_images: int = 4096,
+                            fresh: bool = False, name: str | None = None, quiet: bool = False,
+                            log: Callable[[str], None] | None = None, skip_complete: bool = False,
+                            resume: str | None = None, shard: Shard | None = None,
+                            record_failures: bool = False) -> Outcome:
+    """:func:`run_classification`, telling also whether the run was skipped and how many images failed.
+
+    With ``record_failures``, a model that fails before its run is claimed (weights that do not
+    load, say) is stored as a failed run too, so that a bulk run keeps a record of every model.
+    """
+    import torch
+    from timm.data import create_transform
+
+    from .models import load_model
+
+    shard = shard or Shard()
+    quiet = quiet or not shard.is_leader  # one voice and one progress bar per launch
+    say = log or (lambda msg: None if quiet else print(msg, file=sys.stderr))
+    t_start = time.perf_counter()
+
+    def prepare():
+        images, manifest_info = list_suite_images(suite, data_dir, quiet)
+        items = images.items[:limit] if limit else images.items
+        dev = shard_device(pick_device(device), shard)
+        loaded = load_model(model_name, checkpoint)
+        if loaded.num_classes != suite.num_classes:
+            raise HarnessError(f"model {model_name} predicts {loaded.num_classes} classes but suite "
+                               f"{suite.name} has {suite.num_classes}")
+        return images, manifest_info, items, dev, loaded
+
     try:
-        done = writer.stored_keys() if resume_id else set()
-        todo = [it for it in items if it[0] not in done]
-        if resume_id:
-            say(f"resuming run {writer.run_id}: {len(done):,} of {len(items):,} images already stored")
+        images, manifest_info, items, device, loaded = shard.agree(prepare)
+        cfg = loaded.preprocessing
+        transform = create_transform(input_size=tuple(cfg["input_size"]), interpolation=cfg["interpolation"],
+                                     mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg["crop_pct"],
+                                     crop_mode=cfg["crop_mode"], is_training=False)
+        use_amp = device.startswith("cuda")
+        precision = "amp-float16" if use_amp else "float32"
+        config = {
+            "model": model_name, "timm_name": loaded.spec.timm_name, "weights_sha256": loaded.weights_sha256,
+            "suite": suite.name, "data_dir": str(images.root.resolve()),
+            "listing_sha256": images.listing_sha256, "limit": limit, "topk": topk, "save_logits": save_logits,
+            "preprocessing": cfg, "precision": precision,
+        }
+        fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        if len(set(shard.gather(fingerprint))) > 1:
+            raise ShardFailed(f"the ranks see different weights or images for {model_name} (configuration "
+                              "fingerprints differ); every machine needs the same files at the same paths")
+        meta = {
+            "name": name or model_name, "kind": "run", "dataset": suite.dataset,
+            "weights_source": loaded.weights_source, "num_classes": loaded.num_classes,
+            "data_layout": images.layout, "data_manifest": manifest_info, "n_images": len(items),
+            "batch_size": batch_size, "fingerprint": fingerprint, "environment": environment(device),
+            "world_size": shard.world_size,
+            "metric_version": __import__("harness.score", fromlist=["METRIC_VERSION"]).METRIC_VERSION,
+            **config,
+        }
+        if loaded.extra:
+            meta["model_extra"] = loaded.extra
+    except Exception as exc:
+        if record_failures and shard.is_leader:
+            record_failed_run(store, suite, model_name, name, checkpoint, shard, exc)
+        raise
+
+    held: dict = {}
+
+    def claim():
+        if skip_complete and not fresh and resume is None:
+            existing = find_complete(store, fingerprint)
+            if existing:
+                return existing, "complete"
+        suite.ensure_label_sets(store)
+        writer, lock, resumed = claim_run(store, meta, config, fresh, resume)
+        held.update(writer=writer, lock=lock)
+        ranks = f", {shard.world_size} ranks" if shard.sharded else ""
+        if resumed:
+            say(f"resuming run {writer.run_id}: {len(writer.stored_keys()):,} of {len(items):,} images "
+                f"already stored{ranks}")
         else:
             say(f"run {writer.run_id}: {loaded.spec.timm_name} on {len(items):,} images "
-                f"({images.layout} layout, {images.root}) on {device}, {precision}")
-        stats = _predict(writer, loaded.model, transform, todo, device, use_amp, batch_size, workers, topk,
-                         save_logits, chunk_images, quiet, tqdm, torch)
-        total = time.perf_counter() - t_start
-        timings = {"total_s": round(total, 3), "inference_loop_s": round(stats["loop_s"], 3),
-                   "storage_s": round(stats["storage_s"], 4), "images_per_s": round(stats["images_per_s"], 2),
-                   "images_this_session": len(todo)}
-        writer.finish(timings=timings, n_rows={"predictions": len(done) + len(todo)},
-                      n_errors=stats["errors"])
+                f"({images.layout} layout, {images.root}) on {device}, {precision}{ranks}")
+        return writer.run_id, "resumed" if resumed else "new"
+
+    run_id, state = shard.from_leader(claim)
+    if state == "complete":
+        say(f"skipping {meta['name']}: run {run_id} of the same configuration is complete")
+        return Outcome(run_id, True, len(items), int(store.run_meta(run_id).get("n_errors", 0)))
+    writer = held.get("writer") or RunWriter(store, run_id, meta)
+    try:
+        def predict():
+            # Chunks of this session belong to other ranks' shards, so reading them here is harmless.
+            done = writer.stored_keys() if state == "resumed" else set()
+            todo = [it for it in shard.take(items) if it[0] not in done]
+            stats = _predict(writer, loaded.model, transform, todo, device, use_amp, batch_size, workers, topk,
+                             save_logits, chunk_images, quiet, shard)
+            return {**stats, "rank": shard.rank, "host": platform.node(), "device": device,
+                    "images_this_session": len(todo)}
+
+        per_rank = shard.gather(shard.agree(predict))
+
+        def finish():
+            n_rows, n_errors = verify_rows(writer, [key for key, _ in items], shard)
+            loop_s = max(s["loop_s"] for s in per_rank)
+            images_now = sum(s["images_this_session"] for s in per_rank)
+            timings = {"total_s": round(time.perf_counter() - t_start, 3), "inference_loop_s": round(loop_s, 3),
+                       "storage_s": round(max(s["storage_s"] for s in per_rank), 4),
+                       "images_per_s": round(images_now / loop_s if loop_s > 0 else 0.0, 2),
+                       "images_this_session": images_now}
+            shards = [{k: s[k] for k in ("rank", "host", "device", "images_this_session", "batch_size_effective",
+                                         "oom_retries")} for s in per_rank]
+            writer.finish(timings=timings, n_rows={"predictions": n_rows}, n_errors=n_errors, shards=shards,
+                          batch_size_effective=min(s["batch_size_effective"] for s in per_rank),
+                          oom_retries=sum(s["oom_retries"] for s in per_rank))
+            return n_errors
+
+        n_errors = shard.from_leader(finish)
     except KeyboardInterrupt:
-        writer.update(status="interrupted")
+        if shard.is_leader:
+            writer.update(status="interrupted")
         raise
     except BaseException as exc:
-        writer.fail(f"{type(exc).__name__}: {exc}")
+        if shard.is_leader:
+            writer.fail(describe_error(exc), error_traceback=traceback.format_exc())
         raise
     finally:
-        lock.release()
+        if "lock" in held:
+            held["lock"].release()
+    return Outcome(run_id, False, len(items), n_errors)
+
+
+def record_failed_run(store: Store, suite, model_name: str, name: str | None, checkpoint, shard: Shard,
+                      exc: BaseException) -> str:
+    """Store a run that failed before it could start, with its error, as a record for bulk runs."""
+    writer = store.begin_run({"name": name or model_name, "model": model_name, "kind": "run", "suite": suite.name,
+                              "dataset": suite.dataset, "checkpoint": str(checkpoint) if checkpoint else None,
+                              "world_size": shard.world_size})
+    writer.fail(describe_error(exc), error_traceback=traceback.format_exc())
     return writer.run_id
 
 
+def shard_device(device: str, shard: Shard) -> str:
+    """Each rank of a launch on a GPU machine takes the GPU of its local rank."""
+    if shard.sharded and device == "cuda":
+        import torch
+
+        torch.cuda.set_device(shard.local_rank)
+        return f"cuda:{shard.local_rank}"
+    return device
+
+
+def verify_rows(writer: RunWriter, keys: list[str], shard: Shard) -> tuple[int, int]:
+    """Check that every image has exactly one stored row; returns (rows, error rows)."""
+    import pyarrow.parquet as pq
+
+    stored: list[str] = []
+    n_errors = 0
+    for path in sorted(writer.dir.glob("predictions-*.parquet")):
+        table = pq.read_table(path, columns=["key", "error"])
+        stored.extend(table.column("key").to_pylist())
+        n_errors += table.num_rows - table.column("error").null_count
+    missing = set(keys).difference(stored)
+    if missing:
+        where = (" (in a run on several machines, --store must be a folder that every machine shares)"
+                 if shard.sharded else "")
+        raise HarnessError(f"run {writer.run_id}: {len(missing):,} of {len(keys):,} images have no stored row "
+                           f"(first: {min(missing)!r}){where}")
+    if len(stored) != len(set(stored)):
+        raise HarnessError(f"run {writer.run_id}: {len(stored) - len(set(stored)):,} images have more than one "
+                           "stored row")
+    return len(stored), n_errors
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's out-of-memory error, or the CPU allocator's (a plain RuntimeError)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in str(exc) or "can't allocate memory" in str(exc)))
+
+
+class BackoffForward:
+    """The model over a batch in slices that halve whenever memory runs out, down to one image.
+
+    The smaller slice is kept for the rest of the run: what did not fit once will not fit later.
+    """
+
+    def __init__(self, model, device: str, use_amp: bool, batch_size: int, warn: Callable[[str], None]):
+        self.model, self.device, self.use_amp, self.warn = model, device, use_amp, warn
+        self.slice = batch_size
+        self.oom_retries = 0
+
+    def __call__(self, x):
+        import torch
+
+        outputs, start = [], 0
+        while start < len(x):
+            piece = x[start:start + self.slice]
+            try:
+                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.use_amp):
+                    outputs.append(self.model(piece).float())
+                start += len(piece)
+                continue
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
+                if not is_out_of_memory(exc):
+                    raise
+                if self.slice == 1:
+                    raise HarnessError(f"out of memory on {self.device} even at batch size 1: "
+                                       f"{str(exc).splitlines()[0][:300]}") from None
+            # Outside the except block, so the failed attempt's tensors are already released.
+            self.warn(f"out of memory on {self.device} at batch size {self.slice}; retrying with {self.slice // 2}")
+            self.slice //= 2
+            self.oom_retries += 1
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+
 def _predict(writer: RunWriter, model, transform, todo, device, use_amp, batch_size, workers, topk,
-             save_logits, chunk_images, quiet, tqdm, torch) -> dict:
+             save_logits, chunk_images, quiet, shard: Shard) -> dict:
     import pyarrow as pa
+    import torch
+    from tqdm import tqdm
 
     model = model.to(device)
     if device.startswith("cuda"):
         model = model.to(memory_format=torch.channels_last)
+    # Every rank speaks here: a rank that runs out of memory is worth hearing about.
+    forward = BackoffForward(model, device, use_amp, batch_size,
+                             lambda msg: print(f"rank {shard.rank}: {msg}" if shard.sharded else msg, file=sys.stderr))
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
     loader = torch.utils.data.DataLoader(
         ImageDataset(todo, transform), batch_size=batch_size, num_workers=workers, collate_fn=collate,
@@ -305,16 +540,15 @@ def _predict(writer: RunWriter, model, transform, todo, device, use_amp, batch_s
         return time.perf_counter() - t
 
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="img", disable=quiet, file=sys.stderr, smoothing=0.1)
+    bar = tqdm(total=len(todo), unit="img", disable=quiet, file=sys.stderr, smoothing=0.1,
+               desc=f"rank 0 of {shard.world_size}" if shard.sharded else None)
     with torch.inference_mode():
         for keys, good, x, batch_errors in loader:
             if x is not None:
                 x = x.to(device, non_blocking=True)
                 if device.startswith("cuda"):
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                    logits = model(x)
-                logits = logits.float()
+                logits = forward(x)
                 probs = logits.softmax(dim=-1)
                 scores, classes = probs.topk(min(topk, probs.shape[-1]), dim=-1)
                 classes, scores = classes.cpu().numpy(), scores.cpu().numpy()
@@ -340,4 +574,5 @@ def _predict(writer: RunWriter, model, transform, todo, device, use_amp, batch_s
     bar.close()
     loop_s = time.perf_counter() - t0
     return {"loop_s": loop_s, "storage_s": storage_s, "errors": errors,
-            "images_per_s": n / loop_s if loop_s > 0 else 0.0}
+            "images_per_s": n / loop_s if loop_s > 0 else 0.0,
+            "batch_size_effective": forward.slice, "oom_retries": forward.oom_retries}

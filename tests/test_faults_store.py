@@ -1,0 +1,127 @@
+"""The store under faults, for real: kill -9 at random moments, two writers at once, a lost catalog."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+
+from harness.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A writer that does what the runner does (resume by stored keys, one chunk per batch), with chunks big
+# enough that a random kill often lands while a Parquet file is being written.
+WRITER = """
+import sys
+import numpy as np
+import pyarrow as pa
+from harness.store import Store
+
+store = Store(sys.argv[1])
+writer = store.begin_run({"name": "w", "suite": "real", "dataset": "imagenet-val"}, run_id=sys.argv[2])
+done = writer.stored_keys()
+todo = [k for k in (f"k{i:05d}" for i in range(int(sys.argv[3]))) if k not in done]
+print("writing", flush=True)
+for start in range(0, len(todo), 1000):
+    keys = todo[start:start + 1000]
+    logits = np.random.default_rng(start).random((len(keys), 250), dtype=np.float32)
+    writer.write_chunk(pa.table({"key": keys, "top_classes": [[int(k[1:]) % 1000] for k in keys],
+                                 "logits": pa.array(list(logits), pa.list_(pa.float32()))}))
+writer.finish()
+"""
+
+
+def check_no_partial_file(store: Store, run_dir: Path) -> int:
+    """Every visible chunk reads whole, the views agree with the files, no key twice; returns the rows."""
+    n = 0
+    keys: list[str] = []
+    for path in run_dir.glob("predictions-*.parquet"):
+        table = pq.read_table(path)  # a half-written file would fail here
+        n += table.num_rows
+        keys += table.column("key").to_pylist()
+    assert len(keys) == len(set(keys))
+    assert store.sql("SELECT count(*) AS n FROM predictions_all")["n"][0] == n
+    return n
+
+
+def test_kill9_at_random_moments_loses_nothing_and_duplicates_nothing(store):
+    total, run_id = 40_000, "killed-writer"
+    rng = random.Random(8)
+    kills, before = 0, -1
+    while True:
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store.root), run_id, str(total)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if kills < 8:
+            # Kill after 0 to 2 more chunks and a little: the moment depends on the writer's progress, not
+            # on the machine's speed, and lands anywhere in a chunk's write.
+            assert proc.stdout.readline() == "writing\n", proc.stderr.read()
+            target = len(list(store.run_dir(run_id).glob("predictions-*.parquet"))) + rng.randint(0, 2)
+            while len(list(store.run_dir(run_id).glob("predictions-*.parquet"))) < target and proc.poll() is None:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.08))
+            proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+        run_dir = store.run_dir(run_id)
+        rows = check_no_partial_file(store, run_dir)
+        assert rows >= before  # what was stored stays stored
+        before = rows
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, err
+        kills += 1
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+        assert store.sql("SELECT count(*) AS n FROM predictions")["n"][0] == 0  # unfinished: not in the view
+    assert kills == 8
+    rows = store.sql("SELECT key FROM predictions")
+    assert len(rows) == total and rows["key"].is_unique
+    # Temporary files of killed writers are dot-files: never globbed by the views.
+    assert all(p.name.startswith(".") for p in run_dir.iterdir() if not p.name.startswith(("predictions-", "run.")))
+
+
+def test_lost_or_corrupt_catalog_is_rebuilt_from_the_parquet_files(store):
+    for i in range(2):
+        store.write_run({"name": f"m{i}", "suite": "real", "dataset": "imagenet-val"},
+                        {"predictions": pd.DataFrame({"key": ["a", "b", "c"], "top_classes": [[i]] * 3})})
+    expected = store.sql("SELECT run_id, count(*) AS n FROM predictions GROUP BY run_id ORDER BY run_id")
+
+    def catalog_rows():
+        with duckdb.connect(str(store.catalog_path), read_only=True) as con:  # plain DuckDB, as users open it
+            return con.execute("SELECT run_id, count(*) AS n FROM predictions GROUP BY run_id ORDER BY run_id").df()
+
+    for damage in (lambda p: p.unlink(), lambda p: p.write_bytes(b"this is not a DuckDB file" * 100)):
+        damage(store.catalog_path)
+        proc = subprocess.run([sys.executable, "-m", "harness", "--store", str(store.root), "catalog"],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "catalog rebuilt from the Parquet files" in proc.stdout
+        pd.testing.assert_frame_equal(catalog_rows(), expected)
+
+
+def test_same_command_twice_at_once_gives_two_whole_runs(store):
+    """The second process finds the first one's run locked and starts its own, instead of writing into it."""
+    args = [sys.executable, "-m", "harness", "--store", str(store.root), "run", "--model", "efficientnet-lite0",
+            "--suite", "real", "--limit", "24", "--batch-size", "4", "--chunk-images", "4", "--workers", "0",
+            "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 600
+    while not list((store.root / "runs").glob("run_id=*/predictions-*.parquet")):
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.1)
+    second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+    out, err = first.communicate(timeout=900)
+    assert (first.returncode, second.returncode) == (0, 0), (err, second.stderr)
+    assert "resuming" not in second.stderr
+    runs = store.sql("SELECT run_id, status FROM runs")
+    assert len(runs) == 2 and set(runs["status"]) == {"complete"}
+    counts = store.sql("SELECT run_id, count(*) AS n, count(DISTINCT key) AS keys FROM predictions GROUP BY run_id")
+    assert counts["n"].tolist() == [24, 24] and counts["keys"].tolist() == [24, 24]

@@ -1,0 +1,158 @@
+"""Sharded runs for real: torchrun, the gloo backend, two CPU processes, a real EfficientNet-Lite0."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.runner import run_classification
+from harness.suites import get_suite
+
+REPO = Path(__file__).resolve().parent.parent
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+N_GOOD = 22
+
+
+def torchrun(store, *args, launcher=("--standalone", "--nproc_per_node", "2"), timeout=900):
+    proc = subprocess.run([str(TORCHRUN), *launcher, "-m", "harness", "--store", str(store.root), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return proc
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, shared_data):
+    """22 real validation images, one truncated JPEG and one text file posing as a JPEG."""
+    folder = tmp_path_factory.mktemp("images")
+    files = sorted((shared_data / "imagenet-val-subset").iterdir())[:N_GOOD + 2]
+    for f in files[:N_GOOD]:
+        os.symlink(f, folder / f.name)
+    (folder / files[N_GOOD].name).write_bytes(files[N_GOOD].read_bytes()[:400])
+    (folder / files[N_GOOD + 1].name).write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, images):
+    """The same images in one process: the reference the sharded runs must equal."""
+    from harness.store import Store
+
+    store = Store(tmp_path_factory.mktemp("single"))
+    run_id = run_classification(store, get_suite("imagenet"), "efficientnet-lite0", data_dir=images,
+                                batch_size=4, workers=0, quiet=True)
+    return rows(store, run_id)
+
+
+def rows(store, run_id):
+    return store.sql(f"SELECT key, top_classes, top_scores, error FROM predictions WHERE run_id = '{run_id}' "
+                     "ORDER BY key")
+
+
+def assert_same_rows(sharded, single):
+    """Row for row: the same keys, classes and errors; scores equal up to float32 rounding (the
+    ranks run other batch compositions and thread counts, which reorder the sums)."""
+    assert list(sharded["key"]) == list(single["key"])
+    assert sharded["error"].fillna("").tolist() == single["error"].fillna("").tolist()
+    good = single["error"].isna()
+    for a, b in zip(sharded["top_classes"][good], single["top_classes"][good]):
+        assert list(a) == list(b)
+    for a, b in zip(sharded["top_scores"][good], single["top_scores"][good]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def only_run(store) -> dict:
+    [meta] = store.list_runs()
+    return meta
+
+
+def test_two_ranks_give_the_single_process_rows(store, images, single):
+    proc = torchrun(store, "run", "--model", "efficientnet-lite0", "--suite", "imagenet", "--data-dir",
+                    str(images), "--batch-size", "4", "--chunk-images", "3", "--workers", "0", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    meta = only_run(store)
+    assert meta["status"] == "complete" and meta["world_size"] == 2
+    assert [s["rank"] for s in meta["shards"]] == [0, 1]
+    assert [s["images_this_session"] for s in meta["shards"]] == [12, 12]  # strided halves of 24
+    assert meta["n_rows"] == {"predictions": N_GOOD + 2} and meta["n_errors"] == 2
+    assert_same_rows(rows(store, meta["run_id"]), single)
+    # Rank 0 alone reports: one score line per label set, and the summary counts the bad files.
+    assert proc.stdout.count("stored as run") == 1
+    assert f"{N_GOOD + 2} images, 2 unreadable (stored as error rows)" in proc.stdout
+    assert "2 unreadable images counted wrong" in proc.stdout
+
+
+def test_two_machines_through_torchrun_rendezvous_flags(store, images, single):
+    """Two torchrun agents, one process each, meeting at a c10d rendezvous as two machines would."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
+              "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"test-{os.getpid()}"]
+    args = ["run", "--model", "efficientnet-lite0", "--suite", "imagenet", "--data-dir", str(images),
+            "--batch-size", "4", "--workers", "0", "--quiet"]
+    agents = [subprocess.Popen([str(TORCHRUN), *launch, "--node-rank", str(node), "-m", "harness", "--store",
+                                str(store.root), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}) for node in (0, 1)]
+    outputs = [agent.communicate(timeout=900) for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], outputs
+    meta = only_run(store)
+    assert meta["status"] == "complete" and meta["world_size"] == 2
+    assert_same_rows(rows(store, meta["run_id"]), single)
+
+
+def worker_pids(agent_pid: int) -> dict[int, int]:
+    """RANK -> pid of the worker processes that a torchrun agent started."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid != agent_pid:
+                continue
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        for var in environ:
+            if var.startswith(b"RANK="):
+                found[int(var[5:])] = int(stat.parent.name)
+    return found
+
+
+def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes(store, images, single):
+    args = ["run", "--model", "efficientnet-lite0", "--suite", "imagenet", "--data-dir", str(images),
+            "--batch-size", "2", "--chunk-images", "2", "--workers", "0", "--quiet"]
+    agent = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
+                              "-m", "harness", "--store", str(store.root), *args], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 600
+    while len(list((store.root / "runs").glob("run_id=*/predictions-*.parquet"))) < 2:
+        assert agent.poll() is None and time.time() < deadline, "the run ended before a rank could be killed"
+        time.sleep(0.1)
+    os.kill(worker_pids(agent.pid)[1], signal.SIGKILL)
+    stdout, stderr = agent.communicate(timeout=900)
+    assert agent.returncode == 0, stderr
+    meta = only_run(store)  # the restarted group resumed the run instead of starting another
+    assert meta["status"] == "complete" and "resumed_at" in meta
+    assert sum(s["images_this_session"] for s in meta["shards"]) < N_GOOD + 2
+    assert_same_rows(rows(store, meta["run_id"]), single)
+    assert store.sql("SELECT count(*) AS n FROM predictions_all")["n"][0] == N_GOOD + 2  # no duplicates
+
+
+def test_a_bad_folder_stops_every_rank_before_any_work(store, images, tmp_path):
+    (tmp_path / "cats").mkdir()
+    shutil.copy(next(images.iterdir()), tmp_path / "cats")
+    proc = torchrun(store, "run", "--model", "efficientnet-lite0", "--suite", "imagenet", "--data-dir",
+                    str(tmp_path), "--workers", "0", "--quiet", timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.count("error: ") == 2  # each rank says it once, then exits: nobody waits
+    assert "1 sub-folders that are not class names of imagenet-val" in proc.stderr
+    assert store.list_runs() == [] and not list((store.root / "runs").iterdir())
+
