@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.score import per_sample
+from harness.score import _PER_SAMPLE as PER_SAMPLE_SQL
 from harness.store import Store
 
 from . import stats
@@ -110,11 +110,11 @@ def _latest_by_name(runs: list[dict]) -> dict[str, dict]:
     return latest
 
 
-def _axis_info(store: Store, axis: Axis, dataset: str) -> AxisInfo:
+def _axis_info(store: Store, axis: Axis) -> AxisInfo:
     meta = store.label_set_meta(axis.label_set)
-    if meta.get("dataset") != dataset:
+    if meta.get("dataset") != axis.dataset:
         raise HarnessError(f"label set {axis.label_set!r} labels dataset {meta.get('dataset')!r}, but the "
-                           f"leaderboard is on {dataset!r}")
+                           f"leaderboard's axis is on {axis.dataset!r}")
     n = int(store.sql("SELECT count(*) AS n FROM labels WHERE label_set = ? AND len(labels) > 0",
                       [axis.label_set])["n"][0])
     if n == 0:
@@ -155,17 +155,33 @@ def _score_axis(spec: Spec, name: str, axis_name: str, correct: np.ndarray) -> A
 
 def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, notes: list[str],
                      sources: list[tuple[str, str]]) -> list[Row]:
-    candidates = [m for m in store.list_runs("complete")
-                  if m.get("dataset") == spec.dataset and m.get("kind") != EXTERNAL_KIND
-                  and any(fnmatch.fnmatchcase(m.get("name", ""), p) for p in spec.runs)]
-    runs = _latest_by_name(candidates)
+    infos = {"reference": ref, "relabelled": rel}
+    runs_by_axis = {
+        axis_name: _latest_by_name([
+            m for m in store.list_runs("complete")
+            if m.get("dataset") == info.axis.dataset and m.get("kind") != EXTERNAL_KIND
+            and any(fnmatch.fnmatchcase(m.get("name", ""), p) for p in spec.runs)])
+        for axis_name, info in infos.items()}
+    # Axes on different datasets pair a model's runs by run name (one run per dataset).
+    names = sorted(set(runs_by_axis["reference"]) & set(runs_by_axis["relabelled"]))
+    for axis_name, other in (("reference", "relabelled"), ("relabelled", "reference")):
+        for name in sorted(set(runs_by_axis[axis_name]) - set(names)):
+            notes.append(f"{name} is left out: it has a run on {infos[axis_name].axis.dataset} but none of "
+                         f"that name on {infos[other].axis.dataset}")
     scored: dict[str, dict[str, pd.Series]] = {}
-    for name, meta in sorted(runs.items()):
-        scored[name] = {}
-        for axis_name, info in (("reference", ref), ("relabelled", rel)):
-            table = per_sample(store, meta["run_id"], info.axis.label_set)
-            scored[name][axis_name] = table.set_index("key")["correct_top1"].astype(bool)
-    for axis_name, info in (("reference", ref), ("relabelled", rel)):
+    # harness.score.per_sample's own query (one definition of correctness), on one connection: opening
+    # the catalog once per run dominated the build time of leaderboards with many runs.
+    con = store.connect()
+    try:
+        for name in names:
+            scored[name] = {}
+            for axis_name, info in infos.items():
+                table = con.execute(PER_SAMPLE_SQL, {"run": runs_by_axis[axis_name][name]["run_id"],
+                                                     "labels": info.axis.label_set}).df()
+                scored[name][axis_name] = table.set_index("key")["correct_top1"].astype(bool)
+    finally:
+        con.close()
+    for axis_name, info in infos.items():
         if spec.samples == "full":
             partial = sorted(n for n in scored if scored[n][axis_name].size < info.n_labelled)
             for n in partial:
@@ -184,7 +200,7 @@ def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, not
             info.n_samples = len(keys)
     rows = []
     for name, by_axis in scored.items():
-        meta = runs[name]
+        meta = runs_by_axis["relabelled"][name]
         by_axis = {a: s.sort_index() for a, s in by_axis.items()}
         row = Row(name, _source_of(meta), _provenance(meta),
                   _score_axis(spec, name, "relabelled", by_axis["relabelled"].to_numpy()),
@@ -269,8 +285,8 @@ def _pairs_and_ranks(spec: Spec, rows: list[Row]) -> list[Pair]:
 
 
 def build(store: Store, spec: Spec) -> Board:
-    ref = _axis_info(store, spec.reference, spec.dataset)
-    rel = _axis_info(store, spec.relabelled, spec.dataset)
+    ref = _axis_info(store, spec.reference)
+    rel = _axis_info(store, spec.relabelled)
     notes: list[str] = []
     sources: list[tuple[str, str]] = []
     rows = _per_sample_rows(store, spec, ref, rel, notes, sources) if spec.runs else []

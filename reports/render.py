@@ -91,6 +91,7 @@ def axis_line(board: Board, which: str, code: Callable[[str], str] = str) -> str
     scored = (f"; per-sample rows scored on {info.n_samples:,} of them" if info.n_samples != info.n_labelled
               else "")
     return (f"{which}: label set {code(info.axis.label_set)} under suite {code(info.axis.suite)} "
+            f"on dataset {code(info.axis.dataset)} "
             f"({info.description or 'no description'}), {info.n_labelled:,} labelled samples{scored}")
 
 
@@ -125,6 +126,17 @@ def correlation_table(board: Board) -> tuple[list[str], list[list[str]]]:
                      f"{ln.intercept:.2f} ± {ln.intercept_se:.2f}"] for label, p, sp, ln in fits]
 
 
+MAX_ALL_PAIRS = 10  # models; beyond this the tables list neighbours in the ranking only
+
+
+def shown_pairs(board: Board) -> list:
+    if sum(r.correct is not None for r in board.rows) <= MAX_ALL_PAIRS:
+        return board.pairs
+    order = [r.name for r in board.rows if r.correct is not None]
+    neighbours = set(zip(order, order[1:]))
+    return [p for p in board.pairs if (p.a, p.b) in neighbours or (p.b, p.a) in neighbours]
+
+
 def pairs_table(board: Board) -> tuple[list[str], list[list[str]]]:
     conf = f"{round(100 * board.spec.confidence)}%"
     header = ["A", "B", "A − B, points", f"{conf} CI, paired bootstrap", "only A right", "only B right",
@@ -132,13 +144,15 @@ def pairs_table(board: Board) -> tuple[list[str], list[list[str]]]:
     return header, [[p.a, p.b, f"{100 * p.difference.estimate:+.2f}", interval_text(p.difference),
                      f"{p.mcnemar.only_a:,}", f"{p.mcnemar.only_b:,}", pvalue_text(p.mcnemar.pvalue),
                      pvalue_text(p.holm_pvalue), "yes" if p.holm_pvalue < board.spec.alpha else "no"]
-                    for p in board.pairs]
+                    for p in shown_pairs(board)]
 
 
 def pairs_title(board: Board) -> str:
     rel = board.relabelled.axis
+    which = "" if len(shown_pairs(board)) == len(board.pairs) else (
+        f", neighbours in the ranking; the ranks use all {len(board.pairs):,} pairs")
     return (f"Pairwise comparisons on label set {rel.label_set} (suite {rel.suite}, "
-            f"n = {board.pairs[0].mcnemar.n:,} shared samples)")
+            f"n = {board.pairs[0].mcnemar.n:,} shared samples{which})")
 
 
 def study_title(board: Board) -> str:
@@ -194,7 +208,7 @@ def render_markdown(board: Board) -> bytes:
     lines += [f"Generated from the store by `python -m reports leaderboard {s.name}` from "
               f"`leaderboards/{s.name}.toml`; do not edit by hand. "
               f"Sortable table: [{s.name}.html]({s.name}.html).", ""]
-    lines += ["## Setup", "", f"- dataset `{s.dataset}`, metric {s.metric}",
+    lines += ["## Setup", "", f"- metric {s.metric}",
               f"- {axis_line(board, 'relabelled', _md_code)}", f"- {axis_line(board, 'reference', _md_code)}"]
     lines += [f"- {m}" for m in method_lines(board)] + [""]
     cols = [COLUMNS[c] for c in s.columns]
@@ -250,8 +264,10 @@ def render_png(board: Board) -> bytes:
             xerr = [[xi - 100 * r.reference.wilson.low], [100 * r.reference.wilson.high - xi]]
             yerr = [[yi - 100 * r.relabelled.wilson.low], [100 * r.relabelled.wilson.high - yi]]
             ax.errorbar(xi, yi, xerr=xerr, yerr=yerr, color="0.4", lw=0.8, capsize=2, zorder=2)
-            # alternate label sides so neighbouring models stay readable
-            ax.annotate(r.name, (xi, yi), textcoords="offset points", xytext=(6, 4 if i % 2 else -11), fontsize=8)
+            if len(board.rows) <= 12:  # more names than this overlap; the table has them
+                # alternate label sides so neighbouring models stay readable
+                ax.annotate(r.name, (xi, yi), textcoords="offset points", xytext=(6, 4 if i % 2 else -11),
+                            fontsize=8)
     lo, hi = min(x.min(), y.min()) - 1, max(x.max(), y.max()) + 1
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="y = x", zorder=1)
     if board.correlation is not None:
@@ -369,7 +385,7 @@ def render_html(board: Board, png: bytes) -> bytes:
     out.append(f'<p class="note">Generated from the store by <code>python -m reports leaderboard {esc(s.name)}'
                f"</code>; click a column header to sort.</p>")
     out.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in
-                                [f"dataset {s.dataset}, metric {s.metric}", axis_line(board, "relabelled"),
+                                [f"metric {s.metric}", axis_line(board, "relabelled"),
                                  axis_line(board, "reference"), *method_lines(board)]) + "</ul>")
     out.append('<table id="leaderboard"><thead><tr>')
     for cid, col in cols:

@@ -1,8 +1,9 @@
 """Rebuild the store behind the committed leaderboards from the shipped data alone.
 
 Registers the ImageNet label sets, imports the five real prediction files of the
-``imagenet-predictions`` manifest and timm's two result tables. Idempotent: a run
-already imported from a file with the same sha256 is kept, not imported again.
+``imagenet-predictions`` manifest, the shipped CIFAR-10 / CIFAR-10.1 prediction files
+(``harness.cifar``) and timm's two result tables. Idempotent: a run already imported
+from a file with the same sha256 is kept, not imported again.
 """
 from __future__ import annotations
 
@@ -30,5 +31,17 @@ def import_shipped_predictions(store: Store) -> list[str]:
     return run_ids
 
 
-def build_store(store: Store) -> dict[str, list[str]]:
-    return {"predictions": import_shipped_predictions(store), "external": import_timm(store)}
+def import_shipped_cifar(store: Store) -> list[str]:
+    from harness.cifar import import_shipped
+
+    run_ids = import_shipped(store)
+    for suite in ("cifar10", "cifar10.1-v4", "cifar10.1-v6"):
+        get_suite(suite).ensure_label_sets(store)
+    return sorted(run_ids.values())
+
+
+def build_store(store: Store, cifar: bool = True) -> dict[str, list[str]]:
+    done = {"predictions": import_shipped_predictions(store), "external": import_timm(store)}
+    if cifar:
+        done["cifar"] = import_shipped_cifar(store)
+    return done

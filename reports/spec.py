@@ -6,13 +6,15 @@ rows to show (per-sample runs by name pattern, external tables by name), how the
 rows' samples are aligned, the statistics' settings and the columns. Example::
 
     title = "ReaL leaderboard"
-    dataset = "imagenet-val"
+    dataset = "imagenet-val"  # the samples both axes label
     [reference]
     suite = "imagenet"
     label_set = "imagenet-original"
     [relabelled]
     suite = "real"
     label_set = "real"
+    # dataset = "..."         # an axis on other samples (e.g. CIFAR-10 vs CIFAR-10.1): its own dataset;
+                              # rows then pair each model's run on one with its run of the same name on the other
     [rows]
     runs = ["*"]          # fnmatch patterns over run names; latest complete run per name
     external = []         # external tables (one per axis), e.g. ["timm-imagenet", "timm-imagenet-real"]
@@ -52,6 +54,7 @@ SAMPLE_POLICIES = ("full", "common")
 class Axis:
     suite: str
     label_set: str
+    dataset: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,6 @@ class Spec:
     path: Path
     title: str
     description: str
-    dataset: str
     metric: str
     reference: Axis
     relabelled: Axis
@@ -117,9 +119,12 @@ def _string_list(section: _Section, key: str, default=()) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _axis(root: _Section, key: str) -> Axis:
+def _axis(root: _Section, key: str, dataset: str | None) -> Axis:
     sec = root.section(key)
-    axis = Axis(sec.get("suite", str), sec.get("label_set", str))
+    axis = Axis(sec.get("suite", str), sec.get("label_set", str),
+                sec.get("dataset", str, dataset, expected="a dataset name (or a top-level dataset)"))
+    if axis.dataset is None:
+        raise HarnessError(f"{sec.where} lacks 'dataset' and the spec has no top-level dataset")
     sec.done()
     return axis
 
@@ -148,9 +153,9 @@ def parse_spec(text: str, name: str, path: Path) -> Spec:
     root = _Section(data, where)
     title = root.get("title", str)
     description = root.get("description", str, "")
-    dataset = root.get("dataset", str)
+    dataset = root.get("dataset", str, None)
     metric = root.get("metric", str, "top1", lambda m: m in METRICS, f"one of {', '.join(METRICS)}")
-    reference, relabelled = _axis(root, "reference"), _axis(root, "relabelled")
+    reference, relabelled = _axis(root, "reference", dataset), _axis(root, "relabelled", dataset)
     rows = root.section("rows")
     runs = _string_list(rows, "runs")
     external = _string_list(rows, "external")
@@ -178,7 +183,7 @@ def parse_spec(text: str, name: str, path: Path) -> Spec:
     markdown_rows = tb.get("markdown_rows", int, 0, lambda n: n >= 0, "a non-negative integer")
     tb.done()
     root.done()
-    return Spec(name, path, title, description, dataset, metric, reference, relabelled, runs, external, samples,
+    return Spec(name, path, title, description, metric, reference, relabelled, runs, external, samples,
                 confidence, resamples, seed, alpha, breakpoints, min_side, columns, markdown_rows)
 
 

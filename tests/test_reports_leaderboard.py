@@ -150,7 +150,7 @@ def test_timm_study_matches_the_csv_files(shipped_store, shared_data):
 
 def test_regenerating_gives_byte_identical_files_and_reproduces_the_committed_ones(shipped_store, tmp_path):
     strip_png = re.compile(rb"data:image/png;base64,[A-Za-z0-9+/=]+")
-    for name in ("real", "real-subset", "timm-real"):
+    for name in ("real", "real-subset", "timm-real", "cifar10-v6"):
         shutil.copy(LEADERBOARD_DIR / f"{name}.toml", tmp_path)
         first = render_leaderboard(shipped_store, name, tmp_path)
         assert write_files(first) == list(first)
@@ -196,6 +196,31 @@ def test_partial_run_is_left_out_or_compared_on_common_samples(shipped_store, sh
     assert same.mcnemar.pvalue == 1.0 and rows["ViT"].rank == rows["ViT-subset"].rank  # exact tie
 
 
+def test_two_suites_pair_runs_by_name_cifar10_vs_cifar10_1(shipped_store, shared_data):
+    board = build(shipped_store, load_spec("cifar10-v6"))
+    folder = shared_data / "cifar"
+    labels = {"orig": np.load(folder / "cifar10_test_labels.npy"), "v6": np.load(folder / "cifar10.1_v6_labels.npy")}
+    accuracy = {}
+    for which, sub in (("orig", "original_predictions"), ("v6", "v6_predictions")):
+        for f in (folder / "cifar10_1_model_predictions" / sub).glob("*_predictions.json"):
+            pred = np.array(json.loads(f.read_text()))
+            accuracy.setdefault(f.name.removesuffix("_predictions.json"), {})[which] = (pred == labels[which]).mean()
+    rows = {r.name: r for r in board.rows}
+    assert set(rows) == set(accuracy) and len(rows) == 30
+    for name, acc in accuracy.items():
+        assert rows[name].reference.accuracy == pytest.approx(acc["orig"], abs=1e-12)
+        assert rows[name].relabelled.accuracy == pytest.approx(acc["v6"], abs=1e-12)
+        assert rows[name].reference.n == 10_000 and rows[name].relabelled.n == 2_000
+    # runs that exist on only one of the two datasets are named, not silently dropped
+    assert any(n.startswith("label_errors_cv is left out") and "cifar10.1-v6" in n for n in board.notes)
+    x = [100 * accuracy[r.name]["orig"] for r in board.rows]
+    y = [100 * accuracy[r.name]["v6"] for r in board.rows]
+    pearson, _, line = board.correlation
+    assert pearson.r == pytest.approx(stats.pearsonr(x, y).statistic, rel=1e-9) and pearson.n == 30
+    assert line.slope == pytest.approx(stats.linregress(x, y).slope, rel=1e-9)
+    assert all(p.mcnemar.n == 2_000 for p in board.pairs) and len(board.pairs) == 30 * 29 // 2
+
+
 def test_bad_specs_are_refused_with_one_clear_error(tmp_path):
     good = (LEADERBOARD_DIR / "real.toml").read_text()
     cases = {
@@ -205,6 +230,7 @@ def test_bad_specs_are_refused_with_one_clear_error(tmp_path):
         good.replace('samples = "full"', 'samples = "some"'): "samples",
         good.replace("confidence = 0.95", "confidence = 95.0"): "confidence",
         good.replace('runs = ["*"]', "runs = []"): "selects no rows",
+        good.replace('dataset = "imagenet-val"', ""): "lacks 'dataset'",
         good + "\n[[oops": "not valid TOML",
     }
     for text, message in cases.items():
