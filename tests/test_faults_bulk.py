@@ -1,0 +1,133 @@
+"""Bulk runs under faults, for real: weights that do not load, memory that runs out, partial runs resumed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.bulk import ModelRequest, read_model_requests
+from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+# A run with the address space capped a little above what the loaded libraries, the label sets and one
+# small batch take, so that a large batch really fails to allocate (the CPU's out-of-memory error).
+CAPPED = """
+import re, resource, sys
+import torch
+from harness.models import load_model
+from harness.runner import run_classification
+from harness.store import Store
+from harness.suites import get_suite
+
+store, suite = Store(sys.argv[1]), get_suite("real")
+suite.ensure_label_sets(store)
+with torch.inference_mode():
+    load_model("efficientnet-lite0").model(torch.randn(1, 3, 224, 224))
+used = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (used + 400 * 2**20, resource.RLIM_INFINITY))
+print(run_classification(store, suite, "efficientnet-lite0", limit=24, batch_size=24, workers=0, quiet=True))
+"""
+
+
+def harness(store, *args, check=None):
+    proc = subprocess.run([sys.executable, "-m", "harness", "--store", str(store.root), *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=900, env=ENV)
+    if check is not None:
+        assert proc.returncode == check, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def images(tmp_path, shared_data):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    files = sorted((shared_data / "imagenet-val-subset").iterdir())[:7]
+    for f in files[:6]:
+        os.symlink(f, folder / f.name)
+    (folder / files[6].name).write_bytes(files[6].read_bytes()[:500])  # truncated
+    return folder
+
+
+def test_model_list_file_is_read_with_clear_errors(tmp_path):
+    listing = tmp_path / "models.txt"
+    listing.write_text("# leaderboard\nefficientnet-lite0\n\nresnet50  weights/r50.pth  # ours\nefficientnet-lite0\n")
+    assert read_model_requests("vit-b16", listing) == [
+        ModelRequest("vit-b16"), ModelRequest("efficientnet-lite0"),
+        ModelRequest("resnet50", str(tmp_path / "weights" / "r50.pth"))]
+    listing.write_text("resnet50 a.pth b.pth\n")
+    with pytest.raises(HarnessError, match=r"models.txt:1: expected 'MODEL \[CHECKPOINT\]'"):
+        read_model_requests(None, listing)
+    with pytest.raises(HarnessError, match="no model to run"):
+        read_model_requests(" , ", None)
+    with pytest.raises(HarnessError, match="does not exist"):
+        read_model_requests(None, tmp_path / "missing.txt")
+
+
+def test_a_failing_model_is_recorded_and_the_others_go_on(store, images, tmp_path):
+    (tmp_path / "broken.pth").write_bytes(b"\x80\x02 these are not weights")
+    listing = tmp_path / "models.txt"
+    listing.write_text("efficientnet-lite0\ntf_efficientnet_lite0 broken.pth\nefficientnet-lite1\n")
+    args = ["run", "--models-file", str(listing), "--suite", "imagenet", "--data-dir", str(images),
+            "--batch-size", "4", "--workers", "0", "--quiet"]
+    proc = harness(store, *args, check=2)
+    assert f"error: tf_efficientnet_lite0: checkpoint {tmp_path / 'broken.pth'} could not be read" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "3 models: 2 complete, 0 skipped (complete before), 1 failed" in proc.stdout
+    assert proc.stdout.count("7 images, 1 unreadable (stored as error rows)") == 2
+    runs = store.sql("SELECT model, status, meta->>'error' AS error, meta->>'error_traceback' AS tb FROM runs "
+                     "ORDER BY created_at")
+    assert runs["model"].tolist() == ["efficientnet-lite0", "tf_efficientnet_lite0", "efficientnet-lite1"]
+    assert runs["status"].tolist() == ["complete", "failed", "complete"]
+    assert "could not be read" in runs["error"][1] and "Traceback" in runs["tb"][1]
+    assert store.sql("SELECT count(*) AS n FROM predictions")["n"][0] == 14
+
+    again = harness(store, *args, check=2)  # complete runs are skipped, the broken one is tried again
+    assert "3 models: 0 complete, 2 skipped (complete before), 1 failed" in again.stdout
+    assert again.stdout.count("already complete as run") == 2
+    status = store.sql("SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status")
+    assert dict(zip(status["status"], status["n"])) == {"complete": 2, "failed": 2}
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits(store):
+    proc = subprocess.run([sys.executable, "-c", CAPPED, str(store.root)], capture_output=True, text=True, cwd=REPO,
+                          timeout=900, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "out of memory on cpu at batch size 24; retrying with 12" in proc.stderr
+    [meta] = store.list_runs()
+    assert meta["status"] == "complete" and meta["oom_retries"] >= 1 and meta["batch_size_effective"] <= 12
+    harness(store, "run", "--model", "efficientnet-lite0", "--suite", "real", "--limit", "24", "--batch-size",
+            "24", "--workers", "0", "--quiet", "--fresh", check=0)  # the same run with all the memory it wants
+    same = store.sql("""SELECT count(*) AS n, sum((a.top_classes = b.top_classes)::INT) AS equal
+                        FROM predictions a JOIN predictions b USING (key) WHERE a.run_id < b.run_id""").iloc[0]
+    assert (same["n"], same["equal"]) == (24, 24)
+
+
+def test_resume_continues_the_named_partial_run(store):
+    common = ["run", "--model", "efficientnet-lite0", "--suite", "real", "--limit", "24", "--workers", "0",
+              "--quiet", "--batch-size", "4"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "--store", str(store.root), *common,
+                             "--chunk-images", "4"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=ENV)
+    deadline = time.time() + 600
+    while not list((store.root / "runs").glob("run_id=*/predictions-*.parquet")):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [partial] = store.list_runs()
+    other = harness(store, *common, "--topk", "3", "--resume", partial["run_id"], check=2)
+    assert f"run {partial['run_id']} was made with a different topk" in other.stderr
+    done = harness(store, *[a for a in common if a != "--quiet"], "--resume", partial["run_id"], check=0)
+    assert f"resuming run {partial['run_id']}" in done.stderr
+    [meta] = [m for m in store.list_runs() if m["status"] == "complete"]
+    assert meta["run_id"] == partial["run_id"] and meta["n_rows"] == {"predictions": 24}
+    assert store.sql("SELECT count(DISTINCT key) AS n FROM predictions")["n"][0] == 24
+    finished = harness(store, *common, "--resume", partial["run_id"], check=2)
+    assert "is already complete; nothing to resume" in finished.stderr
