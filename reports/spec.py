@@ -33,11 +33,15 @@ rows' samples are aligned, the statistics' settings and the columns. Example::
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboards"
 
