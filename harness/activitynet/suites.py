@@ -159,9 +159,12 @@ class CaptionsSuite(_ActivityNetSuite):
         for n in names:
             _check_label_set(store, n, (CAPTIONS_FORMAT,), self.name)
         preds = self.predictions(store, run_id)
-        refs = [_segments(self.references(store, n)) for n in names]
-        result = densevid.evaluate(_segments(preds), refs, tious=tious, max_proposals=max_proposals,
-                                   progress=progress, meteor=meteor)
+        with contextlib.ExitStack() as stack:
+            if meteor is None:  # start the JVM (its slow start-up) while the rows are read
+                meteor = stack.enter_context(MeteorSession())
+            refs = [_segments(self.references(store, n)) for n in names]
+            result = densevid.evaluate(_segments(preds), refs, tious=tious, max_proposals=max_proposals,
+                                       progress=progress, meteor=meteor)
         known = set().union(*[r.keys() for r in refs])
         predicted = set(preds["key"])
         result.update(suite=self.name, run_id=run_id, label_set="+".join(names),
