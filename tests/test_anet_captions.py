@@ -172,6 +172,9 @@ def test_non_ascii_becomes_spaces(meteor):
                                progress=False, meteor=meteor)
     for m in CAPTION_METRICS:
         assert accented[m] == pytest.approx(spaced[m], rel=1e-12), m
+    # A sentence with nothing ASCII, or only punctuation, tokenizes to nothing and scores 0.
+    empty = densevid.evaluate({"v_a": seg((0, 10, "日本語"), (0, 10, "..."))}, [gt], progress=False, meteor=meteor)
+    assert [empty[m] for m in CAPTION_METRICS] == [0.0] * 7 and empty["Precision"] == 1.0
 
 
 def test_max_proposals_keeps_the_first(shared_data, meteor):
