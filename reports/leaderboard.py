@@ -1,7 +1,7 @@
 """Build a leaderboard from the store alone: rows, intervals, significance ranks, correlations, regimes.
 
-Per-sample rows (own runs, imported predictions) are scored with ``harness.score.per_sample``
-on both axes' label sets and aligned by sample key; external tables contribute
+Per-sample rows (own runs, imported predictions) are scored with ``harness.score.per_sample``'s
+query (version ``harness.score.METRIC_VERSION``) on both axes' label sets and aligned by sample key; external tables contribute
 aggregate-only rows (no bootstrap, no paired tests: their samples are not stored).
 Everything here is deterministic given the store and the spec: bootstraps are seeded
 per row and rows are ordered by (relabelled accuracy, reference accuracy, name).
@@ -39,8 +39,9 @@ _PROVENANCE_FIELDS = (
     ("image set", ("data_manifest", "dataset")), ("code", ("environment", "git", "commit")),
     ("uncommitted changes", ("environment", "git", "dirty")), ("device", ("environment", "device_name")),
     ("torch", ("environment", "libraries", "torch")), ("timm version", ("environment", "libraries", "timm")),
-    ("file", ("source_file",)), ("file sha256", ("source_sha256",)), ("metric", ("metric_version",)),
+    ("file", ("source_file",)), ("file sha256", ("source_sha256",)),
 )
+
 
 @dataclass
 class AxisScore:
@@ -57,7 +58,6 @@ class Row:
     provenance: str
     relabelled: AxisScore
     reference: AxisScore
-    run_name: str
     img_size: int | None = None
     params_m: float | None = None
     rank: int | None = None
@@ -205,7 +205,7 @@ def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, not
         row = Row(name, _source_of(meta), _provenance(meta),
                   _score_axis(spec, name, "relabelled", by_axis["relabelled"].to_numpy()),
                   _score_axis(spec, name, "reference", by_axis["reference"].to_numpy()),
-                  run_name=name, correct=by_axis["relabelled"].to_numpy())
+                  correct=by_axis["relabelled"].to_numpy())
         rows.append(row)
         sources.append((name, f"{row.source}; {row.provenance}"))
     if spec.samples == "full" and rows:
@@ -248,7 +248,7 @@ def _external_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, notes
         rows.append(Row(
             name, SOURCE_EXTERNAL, f"{ref_meta['name']} + {rel_meta['name']}",
             _aggregate_axis(spec, rec.top1_rel, n_rel), _aggregate_axis(spec, rec.top1_ref, n_ref),
-            run_name=rel_meta["name"], img_size=int(rec.img_size), params_m=float(rec.param_count_m_ref)))
+            img_size=int(rec.img_size), params_m=float(rec.param_count_m_ref)))
     return rows
 
 

@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from harness.score import METRIC_VERSION
+
 from .leaderboard import SOURCE_EXTERNAL, SOURCE_IMPORT, SOURCE_OWN, AxisScore, Board, Row
 from .stats import Interval, TwoRegimes
 
@@ -93,6 +95,12 @@ def axis_line(board: Board, which: str, code: Callable[[str], str] = str) -> str
     return (f"{which}: label set {code(info.axis.label_set)} under suite {code(info.axis.suite)} "
             f"on dataset {code(info.axis.dataset)} "
             f"({info.description or 'no description'}), {info.n_labelled:,} labelled samples{scored}")
+
+
+def metric_line(board: Board) -> str:
+    if all(r.correct is None for r in board.rows):
+        return f"metric {board.spec.metric}, as published by the external tables"
+    return f"metric {board.spec.metric}, scored from the stored predictions by harness.score {METRIC_VERSION}"
 
 
 def method_lines(board: Board) -> list[str]:
@@ -208,7 +216,7 @@ def render_markdown(board: Board) -> bytes:
     lines += [f"Generated from the store by `python -m reports leaderboard {s.name}` from "
               f"`leaderboards/{s.name}.toml`; do not edit by hand. "
               f"Sortable table: [{s.name}.html]({s.name}.html).", ""]
-    lines += ["## Setup", "", f"- metric {s.metric}",
+    lines += ["## Setup", "", f"- {metric_line(board)}",
               f"- {axis_line(board, 'relabelled', _md_code)}", f"- {axis_line(board, 'reference', _md_code)}"]
     lines += [f"- {m}" for m in method_lines(board)] + [""]
     cols = [COLUMNS[c] for c in s.columns]
@@ -385,7 +393,7 @@ def render_html(board: Board, png: bytes) -> bytes:
     out.append(f'<p class="note">Generated from the store by <code>python -m reports leaderboard {esc(s.name)}'
                f"</code>; click a column header to sort.</p>")
     out.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in
-                                [f"metric {s.metric}", axis_line(board, "relabelled"),
+                                [metric_line(board), axis_line(board, "relabelled"),
                                  axis_line(board, "reference"), *method_lines(board)]) + "</ul>")
     out.append('<table id="leaderboard"><thead><tr>')
     for cid, col in cols:
