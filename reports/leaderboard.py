@@ -61,6 +61,7 @@ class Row:
     img_size: int | None = None
     params_m: float | None = None
     rank: int | None = None
+    gap_interval: stats.Difference | None = None  # bootstrap of relabelled - reference accuracy
     correct: np.ndarray | None = field(default=None, repr=False)  # relabelled correctness, aligned by key
 
     @property
@@ -199,18 +200,28 @@ def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, not
                 s[axis_name] = s[axis_name].loc[keys]
             info.n_samples = len(keys)
     rows = []
+    same_samples = ref.axis.dataset == rel.axis.dataset
     for name, by_axis in scored.items():
         meta = runs_by_axis["relabelled"][name]
         by_axis = {a: s.sort_index() for a, s in by_axis.items()}
         row = Row(name, _source_of(meta), _provenance(meta),
                   _score_axis(spec, name, "relabelled", by_axis["relabelled"].to_numpy()),
                   _score_axis(spec, name, "reference", by_axis["reference"].to_numpy()),
+                  gap_interval=_gap(spec, name, by_axis["reference"], by_axis["relabelled"], same_samples),
                   correct=by_axis["relabelled"].to_numpy())
         rows.append(row)
         sources.append((name, f"{row.source}; {row.provenance}"))
     if spec.samples == "full" and rows:
         ref.n_samples, rel.n_samples = ref.n_labelled, rel.n_labelled
     return rows
+
+
+def _gap(spec: Spec, name: str, reference: pd.Series, relabelled: pd.Series, same_samples: bool):
+    if same_samples:  # one image is resampled for both label sets; NaN where a label set drops it
+        keys = reference.index.union(relabelled.index)
+        reference, relabelled = reference.reindex(keys), relabelled.reindex(keys)
+    return stats.bootstrap_gap(reference.to_numpy(dtype=float), relabelled.to_numpy(dtype=float), same_samples,
+                               spec.confidence, spec.bootstrap_resamples, _row_seed(spec, name, "gap"))
 
 
 def _external_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, notes: list[str],

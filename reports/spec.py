@@ -47,7 +47,7 @@ LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboards"
 
 COLUMNS = (
     "rank", "model", "source", "relabelled", "relabelled_wilson", "relabelled_bootstrap", "reference",
-    "reference_wilson", "reference_bootstrap", "gap", "n_relabelled", "n_reference", "img_size", "params_m",
+    "reference_wilson", "reference_bootstrap", "gap", "gap_bootstrap", "n_relabelled", "n_reference", "img_size", "params_m",
     "provenance",
 )
 METRICS = ("top1",)

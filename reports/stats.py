@@ -193,6 +193,56 @@ def paired_bootstrap_difference(a_correct, b_correct, confidence: float = 0.95,
                       "paired percentile bootstrap")
 
 
+def _nan_bool_vector(values, what: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise HarnessError(f"{what} must be a non-empty 1-d array of per-sample correctness")
+    if not np.isin(arr[~np.isnan(arr)], (0.0, 1.0)).all():
+        raise HarnessError(f"{what} must hold 1/0 per sample, or NaN where the label set excludes it")
+    if np.isnan(arr).all():
+        raise HarnessError(f"{what} excludes every sample; expected at least one scored sample")
+    return arr
+
+
+def bootstrap_gap(reference, relabelled, paired: bool = True, confidence: float = 0.95,
+                  n_resamples: int = 10_000, seed: int = 0) -> Difference:
+    """Percentile interval of accuracy(relabelled) - accuracy(reference) for one model.
+
+    ``paired``: both arrays run over the same samples (NaN where a label set excludes a sample,
+    e.g. ReaL drops images with no agreed label), and samples are resampled once for both
+    accuracies. Otherwise the two arrays are on different samples (two test sets) and each
+    is resampled on its own.
+    """
+    confidence = _check_confidence(confidence)
+    n_resamples = _check_resamples(n_resamples)
+    ref = _nan_bool_vector(reference, "reference")
+    rel = _nan_bool_vector(relabelled, "relabelled")
+    rng = np.random.default_rng(seed)
+    estimate = float(np.nanmean(rel) - np.nanmean(ref))
+    if paired:
+        if ref.shape != rel.shape:
+            raise HarnessError(f"reference ({ref.size} samples) and relabelled ({rel.size} samples) must cover "
+                               "the same samples for a paired bootstrap, aligned by key")
+        # 9 cells: each axis is correct, wrong or excluded (0, 1, 2) for a sample
+        code = np.where(np.isnan(ref), 2, ref).astype(int) * 3 + np.where(np.isnan(rel), 2, rel).astype(int)
+        cells = rng.multinomial(ref.size, np.bincount(code, minlength=9) / ref.size, size=n_resamples)
+        by_ref = cells.reshape(n_resamples, 3, 3).sum(axis=2)
+        by_rel = cells.reshape(n_resamples, 3, 3).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            draws = by_rel[:, 1] / by_rel[:, :2].sum(axis=1) - by_ref[:, 1] / by_ref[:, :2].sum(axis=1)
+        draws = draws[np.isfinite(draws)]
+        n = ref.size
+        method = "paired percentile bootstrap"
+    else:
+        ref, rel = ref[~np.isnan(ref)], rel[~np.isnan(rel)]
+        draws = (rng.binomial(rel.size, rel.mean(), n_resamples) / rel.size
+                 - rng.binomial(ref.size, ref.mean(), n_resamples) / ref.size)
+        n = ref.size + rel.size
+        method = "independent percentile bootstrap"
+    low, high = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Difference(estimate, float(low), float(high), int(n), confidence, method)
+
+
 # ----- correlations across models ----------------------------------------------
 @dataclass(frozen=True)
 class Correlation(_Result):

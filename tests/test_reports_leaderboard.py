@@ -79,6 +79,10 @@ def test_real_leaderboard_rows_match_independent_scoring(real_board, raw_correct
         assert row.relabelled.bootstrap.low < row.relabelled.accuracy < row.relabelled.bootstrap.high
         run_id = shipped_store.resolve_run(model)["run_id"]
         assert row.relabelled.accuracy == score_run(shipped_store, run_id, "real")["top1"]
+        gap = row.gap_interval  # images resampled once for both label sets
+        assert gap.method == "paired percentile bootstrap" and gap.n == 50_000
+        assert gap.estimate == pytest.approx(truth["real"].mean() - truth["imagenet-original"].mean(), abs=1e-12)
+        assert gap.low < gap.estimate < gap.high
     # the numbers published with the prediction files (data README), to two decimals
     published = {"ResNet50": (76.13, 82.96), "ViT": (78.01, 83.99), "DINO": (76.75, 82.80),
                  "SimCLR": (68.14, 75.65), "label_errors_resnet50_cv": (72.73, 77.61)}
@@ -212,6 +216,7 @@ def test_two_suites_pair_runs_by_name_cifar10_vs_cifar10_1(shipped_store, shared
         assert rows[name].reference.accuracy == pytest.approx(acc["orig"], abs=1e-12)
         assert rows[name].relabelled.accuracy == pytest.approx(acc["v6"], abs=1e-12)
         assert rows[name].reference.n == 10_000 and rows[name].relabelled.n == 2_000
+        assert rows[name].gap_interval.method == "independent percentile bootstrap"
     # runs that exist on only one of the two datasets are named, not silently dropped
     assert any(n.startswith("label_errors_cv is left out") and "cifar10.1-v6" in n for n in board.notes)
     x = [100 * accuracy[r.name]["orig"] for r in board.rows]

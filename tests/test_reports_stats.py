@@ -260,3 +260,28 @@ def test_significance_ranks_respect_order_and_ties(accuracies, p):
         if accuracies[i] > accuracies[j]:
             assert ranks[i] <= ranks[j]  # never ranked below a worse model
     assert all(r == 1 for r, acc in zip(ranks, accuracies) if acc == best)
+
+
+def test_gap_bootstrap_matches_scipy_paired_bootstrap(original_correct, shared_data):
+    import json
+
+    real = json.loads((shared_data / "imagenet" / "real.json").read_text())
+    folder = shared_data / "imagenet" / "model_predictions"
+    pred = pd.read_csv(folder / "SimCLR.csv").sort_values("file_name").predicted_class.to_numpy()
+    real_correct = np.array([float(p in labels) if labels else np.nan for p, labels in zip(pred, real)])
+    ref = original_correct["SimCLR"].astype(float)
+    sub_ref, sub_rel = ref[:3000], real_correct[:3000]
+    ours = rs.bootstrap_gap(sub_ref, sub_rel, n_resamples=20_000, seed=8)
+    ref_ci = stats.bootstrap(
+        (sub_ref, sub_rel), lambda x, y, axis: np.nanmean(y, axis=axis) - np.nanmean(x, axis=axis), paired=True,
+        n_resamples=20_000, method="percentile", vectorized=True, batch=2000,
+        rng=np.random.default_rng(9)).confidence_interval
+    assert ours.estimate == pytest.approx(np.nanmean(sub_rel) - sub_ref.mean(), abs=1e-15)
+    assert (ours.low, ours.high) == pytest.approx((ref_ci.low, ref_ci.high), abs=2e-3)
+    # on different samples (two test sets) the interval is the wider independent one
+    unpaired = rs.bootstrap_gap(sub_ref, sub_rel, paired=False, n_resamples=20_000, seed=8)
+    assert unpaired.high - unpaired.low > ours.high - ours.low
+    with pytest.raises(HarnessError, match="same samples"):
+        rs.bootstrap_gap(sub_ref, sub_rel[:10])
+    with pytest.raises(HarnessError, match="1/0 per sample"):
+        rs.bootstrap_gap([0.5, 1.0], [1.0, 1.0])
