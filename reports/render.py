@@ -22,6 +22,10 @@ from .stats import Interval, TwoRegimes
 DASH = "–"
 
 
+def conf_text(board: Board) -> str:
+    return f"{round(100 * board.spec.confidence)}%"
+
+
 def pct(value: float, digits: int = 2) -> str:
     return f"{100 * value:.{digits}f}"
 
@@ -56,14 +60,13 @@ def _axis_cols(which: str) -> dict[str, Column]:
     def score(row: Row) -> AxisScore:
         return getattr(row, which)
 
-    conf = lambda b: f"{round(100 * b.spec.confidence)}%"  # noqa: E731
     return {
         which: Column(lambda b: f"top-1 % ({axis(b).label_set})", lambda r: pct(score(r).accuracy),
                       lambda r: score(r).accuracy),
-        f"{which}_wilson": Column(lambda b: f"{conf(b)} CI, Wilson ({axis(b).label_set})",
+        f"{which}_wilson": Column(lambda b: f"{conf_text(b)} CI, Wilson ({axis(b).label_set})",
                                   lambda r: interval_text(score(r).wilson), lambda r: score(r).wilson.low),
         f"{which}_bootstrap": Column(
-            lambda b: f"{conf(b)} CI, bootstrap ({axis(b).label_set})",
+            lambda b: f"{conf_text(b)} CI, bootstrap ({axis(b).label_set})",
             lambda r: interval_text(score(r).bootstrap),
             lambda r: None if score(r).bootstrap is None else score(r).bootstrap.low),
         f"n_{which}": Column(lambda b: f"n ({axis(b).label_set})", lambda r: f"{score(r).n:,}",
@@ -79,7 +82,7 @@ COLUMNS: dict[str, Column] = {
     **_axis_cols("reference"),
     "gap": Column(lambda b: f"gap, points ({b.relabelled.axis.label_set} {DASH} {b.reference.axis.label_set})",
                   lambda r: f"{100 * r.gap:+.2f}", lambda r: r.gap),
-    "gap_bootstrap": Column(lambda b: f"{round(100 * b.spec.confidence)}% CI of the gap, bootstrap",
+    "gap_bootstrap": Column(lambda b: f"{conf_text(b)} CI of the gap, bootstrap",
                             lambda r: interval_text(r.gap_interval),
                             lambda r: None if r.gap_interval is None else r.gap_interval.low),
     "img_size": Column(lambda b: "img size", lambda r: "" if r.img_size is None else str(r.img_size),
@@ -108,7 +111,7 @@ def metric_line(board: Board) -> str:
 
 def method_lines(board: Board) -> list[str]:
     s = board.spec
-    conf = f"{round(100 * s.confidence)}%"
+    conf = conf_text(board)
     if all(r.rank is None for r in board.rows):
         return [f"Intervals: {conf} Wilson score from each published accuracy and its n. These rows are "
                 "aggregates without per-sample data: no bootstrap, no paired tests, no significance ranks."]
@@ -149,7 +152,7 @@ def shown_pairs(board: Board) -> list:
 
 
 def pairs_table(board: Board) -> tuple[list[str], list[list[str]]]:
-    conf = f"{round(100 * board.spec.confidence)}%"
+    conf = conf_text(board)
     header = ["A", "B", "A − B, points", f"{conf} CI, paired bootstrap", "only A right", "only B right",
               "McNemar p", "Holm p", "significant"]
     return header, [[p.a, p.b, f"{100 * p.difference.estimate:+.2f}", interval_text(p.difference),
@@ -174,7 +177,7 @@ def study_text(board: Board) -> str:
     ref, rel = board.reference, board.relabelled
     return (f"x = top-1 % on {ref.axis.label_set} (suite {ref.axis.suite}, {ref.n_labelled:,} samples per "
             f"model), y = top-1 % on {rel.axis.label_set} (suite {rel.axis.suite}, {rel.n_labelled:,} samples "
-            f"per model); one point per model. Correlations with {round(100 * board.spec.confidence)}% "
+            f"per model); one point per model. Correlations with {conf_text(board)} "
             "Fisher-z intervals; OLS fit y = intercept + slope · x.")
 
 
