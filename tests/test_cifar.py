@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,8 @@ def test_cifar10h_soft_labels_and_human_agreement(shipped, raw):
     assert sum(stored["weights"]) == pytest.approx(1.0, abs=1e-6)
     # A label set without weights has no human agreement; the soft score says so only for soft sets.
     assert "human_agreement" not in cifar10.score(store, runs["cifar10", "resnet_basic_56"])
+    with pytest.raises(HarnessError, match="choose a label set of the same dataset"):
+        human_agreement(store, runs["cifar10.1-v6", "resnet_basic_56"], "cifar10h")
 
 
 def test_real_style_label_set_from_relabel(shipped, raw):
@@ -239,3 +242,27 @@ def test_cli_import_and_score(tmp_path, shared_data):
     bad = subprocess.run(cmd + ["import", "--suite", "cifar10", str(v4)], capture_output=True, text=True)
     assert bad.returncode == 2 and "dataset cifar10-test has 10,000 test images" in bad.stderr
     assert "shape (2021,)" in bad.stderr
+
+
+
+def test_committed_study_matches_the_shipped_files(shipped):
+    """The committed per-model study table is what the shipped files give (own runs aside)."""
+    import importlib.util
+
+    import pandas as pd
+
+    folder = Path(__file__).resolve().parent.parent / "leaderboards"
+    spec = importlib.util.spec_from_file_location("cifar_study", folder / "cifar_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    store, _ = shipped
+    study.fill_store(store)
+    table = study.model_table(store)
+    committed = pd.read_csv(folder / "cifar-study.csv")
+    committed = committed[committed.source != "run"].reset_index(drop=True)
+    assert len(table) == len(committed) == 32
+    pd.testing.assert_frame_equal(table.round(4), committed, check_dtype=False, atol=1e-4)
+    st = study.statistics(table)
+    pub = table[table.source == "published"]
+    assert st["correlations"]["v6"][0].r == pytest.approx(np.corrcoef(pub.original, pub.v6)[0, 1], abs=1e-12)
+    assert f"{st['correlations']['v6'][0].r:.4f}" in (folder / "cifar-study.md").read_text()
