@@ -39,12 +39,14 @@ def _check(store: Store, run_id: str, label_set: str) -> tuple[dict, dict]:
     return run, labels
 
 
-def per_sample(store: Store, run_id: str, label_set: str) -> pd.DataFrame:
-    """One row per sample that the run predicted and the label set labels (non-empty), keyed by ``key``."""
+def per_sample(store: Store, run_id: str, label_set: str, query: str = _PER_SAMPLE) -> pd.DataFrame:
+    """One row per sample that the run predicted and the label set labels (non-empty), keyed by ``key``.
+
+    ``query`` computes other per-sample metrics from the same parameters (``$run``, ``$labels``)."""
     _check(store, run_id, label_set)
     con = store.connect()
     try:
-        return con.execute(_PER_SAMPLE, {"run": run_id, "labels": label_set}).df()
+        return con.execute(query, {"run": run_id, "labels": label_set}).df()
     finally:
         con.close()
 

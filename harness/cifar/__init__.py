@@ -37,7 +37,7 @@ import pandas as pd
 from ..classification import ClassificationSuite, read_prediction_file
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
-from ..score import _check as check_run_and_labels
+from ..score import per_sample
 from ..store import Store
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -246,12 +246,7 @@ ORDER BY l.key
 def human_agreement(store: Store, run_id: str, label_set: str) -> pd.DataFrame:
     """Per sample, the weight the soft label set gives the run's top-1 class (0 when it has none):
     for CIFAR-10H the share of annotators who chose it. An unreadable image scores 0."""
-    check_run_and_labels(store, run_id, label_set)
-    con = store.connect()
-    try:
-        return con.execute(_HUMAN_AGREEMENT, {"run": run_id, "labels": label_set}).df()
-    finally:
-        con.close()
+    return per_sample(store, run_id, label_set, _HUMAN_AGREEMENT)
 
 
 def human_agreement_summary(store: Store, run_id: str, label_set: str) -> dict:
