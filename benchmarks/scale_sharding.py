@@ -2,13 +2,13 @@
 
     .venv/bin/python benchmarks/scale_sharding.py [--images 96] [--ranks 2] [--repeats 3]
 
-Baseline: ``python -m harness run`` in one process with ``--ranks`` threads. Against it:
-``torchrun --nproc_per_node RANKS -m harness run`` with one thread per rank. Runs alternate
-(one process, sharded, one process, ...) so that machine noise hits both alike; medians of the
+Baseline: ``python -m harness run`` in one process with ``--ranks`` threads (and with one). Against
+it: ``torchrun --nproc_per_node RANKS -m harness run`` with one thread per rank. Runs alternate
+(one process, one process, sharded, one process, ...) so that machine noise hits all alike; medians of the
 inference loop (from run.json; the slowest rank for the sharded run) and of the whole command
-(start-up and model loading included) are reported. A second table compares publishing a chunk
-by hard link (what the store does, so concurrent ranks never replace each other's chunks) against
-a plain rename. Results are appended to benchmarks/results/scale.md.
+(start-up and model loading included) are reported. A last line compares publishing a chunk by
+hard link (what the store does, so concurrent ranks never replace each other's chunks) against a
+plain rename. Results are appended to benchmarks/results/scale.md.
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def timed_run(command: list[str], threads: int, store: Path) -> tuple[float, flo
 
 
 def publish_times(n_chunks: int, rows: int) -> tuple[float, float]:
-    """Seconds to publish ``n_chunks`` Parquet chunks by hard link (the store) and by plain rename."""
+    """Median seconds to publish one Parquet chunk by hard link (the store) and by plain rename,
+    alternating the two so that neither gets the warm caches."""
     import numpy as np
     import pyarrow as pa
 
@@ -50,17 +51,18 @@ def publish_times(n_chunks: int, rows: int) -> tuple[float, float]:
     table = pa.table({"key": [f"k{i}" for i in range(rows)],
                       "top_classes": pa.array(list(rng.integers(0, 1000, (rows, 5), dtype=np.int32)),
                                               pa.list_(pa.int32()))})
+    linked, renamed = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        t0 = time.perf_counter()
         for part in range(n_chunks):
+            t0 = time.perf_counter()
             publish_new_parquet(folder / "link", "predictions", table, part)
-        linked = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for part in range(n_chunks):
+            t1 = time.perf_counter()
             atomic_write_parquet(folder / "rename" / f"predictions-{part:05d}.parquet", table)
-        renamed = time.perf_counter() - t0
-    return linked, renamed
+            t2 = time.perf_counter()
+            linked.append(t1 - t0)
+            renamed.append(t2 - t1)
+    return statistics.median(linked), statistics.median(renamed)
 
 
 def main() -> None:
@@ -76,16 +78,18 @@ def main() -> None:
     single = [sys.executable, *run]
     sharded = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", str(args.ranks),
                *run]
-    one_total, one_loop, many_total, many_loop = [], [], [], []
+    setups = {f"one process, {args.ranks} threads": (single, args.ranks),
+              "one process, 1 thread": (single, 1),
+              f"torchrun, {args.ranks} ranks x 1 thread (gloo)": (sharded, 1)}
+    totals: dict[str, list[float]] = {name: [] for name in setups}
+    loops: dict[str, list[float]] = {name: [] for name in setups}
     for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-            total, loop = timed_run(single, args.ranks, Path(a))
-            one_total.append(total)
-            one_loop.append(loop)
-            total, loop = timed_run(sharded, 1, Path(b))
-            many_total.append(total)
-            many_loop.append(loop)
-    linked, renamed = zip(*(publish_times(50, 4096) for _ in range(args.repeats)))
+        for name, (command, threads) in setups.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                total, loop = timed_run(command, threads, Path(tmp))
+            totals[name].append(total)
+            loops[name].append(loop)
+    linked, renamed = publish_times(60, 4096)
 
     med = statistics.median
     n = args.images
@@ -95,15 +99,13 @@ def main() -> None:
         f"{os.cpu_count()} cores (load average {load:.1f} at the end), EfficientNet-Lite0 on the CPU, {n} images, "
         f"batch {args.batch_size}, {args.repeats} repeats (medians)",
         "",
-        "| | inference loop s | images/s | whole command s | loop speed-up vs one process |",
+        "| | inference loop s | images/s | whole command s | loop speed-up vs the first row |",
         "|---|---|---|---|---|",
-        f"| one process, {args.ranks} threads | {med(one_loop):.2f} | {n / med(one_loop):.1f} | "
-        f"{med(one_total):.1f} | 1.00 |",
-        f"| torchrun, {args.ranks} ranks x 1 thread (gloo) | {med(many_loop):.2f} | {n / med(many_loop):.1f} | "
-        f"{med(many_total):.1f} | {med(one_loop) / med(many_loop):.2f} |",
+        *(f"| {name} | {med(loops[name]):.2f} | {n / med(loops[name]):.1f} | {med(totals[name]):.1f} | "
+          f"{med(next(iter(loops.values()))) / med(loops[name]):.2f} |" for name in setups),
         "",
-        f"Publishing 50 chunks of 4,096 rows: hard link {med(linked) * 1000:.0f} ms, rename "
-        f"{med(renamed) * 1000:.0f} ms (ratio {med(linked) / med(renamed):.2f}).",
+        f"Publishing a chunk of 4,096 rows (median of 60, alternating): hard link {linked * 1000:.1f} ms, "
+        f"rename {renamed * 1000:.1f} ms (ratio {linked / renamed:.2f}).",
         "",
     ]
     text = "\n".join(lines)

@@ -9,6 +9,7 @@ same command can simply be run again after a crash: it picks up where the list s
 from __future__ import annotations
 
 import gc
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -71,7 +72,9 @@ def run_bulk(store: Store, suite, requests: list[ModelRequest], shard: Shard | N
     # A folder of the wrong layout is wrong for every model: say so once, before any work.
     list_suite_images(suite, options.get("data_dir"), options.get("quiet", True))
     results = []
-    for request in requests:
+    for number, request in enumerate(requests, 1):
+        if len(requests) > 1 and not options.get("quiet") and (shard is None or shard.is_leader):
+            print(f"model {number} of {len(requests)}: {request.model}", file=sys.stderr)
         try:
             outcome = evaluate_classification(store, suite, request.model, checkpoint=request.checkpoint,
                                               shard=shard, skip_complete=True, record_failures=True, **options)

@@ -4,6 +4,10 @@ The folder is either flat (``ILSVRC2012_val_00000001.JPEG`` ...) or one folder p
 (``n01440764/ILSVRC2012_val_00000293.JPEG``); keys are file stems either way. Rows are written
 in chunks, each an atomic Parquet file, so a killed run loses at most the chunk in flight;
 running the same command again resumes it, predicting only the images not stored yet.
+
+Under torchrun every rank predicts its shard of the images into the same run (see
+``harness.distributed``); a batch that runs out of memory is split until it fits; the run is
+complete only when every image has exactly one stored row.
 """
 from __future__ import annotations
 
@@ -229,6 +233,8 @@ def claim_run(store: Store, meta: dict, config: dict, fresh: bool, resume: str |
         claimed = run_id, lock
     run_id, lock = claimed
     resumed = (store.run_dir(run_id) / "run.json").exists()
+    if resumed:  # begin_run keeps the old fields; a failure that is being resumed is no longer the run's state
+        meta = {**meta, "error": None, "error_traceback": None}
     try:
         writer = store.begin_run(meta, run_id=run_id)
         # Temporary files of a process killed mid-write; nobody else writes here until this claim
