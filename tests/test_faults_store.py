@@ -106,21 +106,33 @@ def test_lost_or_corrupt_catalog_is_rebuilt_from_the_parquet_files(store):
         pd.testing.assert_frame_equal(catalog_rows(), expected)
 
 
+def wait_for_chunks(store: Store, n_runs: int, proc: subprocess.Popen) -> None:
+    """Until ``n_runs`` run folders hold a chunk each."""
+    deadline = time.time() + 600
+    while len({p.parent for p in (store.root / "runs").glob("run_id=*/predictions-*.parquet")}) < n_runs:
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+
 def test_same_command_twice_at_once_gives_two_whole_runs(store):
-    """The second process finds the first one's run locked and starts its own, instead of writing into it."""
+    """The second process finds the first one's unfinished run locked and starts its own instead of writing
+    into it; then both write at once. The first is paused (SIGSTOP, lock held) while the second claims, so
+    the order does not depend on the machine's speed."""
     args = [sys.executable, "-m", "harness", "--store", str(store.root), "run", "--model", "efficientnet-lite0",
-            "--suite", "real", "--limit", "24", "--batch-size", "4", "--chunk-images", "4", "--workers", "0",
-            "--quiet"]
+            "--suite", "real", "--limit", "24", "--batch-size", "4", "--chunk-images", "4", "--workers", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 600
-    while not list((store.root / "runs").glob("run_id=*/predictions-*.parquet")):
-        assert first.poll() is None and time.time() < deadline, first.communicate()
-        time.sleep(0.1)
-    second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
-    out, err = first.communicate(timeout=900)
-    assert (first.returncode, second.returncode) == (0, 0), (err, second.stderr)
-    assert "resuming" not in second.stderr
+    wait_for_chunks(store, 1, first)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env)
+        wait_for_chunks(store, 2, second)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    (_, err1), (_, err2) = first.communicate(timeout=900), second.communicate(timeout=900)
+    assert (first.returncode, second.returncode) == (0, 0), (err1, err2)
+    assert "resuming" not in err2
     runs = store.sql("SELECT run_id, status FROM runs")
     assert len(runs) == 2 and set(runs["status"]) == {"complete"}
     counts = store.sql("SELECT run_id, count(*) AS n, count(DISTINCT key) AS keys FROM predictions GROUP BY run_id")

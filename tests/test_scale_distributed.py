@@ -147,10 +147,10 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes(store, image
 
 
 def test_a_bad_folder_stops_every_rank_before_any_work(store, images, tmp_path):
-    (tmp_path / "cats").mkdir()
-    shutil.copy(next(images.iterdir()), tmp_path / "cats")
+    (tmp_path / "bad" / "cats").mkdir(parents=True)
+    shutil.copy(next(images.iterdir()), tmp_path / "bad" / "cats")
     proc = torchrun(store, "run", "--model", "efficientnet-lite0", "--suite", "imagenet", "--data-dir",
-                    str(tmp_path), "--workers", "0", "--quiet", timeout=300)
+                    str(tmp_path / "bad"), "--workers", "0", "--quiet", timeout=300)
     assert proc.returncode != 0
     assert proc.stderr.count("error: ") == 2  # each rank says it once, then exits: nobody waits
     assert "1 sub-folders that are not class names of imagenet-val" in proc.stderr
