@@ -19,11 +19,14 @@ threshold:
   the reference files that hold the video, then averaged over videos.
 
 Scores are averaged over thresholds; F1 is computed from the averaged
-precision and recall.  Where the official tool spends its time (a tokenizer
-JVM per metric and threshold, a METEOR round trip per pair), this one
-tokenizes every distinct sentence once, asks METEOR once per distinct
-pair and per video, and reuses ROUGE-L per distinct pair; the per-video
-BLEU and CIDEr-D are pycocoevalcap's.
+precision and recall.  The official tool starts a tokenizer JVM per metric
+and threshold and waits on METEOR line by line; here every distinct sentence
+is tokenized once, one METEOR process gets every distinct pair (and one
+EVAL per video) streamed to it, a video's pair list that repeats across
+thresholds is scored once, ROUGE-L uses a bit-parallel LCS (same integer),
+and BLEU/CIDEr-D (pycocoevalcap's own scorers, per video) run in worker
+processes while the JVM works.  On the shipped MDVC/BMT outputs every printed
+average equals the official tool's to 4 decimals (benchmarks/results/anet.md).
 
 Known differences, none of which changes a score:
 * garbage references come from a seeded generator (the official one is
