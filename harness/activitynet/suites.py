@@ -244,7 +244,7 @@ class DetectionSuite(_ActivityNetSuite):
         if run.get("task") == "proposals":
             result = temporal.evaluate_proposals(gt, rows, tious, max_avg_nr_proposals)
         else:
-            result = temporal.evaluate_detection(gt, rows, tious)
+            result = temporal.evaluate_detection(gt, rows, tious, progress=progress)
         result.update(suite=self.name, run_id=run_id, label_set=names[0], task=run.get("task"),
                       metric_version=self.metric_version,
                       n_unknown_videos=len(set(rows["key"]) - set(gt["key"])))

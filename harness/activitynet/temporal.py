@@ -24,8 +24,11 @@ stopping the evaluation.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from ..errors import HarnessError
 
@@ -111,7 +114,8 @@ def average_precision(ground_truth: pd.DataFrame, detections: pd.DataFrame,
     return ap
 
 
-def evaluate_detection(ground_truth: pd.DataFrame, detections: pd.DataFrame, tious=TIOUS) -> dict:
+def evaluate_detection(ground_truth: pd.DataFrame, detections: pd.DataFrame, tious=TIOUS,
+                       progress: bool = False) -> dict:
     """mAP of labelled detections; ``ground_truth`` without labels makes it class-agnostic.
 
     Both frames have columns key, label, start, end (+ score for detections).
@@ -132,8 +136,8 @@ def evaluate_detection(ground_truth: pd.DataFrame, detections: pd.DataFrame, tio
     gt_by_class = dict(tuple(ground_truth.groupby("label", sort=False)))
     det_by_class = dict(tuple(detections.groupby("label", sort=False)))
     empty = detections.iloc[:0]
-    ap = np.stack([average_precision(gt_by_class[c], det_by_class.get(c, empty), tious) for c in classes],
-                  axis=1)
+    bar = tqdm(classes, desc="AP", unit="class", disable=not progress, file=sys.stderr)
+    ap = np.stack([average_precision(gt_by_class[c], det_by_class.get(c, empty), tious) for c in bar], axis=1)
     mean_ap = ap.mean(axis=1)
     return {
         "average_mAP": float(mean_ap.mean()),
