@@ -105,7 +105,10 @@ def _run_classification(args, suite, store, requests) -> int:
         print(f"{len(results)} models: {counts['complete']} complete, {counts['skipped']} skipped (complete "
               f"before), {counts['failed']} failed" + "".join(
                   f"\n  failed: {r.request.model}: {r.error}" for r in results if r.status == "failed"))
-    return 2 if unscored or any(r.status == "failed" for r in results) else 0
+    failed = unscored or any(r.status == "failed" for r in results)
+    # Under torchrun a failed model is a recorded outcome, not a crash: exiting non-zero would make torchrun
+    # restart the whole group (--max-restarts), which cannot mend bad weights.
+    return 2 if failed and not shard.sharded else 0
 
 
 def _print_scores(suite, store, run_id, label_sets) -> None:

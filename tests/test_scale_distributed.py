@@ -156,3 +156,16 @@ def test_a_bad_folder_stops_every_rank_before_any_work(store, images, tmp_path):
     assert "1 sub-folders that are not class names of imagenet-val" in proc.stderr
     assert store.list_runs() == [] and not list((store.root / "runs").iterdir())
 
+
+
+def test_a_failing_model_in_a_sharded_list_is_recorded_and_every_rank_goes_on(store, images, tmp_path):
+    (tmp_path / "broken.pth").write_bytes(b"junk")
+    (tmp_path / "models.txt").write_text("tf_efficientnet_lite0 broken.pth\nefficientnet-lite0\n")
+    proc = torchrun(store, "run", "--models-file", str(tmp_path / "models.txt"), "--suite", "imagenet",
+                    "--data-dir", str(images), "--limit", "6", "--batch-size", "4", "--workers", "0", "--quiet")
+    assert proc.returncode == 0, proc.stderr  # a recorded failure is no crash for torchrun to restart
+    assert "2 models: 1 complete, 0 skipped (complete before), 1 failed" in proc.stdout
+    runs = store.sql("SELECT model, status, meta->>'error' AS error, meta->>'world_size' AS ranks FROM runs "
+                     "ORDER BY created_at")
+    assert runs["status"].tolist() == ["failed", "complete"] and runs["ranks"].tolist() == ["2", "2"]
+    assert "broken.pth could not be read" in runs["error"][0]
