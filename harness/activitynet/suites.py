@@ -82,7 +82,7 @@ def _check_label_set(store: Store, name: str, formats_ok: tuple[str, ...], suite
     return meta
 
 
-def _run_meta(store: Store, run_id: str, suite: str, table: str) -> dict:
+def _run_meta(store: Store, run_id: str, suite: str) -> dict:
     run = store.run_meta(run_id)
     if run.get("suite") != suite:
         raise HarnessError(f"run {run_id} belongs to suite {run.get('suite')!r}, not {suite}; "
@@ -108,7 +108,7 @@ class _ActivityNetSuite:
         ensure_caption_label_sets(store)
 
     def _import(self, store: Store, path: str | Path, name: str, model: str | None, options: dict,
-                reader, table: str, **extra) -> str:
+                reader, table: str, header_fields: tuple[str, ...] = ()) -> str:
         if options:
             raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; known: model")
         path = Path(path)
@@ -117,7 +117,7 @@ class _ActivityNetSuite:
                 "kind": "import", "metric_version": self.metric_version, "source_file": str(path.resolve()),
                 "source_sha256": sha256_file(path), "submission_version": header.get("version"),
                 "external_data": header.get("external_data"), "n_segments": len(rows),
-                "n_videos": int(rows["key"].nunique()), **{k: header[k] for k in extra if k in header}}
+                "n_videos": int(rows["key"].nunique()), **{k: header[k] for k in header_fields}}
         return store.write_run(meta, {table: rows})
 
 
@@ -138,7 +138,7 @@ class CaptionsSuite(_ActivityNetSuite):
                             "dense_captions")
 
     def predictions(self, store: Store, run_id: str) -> pd.DataFrame:
-        _run_meta(store, run_id, self.name, "dense_captions")
+        _run_meta(store, run_id, self.name)
         return store.sql('SELECT key, rank, start, "end", sentence FROM dense_captions WHERE run_id = ? '
                          "ORDER BY key, rank", [run_id])
 
@@ -217,7 +217,7 @@ class DetectionSuite(_ActivityNetSuite):
                            **options) -> str:
         """Import an ActivityNet detection or proposal submission; returns the run id."""
         return self._import(store, path, name, model, options, formats.read_detection_submission,
-                            "temporal_detections", task=True)
+                            "temporal_detections", header_fields=("task",))
 
     def ground_truth(self, store: Store, label_set: str) -> pd.DataFrame:
         meta = _check_label_set(store, label_set, (CAPTIONS_FORMAT, V13_FORMAT), self.name)
@@ -233,7 +233,7 @@ class DetectionSuite(_ActivityNetSuite):
               tious=temporal.TIOUS, max_avg_nr_proposals: int = temporal.MAX_AVG_NR_PROPOSALS,
               progress: bool = True) -> dict:
         """Detection runs: mAP; proposal runs: AR@AN and its AUC (percent, as the official tool prints)."""
-        run = _run_meta(store, run_id, self.name, "temporal_detections")
+        run = _run_meta(store, run_id, self.name)
         names = _label_set_names(label_set, self.default_label_set)
         if len(names) != 1:
             raise HarnessError(f"suite {self.name} scores against one label set, got {names}")
