@@ -1,0 +1,567 @@
+"""Fuzzed importers: any input either imports correctly or fails with one HarnessError, and a refused
+input leaves the store exactly as it was (no run, no label set, no stray file)."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from harness.errors import HarnessError
+from harness.store import Store
+from harness.suites import get_suite
+
+# Derandomized: the same examples on every CI run (a fuzz failure is then reproducible, never flaky);
+# raise max_examples locally to search further.
+FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def store_files(store: Store) -> set[str]:
+    return {str(p.relative_to(store.root)) for p in store.root.rglob("*") if p.name != "catalog.duckdb"}
+
+
+def imports_or_refuses(store: Store, do_import):
+    """Run ``do_import``; a refusal must be a HarnessError that changed nothing. Returns its result or None."""
+    before = store_files(store)
+    try:
+        return do_import()
+    except HarnessError as exc:
+        assert str(exc).strip(), "an error without a message"
+        assert store_files(store) == before, "a refused import left files behind"
+        return None
+
+
+def raised_in(exc: BaseException) -> tuple[str, str]:
+    """(file, function) of the deepest frame of the project's own code that an exception passed."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if ("/harness/" in f.filename
+              or "/relabel/" in f.filename) and not f.name.endswith("comp>")]  # a comprehension: its function
+    return (frames[-1].filename.split("/")[-2] + "/" + frames[-1].filename.split("/")[-1], frames[-1].name) \
+        if frames else ("", "")
+
+
+def fresh_store(workdir: Path) -> Store:
+    root = workdir / "store"
+    shutil.rmtree(root, ignore_errors=True)
+    return Store(root)
+
+
+# ----- classification predictions (CSV, TSV, JSON, JSON lines) --------------------------------------
+
+IMAGENET = get_suite("imagenet")
+val_names = st.integers(1, 50_000).map(lambda i: f"ILSVRC2012_val_{i:08d}")
+# Cells a user's file might hold instead of the right value.
+junk = st.one_of(
+    st.text(max_size=10), st.integers(-5, 2000), st.floats(allow_nan=True, allow_infinity=True), st.none(),
+    st.booleans(), st.lists(st.integers(-2, 1001), max_size=4),
+    st.sampled_from(["", "nan", "n01440764", "n99999999", "1 2 3", "4,5", "\u0663", "\u00b2", "1e3", "0x10", "-0",
+                     "ILSVRC2012_val_00000000", "ILSVRC2012_val_000001", "val/ILSVRC2012_val_00000001.JPEG"]))
+
+
+@st.composite
+def prediction_tables(draw):
+    """A valid prediction table under the column names users use, then a few cells or names spoiled."""
+    keys = draw(st.lists(val_names, min_size=1, max_size=6, unique=True))
+    suffix = draw(st.sampled_from(["", ".JPEG", ".jpg"]))
+    k = draw(st.integers(1, 5))
+    file_col = draw(st.sampled_from(["file_name", "filename", "image", "key", "path"]))
+    class_col = draw(st.sampled_from(["predicted_class", "class", "label", "top1", "top_classes"]))
+    with_scores = draw(st.booleans())
+    rows = []
+    for key in keys:
+        top = draw(st.lists(st.integers(0, 999), min_size=k, max_size=k, unique=True))
+        row = {file_col: key + suffix, class_col: top if class_col == "top_classes" else top[0]}
+        if with_scores:
+            row["top_scores" if class_col == "top_classes" else "score"] = (
+                sorted(draw(st.lists(st.floats(0, 1), min_size=k, max_size=k)), reverse=True)
+                if class_col == "top_classes" else draw(st.floats(0, 1)))
+        rows.append(row)
+    for _ in range(draw(st.integers(0, 2))):  # spoil some cells
+        row = draw(st.sampled_from(rows))
+        column = draw(st.sampled_from(sorted(row)))
+        value = draw(junk)
+        if column in ("score", "top_scores") or _non_ascii_digit(value):
+            continue  # known tracebacks, pinned by the xfail tests below until harness/classification.py is fixed
+        row[column] = value
+    if draw(st.integers(0, 9)) == 0:  # a duplicate row
+        rows.append(dict(draw(st.sampled_from(rows))))
+    if draw(st.integers(0, 9)) == 0:  # a column renamed away
+        old = draw(st.sampled_from(sorted(rows[0])))
+        rows = [{("other" if c == old else c): v for c, v in row.items()} for row in rows]
+    return rows
+
+
+def _non_ascii_digit(value) -> bool:
+    return any(ch.isdigit() and not ch.isdecimal() for ch in str(value))
+
+
+def check_classification_import(store: Store, path: Path):
+    run_id = imports_or_refuses(store, lambda: IMAGENET.import_predictions(store, path, "fuzz"))
+    if run_id is None:
+        return
+    rows = store.sql(f"SELECT key, top_classes, top_scores FROM predictions WHERE run_id = '{run_id}'")
+    assert rows["key"].is_unique and len(rows) == store.run_meta(run_id)["n_rows"]["predictions"]
+    for classes_, scores_ in zip(rows["top_classes"], rows["top_scores"]):
+        assert len(classes_) > 0 and all(0 <= c < 1000 for c in classes_)
+        if hasattr(scores_, "__len__"):  # a missing list reads back as NA
+            assert len(scores_) == len(classes_) and all(math.isfinite(s) for s in scores_)
+
+
+@FUZZ
+@given(table=prediction_tables(), fmt=st.sampled_from(["csv", "tsv", "json", "jsonl", "json-dict"]))
+def test_classification_tables(workdir, table, fmt):
+    store = fresh_store(workdir)
+    frame = pd.DataFrame(table)
+    if fmt in ("csv", "tsv"):
+        path = workdir / f"predictions.{fmt}"
+        frame.to_csv(path, index=False, sep="," if fmt == "csv" else "\t")
+    elif fmt == "jsonl":
+        path = workdir / "predictions.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in table))
+    elif fmt == "json-dict":
+        path = workdir / "predictions.json"
+        path.write_text(json.dumps({str(next(iter(row.values()))): list(row.values())[1:2] or None
+                                    for row in table}))
+    else:
+        path = workdir / "predictions.json"
+        path.write_text(json.dumps(table))
+    check_classification_import(store, path)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+def _hits_known_json_bug(value) -> bool:
+    """Shapes pinned by the xfail tests below (a zero-row file; a list mixing objects, lists and scalars)."""
+    if value == {}:
+        return True
+    kinds = {type(v) if isinstance(v, (dict, list)) else "scalar" for v in value} if isinstance(value, list) else ()
+    return len(kinds) > 1
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                         json_values.map(lambda v: json.dumps(v).encode())),
+       suffix=st.sampled_from([".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]))
+def test_classification_arbitrary_bytes(workdir, content, suffix):
+    try:
+        assume(not _hits_known_json_bug(json.loads(content)))
+    except ValueError:
+        pass  # not JSON at all
+    store = fresh_store(workdir)
+    path = workdir / f"anything{suffix}"
+    path.write_bytes(content)
+    check_classification_import(store, path)
+
+@pytest.mark.parametrize("cell, column", [
+    ("", "score"),           # harness/classification.py:95, float('') of an empty score cell
+    ("high", "score"),       # harness/classification.py:95, float() of a word
+    ("0.9 x", "top_scores"),  # harness/classification.py:142, float() in _float_list
+    ("\u00b2", "predicted_class"),  # harness/classification.py:109, int('²'): isdigit() says yes, int() no
+])
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="reported to the owner: a ValueError traceback instead of "
+                   "a HarnessError; strict, so the fix shows up here as a pass to remove the mark")
+def test_known_classification_import_tracebacks(workdir, cell, column):
+    path = workdir / "known.csv"
+    row = {"file_name": "ILSVRC2012_val_00000001", "predicted_class": "1"}
+    if column == "top_scores":
+        row = {"file_name": row["file_name"], "top_classes": "1 2"}
+    row[column] = cell
+    pd.DataFrame([row]).to_csv(path, index=False)
+    check_classification_import(fresh_store(workdir), path)
+
+
+@pytest.mark.parametrize("name, content, error", [
+    ("empty.csv", "file_name,predicted_class\n", "ArrowNotImplementedError"),  # harness/store.py:243 via write_run
+    ("empty.json", "{}", "ArrowNotImplementedError"),
+    ("mixed.json", "[[], false]", "TypeError"),  # harness/classification.py:163, pd.DataFrame(raw)
+    ("mixed2.json", "[{}, null]", "TypeError"),
+])
+@pytest.mark.xfail(strict=True, raises=(TypeError, Exception), reason="reported to the owner: a traceback instead "
+                   "of a HarnessError; strict, so the fix shows up here as a pass to remove the mark")
+def test_known_classification_file_tracebacks(workdir, name, content, error):
+    path = workdir / name
+    path.write_text(content)
+    try:
+        check_classification_import(fresh_store(workdir), path)
+    except Exception as exc:
+        assert type(exc).__name__ == error
+        raise
+
+
+# ----- COCO ground truth and results (harness/detection) -------------------------------------------
+
+def _spoil(draw, records: list[dict], n: int) -> None:
+    """Replace up to ``n`` fields of ``records`` with junk, or drop them."""
+    for _ in range(draw(st.integers(0, n))):
+        if not records:
+            return
+        record = draw(st.sampled_from(records))
+        field = draw(st.sampled_from(sorted(record)))
+        if draw(st.integers(0, 4)) == 0:
+            del record[field]
+        else:
+            record[field] = draw(json_values)
+
+
+numbers = st.floats(0, 500, allow_nan=False)
+boxes = st.lists(numbers, min_size=4, max_size=4)
+polygons = st.lists(st.lists(numbers, min_size=6, max_size=12).filter(lambda p: len(p) % 2 == 0), min_size=1,
+                    max_size=2)
+
+
+@st.composite
+def coco_ground_truth(draw):
+    n_images, n_cats = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    images = [{"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": draw(st.integers(1, 640)),
+               "height": draw(st.integers(1, 480))} for i in range(n_images)]
+    categories = [{"id": c + 1, "name": f"class{c + 1}", "supercategory": "thing"} for c in range(n_cats)]
+    annotations = []
+    for a in range(draw(st.integers(0, 6))):
+        ann = {"id": a + 1, "image_id": draw(st.integers(1, n_images)), "category_id": draw(st.integers(1, n_cats)),
+               "bbox": draw(boxes), "area": draw(numbers), "iscrowd": 0}
+        if draw(st.booleans()):
+            ann["segmentation"] = draw(polygons)
+        annotations.append(ann)
+    _spoil(draw, images + categories + annotations, 2)
+    gt = {"images": images, "annotations": annotations, "categories": categories}
+    if draw(st.integers(0, 9)) == 0:
+        gt[draw(st.sampled_from(sorted(gt)))] = draw(json_values)
+    return gt
+
+
+@FUZZ
+@given(gt=coco_ground_truth())
+def test_coco_ground_truth(workdir, gt):
+    from harness.detection.suite import import_ground_truth
+
+    store = fresh_store(workdir)
+    path = workdir / "instances.json"
+    path.write_text(json.dumps(gt))
+    try:
+        name = imports_or_refuses(store, lambda: import_ground_truth(store, path, "fuzz-gt"))
+    except Exception as exc:  # noqa: BLE001 - only the reported class of tracebacks may pass
+        if raised_in(exc) not in KNOWN_COCO_GT_BUGS:
+            raise
+        assert not list((store.root / "labelsets").iterdir()), "a refused import left files behind"
+        return
+    if name is not None:
+        counts = store.sql("SELECT (SELECT count(*) FROM coco_images) AS i, (SELECT count(*) FROM coco_annotations)"
+                           " AS a, (SELECT count(*) FROM coco_categories) AS c").iloc[0].tolist()
+        assert counts == [len(gt["images"]), len(gt["annotations"]), len(gt["categories"])]
+
+
+# Fields of the wrong JSON type (an id that is a list or a string, a file name or a category name that is
+# not a string, a width or iscrowd that is a string, a segmentation that is a number) are not checked
+# before the columns are built: reported, pinned below.
+KNOWN_COCO_GT_BUGS = {("detection/formats.py", "ground_truth_tables"), ("detection/formats.py", "_add_polygon_rle")}
+
+
+def _image(**fields):
+    return {"id": 1, "file_name": "1.jpg", "width": 10, "height": 10, **fields}
+
+
+def _annotation(**fields):
+    return {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "area": 1, **fields}
+
+
+@pytest.mark.parametrize("images, annotations, categories, error", [
+    ([_image(id=[])], [], [{"id": 1}], "TypeError"),                     # formats.py:291 {im["id"] ...}
+    ([_image(id="1")], [], [{"id": 1}], "ArrowInvalid"),                 # formats.py:299 image_id column
+    ([_image(file_name=[])], [], [{"id": 1}], "ArrowTypeError"),         # formats.py:300
+    ([_image(width="10")], [], [{"id": 1}], "ArrowInvalid"),             # formats.py:301
+    ([_image()], [_annotation(iscrowd="no")], [{"id": 1}], "ArrowInvalid"),  # formats.py:315
+    ([_image()], [], [{"id": 1, "name": 5}], "ArrowTypeError"),          # formats.py:322
+    ([_image()], [_annotation(segmentation=5)], [{"id": 1}], "Exception"),  # formats.py:345 pycocotools
+])
+@pytest.mark.xfail(strict=True, reason="reported to the owner: a traceback instead of a HarnessError; strict, so the "
+                   "fix shows up here as a pass to remove the mark")
+def test_known_coco_ground_truth_tracebacks(workdir, images, annotations, categories, error):
+    from harness.detection.suite import import_ground_truth
+
+    path = workdir / "known.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    try:
+        import_ground_truth(fresh_store(workdir), path, "known")
+    except HarnessError:
+        pass
+    except Exception as exc:
+        assert type(exc).__name__ == error
+        raise
+
+
+@pytest.fixture(scope="module")
+def coco_store(tmp_path_factory):
+    """A store with a small COCO ground truth: images 1-3, categories 1-2."""
+    from harness.detection.suite import import_ground_truth
+
+    folder = tmp_path_factory.mktemp("coco")
+    gt = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48} for i in (1, 2, 3)],
+          "categories": [{"id": c, "name": f"c{c}"} for c in (1, 2)],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 20], "area": 200,
+                           "iscrowd": 0}]}
+    (folder / "gt.json").write_text(json.dumps(gt))
+    store = Store(folder / "store")
+    import_ground_truth(store, folder / "gt.json", "fuzz-gt")
+    return store
+
+
+@st.composite
+def coco_results(draw):
+    kind = draw(st.sampled_from(["bbox", "segmentation", "keypoints"]))
+    geometry = {"bbox": boxes, "segmentation": polygons,
+                "keypoints": st.lists(numbers, min_size=3, max_size=9).filter(lambda k: len(k) % 3 == 0)}[kind]
+    records = [{"image_id": draw(st.integers(1, 3)), "category_id": draw(st.integers(1, 2)),
+                "score": draw(st.floats(0, 1)), kind: draw(geometry)} for _ in range(draw(st.integers(1, 5)))]
+    _spoil(draw, records, 2)
+    return records if draw(st.integers(0, 9)) else draw(json_values)
+
+
+@FUZZ
+@given(records=coco_results(), drop=st.booleans())
+def test_coco_results(workdir, coco_store, records, drop):
+    from harness.detection.suite import COCO
+
+    path = workdir / "results.json"
+    path.write_text(json.dumps(records))
+    run_id = imports_or_refuses(coco_store, lambda: COCO.import_predictions(
+        coco_store, path, "fuzz", label_set="fuzz-gt", drop_unknown_images=drop))
+    if run_id is not None:
+        stored = coco_store.sql(f"SELECT count(*) AS n FROM coco_detections WHERE run_id = '{run_id}'")["n"][0]
+        assert stored == len(records) - coco_store.run_meta(run_id)["n_dropped_unknown_images"]
+
+
+# ----- ActivityNet submissions and ground truth (harness/activitynet) ----------------------------------
+
+times = st.floats(0, 300, allow_nan=False)
+
+
+@st.composite
+def anet_submissions(draw, kind: str):
+    results = {}
+    for v in range(draw(st.integers(0, 3))):
+        entries = []
+        for _ in range(draw(st.integers(0, 3))):
+            start, end = sorted(draw(st.lists(times, min_size=2, max_size=2)))
+            if kind == "captions":
+                entries.append({"sentence": draw(st.text(max_size=20)), "timestamp": [start, end]})
+            else:
+                entry = {"score": draw(st.floats(0, 1)), "segment": [start, end]}
+                if kind == "detection":
+                    entry["label"] = draw(st.sampled_from(["Long jump", "Surfing"]))
+                entries.append(entry)
+        _spoil(draw, entries, 1)
+        results[f"v_{v:011d}"] = entries
+    submission = {"version": "VERSION 1.3", "external_data": {"used": False}, "results": results}
+    if draw(st.integers(0, 9)) == 0:
+        submission[draw(st.sampled_from(sorted(submission)))] = draw(json_values)
+    return submission
+
+
+@FUZZ
+@given(submission=st.one_of(anet_submissions("captions"), anet_submissions("detection"),
+                            anet_submissions("proposals"), json_values))
+def test_activitynet_submissions(workdir, submission):
+    store = fresh_store(workdir)
+    path = workdir / "submission.json"
+    path.write_text(json.dumps(submission))
+    for suite, table in (("anet-captions", "dense_captions"), ("anet-detection", "temporal_detections")):
+        run_id = imports_or_refuses(store, lambda: get_suite(suite).import_predictions(store, path, "fuzz"))
+        if run_id is not None:
+            n = store.sql(f"SELECT count(*) AS n FROM {table} WHERE run_id = '{run_id}'")["n"][0]
+            assert n == sum(len(v) for v in submission["results"].values())
+
+
+@st.composite
+def anet_ground_truth(draw):
+    database = {}
+    for v in range(draw(st.integers(1, 3))):
+        annotations = [{"segment": sorted(draw(st.lists(times, min_size=2, max_size=2))),
+                        "label": draw(st.sampled_from(["Long jump", "Surfing"]))}
+                       for _ in range(draw(st.integers(0, 3)))]
+        video = {"subset": draw(st.sampled_from(["validation", "training"])), "duration": draw(times),
+                 "annotations": annotations}
+        _spoil(draw, annotations + [video], 1)
+        database[f"{v:011d}"] = video if draw(st.integers(0, 9)) else draw(json_values)
+    return {"version": "VERSION 1.3", "database": database} if draw(st.integers(0, 9)) else draw(json_values)
+
+
+@FUZZ
+@given(gt=anet_ground_truth())
+def test_activitynet_ground_truth(workdir, gt):
+    store = fresh_store(workdir)
+    path = workdir / "activity_net.v1-3.min.json"
+    path.write_text(json.dumps(gt))
+    try:
+        name = imports_or_refuses(store, lambda: get_suite("anet-detection").import_ground_truth(store, path,
+                                                                                                "fuzz"))
+    except (AttributeError, TypeError) as exc:
+        if raised_in(exc) != ("activitynet/formats.py", "read_v13_ground_truth"):
+            raise
+        return  # reported, pinned by test_known_activitynet_ground_truth_tracebacks
+    if name is not None:
+        assert store.sql("SELECT count(*) AS n FROM temporal_segments")["n"][0] == sum(
+            len(v.get("annotations", [])) for v in gt["database"].values() if v.get("subset") == "validation")
+
+
+@pytest.mark.parametrize("database, error", [
+    ({"v1": None}, "AttributeError"),                                              # formats.py:198 video.get
+    ({"v1": {"subset": [], "annotations": []}}, "TypeError"),                      # formats.py:198 subsets.add
+    ({"v1": {"subset": "validation", "annotations": 5}}, "TypeError"),             # formats.py:201 enumerate
+])
+@pytest.mark.xfail(strict=True, reason="reported to the owner: a traceback instead of a HarnessError; strict, so the "
+                   "fix shows up here as a pass to remove the mark")
+def test_known_activitynet_ground_truth_tracebacks(workdir, database, error):
+    path = workdir / "known.json"
+    path.write_text(json.dumps({"version": "VERSION 1.3", "database": database}))
+    try:
+        get_suite("anet-detection").import_ground_truth(fresh_store(workdir), path, "known")
+    except HarnessError:
+        pass
+    except Exception as exc:
+        assert type(exc).__name__ == error
+        raise
+
+
+@st.composite
+def caption_ground_truth(draw):
+    videos = {}
+    for v in range(draw(st.integers(1, 3))):
+        n = draw(st.integers(0, 3))
+        video = {"duration": draw(times), "timestamps": [sorted(draw(st.lists(times, min_size=2, max_size=2)))
+                                                          for _ in range(n)],
+                 "sentences": [draw(st.text(max_size=12)) for _ in range(n)]}
+        _spoil(draw, [video], 1)
+        videos[f"v_{v:011d}"] = video if draw(st.integers(0, 9)) else draw(json_values)
+    return videos if draw(st.integers(0, 9)) else draw(json_values)
+
+
+@FUZZ
+@given(gt=caption_ground_truth())
+def test_activitynet_caption_ground_truth(workdir, gt):
+    from harness.activitynet.formats import read_caption_ground_truth
+
+    path = workdir / "val_1.json"
+    path.write_text(json.dumps(gt))
+    try:
+        rows = read_caption_ground_truth(path)
+    except HarnessError as exc:
+        assert str(exc).strip()
+        return
+    assert len(rows) == sum(len(v["sentences"]) for v in gt.values())
+
+
+# ----- rater answers (relabel) ---------------------------------------------------------------------
+
+@st.composite
+def tasks_and_answers(draw):
+    keys = [f"ILSVRC2012_val_{i:08d}" for i in range(1, draw(st.integers(2, 4)))]
+    tasks = [{"task_id": f"{k}#0", "key": k, "labels": sorted(draw(st.sets(st.integers(0, 999), min_size=1,
+                                                                            max_size=3)))} for k in keys]
+    answers, seen = [], set()
+    for _ in range(draw(st.integers(1, 8))):
+        task = draw(st.sampled_from(tasks))
+        row = {"rater": draw(st.sampled_from(["r1", "r2", "r3"])), "key": task["key"],
+               "label": str(draw(st.sampled_from(task["labels"]))), "answer": draw(st.sampled_from(["yes", "no",
+                                                                                                    "maybe"]))}
+        if (row["rater"], row["key"], row["label"]) not in seen:
+            seen.add((row["rater"], row["key"], row["label"]))
+            answers.append(row)
+    for _ in range(draw(st.integers(0, 2))):  # spoil cells with text a CSV can hold
+        row = draw(st.sampled_from(answers))
+        row[draw(st.sampled_from(sorted(row)))] = draw(st.one_of(st.text(max_size=6), st.sampled_from(
+            ["", "1.5", "-1", "YES", " yes ", "ILSVRC2012_val_00000099", "1000"])))
+    return tasks, answers
+
+
+@FUZZ
+@given(case=tasks_and_answers(), task_format=st.sampled_from([".jsonl", ".csv"]))
+def test_rater_answers(workdir, case, task_format):
+    from relabel.proposals import export_tasks, read_answers, read_tasks
+
+    tasks, answers = case
+    task_file = workdir / f"tasks{task_format}"
+    export_tasks(pd.DataFrame(tasks, columns=["task_id", "key", "labels"]), task_file)
+    answer_file = workdir / "answers.csv"
+    pd.DataFrame(answers).to_csv(answer_file, index=False)
+    try:
+        ratings = read_answers(answer_file, read_tasks(task_file), ["r1", "r2", "r3"])
+    except HarnessError as exc:
+        assert str(exc).strip()
+        return
+    assert ratings.n_answers == len(answers)
+    asked = {(t["key"], lab) for t in tasks for lab in t["labels"]}
+    assert set(map(tuple, ratings.questions[["key", "label"]].to_numpy().tolist())) <= asked
+
+
+def _is_known_rater_file_bug(exc: Exception) -> bool:
+    """The tracebacks pinned by test_known_rater_file_tracebacks: pandas' CSV reader errors, bytes that are
+    not UTF-8, and a task CSV without the task columns."""
+    return isinstance(exc, (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError)) or (
+        isinstance(exc, KeyError) and "are in the [columns]" in str(exc))
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                         json_values.map(lambda v: json.dumps(v).encode()),
+                         st.lists(st.lists(st.sampled_from(["task_id", "key", "label", "rater", "answer", "yes", "1",
+                                                            "x", "", "2.5"]), max_size=5), max_size=4).map(
+                             lambda rows: "\n".join(",".join(r) for r in rows).encode())),
+       suffix=st.sampled_from([".jsonl", ".csv"]))
+def test_rater_task_and_answer_files_arbitrary_bytes(workdir, content, suffix):
+    from relabel.proposals import read_answers, read_tasks
+
+    path = workdir / f"arbitrary{suffix}"
+    path.write_bytes(content)
+    # read_tasks of a CSV is not fuzzed: it does no checking at all (pinned below and reported).
+    readers = [read_tasks] if suffix == ".jsonl" else []
+    for read in readers + [lambda p: read_answers(p, pd.DataFrame({"key": ["a"], "label": [1]}))]:
+        try:
+            read(path)
+        except HarnessError as exc:
+            assert str(exc).strip()
+        except Exception as exc:  # noqa: BLE001 - only the reported tracebacks may pass
+            if not _is_known_rater_file_bug(exc):
+                raise
+
+
+@pytest.mark.parametrize("content, suffix, error", [
+    (b"\x80", ".csv", "UnicodeDecodeError"),   # relabel/proposals.py read_tasks/read_answers: pd.read_csv
+    (b"\x80", ".jsonl", "UnicodeDecodeError"),  # relabel/proposals.py read_tasks: path.read_text()
+    (b"", ".csv", "EmptyDataError"),            # relabel/proposals.py read_tasks: pd.read_csv of an empty file
+    (b'"', ".csv", "ParserError"),              # relabel/proposals.py read_tasks: an unclosed quote
+    (b"a,b\n1,2\n", ".csv", "KeyError"),        # relabel/proposals.py read_tasks: table[["task_id", "key", "label"]]
+    (b"task_id,key,label\nt,k,x\n", ".csv", "ValueError"),  # read_tasks: .astype({"label": np.int64})
+    (b"task_id,key,label\nt,k,\n", ".csv", "IntCastingNaNError"),  # the same, an empty label
+])
+@pytest.mark.xfail(strict=True, reason="reported to the owner: a traceback instead of a HarnessError; strict, so the "
+                   "fix shows up here as a pass to remove the mark")
+def test_known_rater_file_tracebacks(workdir, content, suffix, error):
+    from relabel.proposals import read_tasks
+
+    path = workdir / f"known{suffix}"
+    path.write_bytes(content)
+    try:
+        read_tasks(path)
+    except HarnessError:
+        pass  # the fixed behaviour: the xfail mark then fails strictly
+    except Exception as exc:
+        assert type(exc).__name__ == error
+        raise
+    else:
+        raise AssertionError("no error at all")
