@@ -27,6 +27,11 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
 
 
+# Tracebacks the fuzzing found in other people's importers, reported to their owners. Strict: once fixed,
+# the pinned example passes, the mark fails, and the pin (and the matching exclusion) can go.
+KNOWN = "reported: a traceback instead of a HarnessError"
+
+
 def store_files(store: Store) -> set[str]:
     return {str(p.relative_to(store.root)) for p in store.root.rglob("*") if p.name != "catalog.duckdb"}
 
@@ -174,8 +179,7 @@ def test_classification_arbitrary_bytes(workdir, content, suffix):
     ("0.9 x", "top_scores"),  # harness/classification.py:142, float() in _float_list
     ("\u00b2", "predicted_class"),  # harness/classification.py:109, int('²'): isdigit() says yes, int() no
 ])
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="reported to the owner: a ValueError traceback instead of "
-                   "a HarnessError; strict, so the fix shows up here as a pass to remove the mark")
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=KNOWN)
 def test_known_classification_import_tracebacks(workdir, cell, column):
     path = workdir / "known.csv"
     row = {"file_name": "ILSVRC2012_val_00000001", "predicted_class": "1"}
@@ -192,8 +196,7 @@ def test_known_classification_import_tracebacks(workdir, cell, column):
     ("mixed.json", "[[], false]", "TypeError"),  # harness/classification.py:163, pd.DataFrame(raw)
     ("mixed2.json", "[{}, null]", "TypeError"),
 ])
-@pytest.mark.xfail(strict=True, raises=(TypeError, Exception), reason="reported to the owner: a traceback instead "
-                   "of a HarnessError; strict, so the fix shows up here as a pass to remove the mark")
+@pytest.mark.xfail(strict=True, reason=KNOWN)
 def test_known_classification_file_tracebacks(workdir, name, content, error):
     path = workdir / name
     path.write_text(content)
@@ -289,8 +292,7 @@ def _annotation(**fields):
     ([_image()], [], [{"id": 1, "name": 5}], "ArrowTypeError"),          # formats.py:322
     ([_image()], [_annotation(segmentation=5)], [{"id": 1}], "Exception"),  # formats.py:345 pycocotools
 ])
-@pytest.mark.xfail(strict=True, reason="reported to the owner: a traceback instead of a HarnessError; strict, so the "
-                   "fix shows up here as a pass to remove the mark")
+@pytest.mark.xfail(strict=True, reason=KNOWN)
 def test_known_coco_ground_truth_tracebacks(workdir, images, annotations, categories, error):
     from harness.detection.suite import import_ground_truth
 
@@ -424,8 +426,7 @@ def test_activitynet_ground_truth(workdir, gt):
     ({"v1": {"subset": [], "annotations": []}}, "TypeError"),                      # formats.py:198 subsets.add
     ({"v1": {"subset": "validation", "annotations": 5}}, "TypeError"),             # formats.py:201 enumerate
 ])
-@pytest.mark.xfail(strict=True, reason="reported to the owner: a traceback instead of a HarnessError; strict, so the "
-                   "fix shows up here as a pass to remove the mark")
+@pytest.mark.xfail(strict=True, reason=KNOWN)
 def test_known_activitynet_ground_truth_tracebacks(workdir, database, error):
     path = workdir / "known.json"
     path.write_text(json.dumps({"version": "VERSION 1.3", "database": database}))
@@ -549,8 +550,7 @@ def test_rater_task_and_answer_files_arbitrary_bytes(workdir, content, suffix):
     (b"task_id,key,label\nt,k,x\n", ".csv", "ValueError"),  # read_tasks: .astype({"label": np.int64})
     (b"task_id,key,label\nt,k,\n", ".csv", "IntCastingNaNError"),  # the same, an empty label
 ])
-@pytest.mark.xfail(strict=True, reason="reported to the owner: a traceback instead of a HarnessError; strict, so the "
-                   "fix shows up here as a pass to remove the mark")
+@pytest.mark.xfail(strict=True, reason=KNOWN)
 def test_known_rater_file_tracebacks(workdir, content, suffix, error):
     from relabel.proposals import read_tasks
 
