@@ -118,11 +118,11 @@ class _VerifiedMemo:
 
     def ok(self, file: Path, entry: FileEntry) -> bool:
         st = file.stat()
-        return self.data.get(str(file.resolve())) == [st.st_size, st.st_mtime_ns, entry.sha256]
+        return self.data.get(os.path.abspath(file)) == [st.st_size, st.st_mtime_ns, entry.sha256]
 
     def remember(self, file: Path, entry: FileEntry) -> None:
         st = file.stat()
-        self.data[str(file.resolve())] = [st.st_size, st.st_mtime_ns, entry.sha256]
+        self.data[os.path.abspath(file)] = [st.st_size, st.st_mtime_ns, entry.sha256]
         self.dirty = True
 
     def save(self) -> None:
