@@ -21,6 +21,7 @@ from .store import Store
 
 FILE_COLUMNS = ("file_name", "filename", "file", "image", "image_id", "key", "path")
 CLASS_COLUMNS = ("predicted_class", "prediction", "pred", "class", "label", "top1")
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
 SCORE_COLUMNS = ("predicted_probability", "probability", "prob", "score", "confidence")
 
 
@@ -68,6 +69,8 @@ class ClassificationSuite:
     def predictions_from_table(self, table: pd.DataFrame, path: Path) -> pd.DataFrame:
         """Validate an imported table and shape it into prediction rows; one clear error otherwise."""
         file_col = _pick(table, FILE_COLUMNS, path, "the file name")
+        if len(table) == 0:
+            raise HarnessError(f"{path} holds no prediction rows")
         keys = table[file_col].astype(str).map(self.key_of)
         bad = keys.isna()
         if bad.any():
@@ -88,11 +91,11 @@ class ClassificationSuite:
             classes = [self._classes(v, path, i) for i, v in enumerate(table[class_col])]
         scores = None
         if "top_scores" in table.columns:
-            scores = [_float_list(v) for v in table["top_scores"]]
+            scores = [_float_list(v, path, i) for i, v in enumerate(table["top_scores"])]
         else:
             score_cols = [c for c in SCORE_COLUMNS if c in table.columns]
             if score_cols:
-                scores = [[float(v)] for v in table[score_cols[0]]]
+                scores = [_float_list([v], path, i) for i, v in enumerate(table[score_cols[0]])]
         if scores is not None:
             for i, (c, s) in enumerate(zip(classes, scores)):
                 if len(c) != len(s) or not all(np.isfinite(s)):
@@ -105,7 +108,7 @@ class ClassificationSuite:
         index = self.class_index() if self.class_index else {}
         for v in values:
             s = str(v).strip()
-            if s.lstrip("-").isdigit():
+            if _INTEGER.fullmatch(s):
                 c = int(s)
             elif s in index:
                 c = index[s]
@@ -136,10 +139,12 @@ def _pick(table: pd.DataFrame, candidates, path: Path, what: str) -> str:
                        f"(found {', '.join(map(str, table.columns))})")
 
 
-def _float_list(v) -> list[float]:
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [float(x) for x in v]
-    return [float(x) for x in str(v).replace(",", " ").split()]
+def _float_list(v, path: Path, row: int) -> list[float]:
+    values = v if isinstance(v, (list, tuple, np.ndarray)) else str(v).replace(",", " ").split()
+    try:
+        return [float(x) for x in values]
+    except (TypeError, ValueError):
+        raise HarnessError(f"{path}: row {row + 2} has scores {v!r}, expected numbers") from None
 
 
 def read_prediction_file(path: Path) -> pd.DataFrame:
@@ -160,6 +165,9 @@ def read_prediction_file(path: Path) -> pd.DataFrame:
             if isinstance(raw, dict):  # {"file name": class or [classes]}
                 return pd.DataFrame({"file_name": list(raw), "top_classes": [
                     v if isinstance(v, list) else [v] for v in raw.values()]})
+            if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+                raise HarnessError(f"prediction file {path}: expected a JSON list of objects (one per image) "
+                                   "or an object mapping file names to classes")
             return pd.DataFrame(raw)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise HarnessError(f"prediction file {path} could not be parsed as {suffix[1:]}: {exc}") from None

@@ -97,8 +97,6 @@ def prediction_tables(draw):
         row = draw(st.sampled_from(rows))
         column = draw(st.sampled_from(sorted(row)))
         value = draw(junk)
-        if column in ("score", "top_scores") or _non_ascii_digit(value):
-            continue  # known tracebacks, pinned by the xfail tests below until harness/classification.py is fixed
         row[column] = value
     if draw(st.integers(0, 9)) == 0:  # a duplicate row
         rows.append(dict(draw(st.sampled_from(rows))))
@@ -106,10 +104,6 @@ def prediction_tables(draw):
         old = draw(st.sampled_from(sorted(rows[0])))
         rows = [{("other" if c == old else c): v for c, v in row.items()} for row in rows]
     return rows
-
-
-def _non_ascii_digit(value) -> bool:
-    return any(ch.isdigit() and not ch.isdecimal() for ch in str(value))
 
 
 def check_classification_import(store: Store, path: Path):
@@ -151,60 +145,48 @@ json_values = st.recursive(
     max_leaves=12)
 
 
-def _hits_known_json_bug(value) -> bool:
-    """Shapes pinned by the xfail tests below (a zero-row file; a list mixing objects, lists and scalars)."""
-    if value == {}:
-        return True
-    kinds = {type(v) if isinstance(v, (dict, list)) else "scalar" for v in value} if isinstance(value, list) else ()
-    return len(kinds) > 1
-
-
 @FUZZ
 @given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
                          json_values.map(lambda v: json.dumps(v).encode())),
        suffix=st.sampled_from([".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]))
 def test_classification_arbitrary_bytes(workdir, content, suffix):
-    try:
-        assume(not _hits_known_json_bug(json.loads(content)))
-    except ValueError:
-        pass  # not JSON at all
     store = fresh_store(workdir)
     path = workdir / f"anything{suffix}"
     path.write_bytes(content)
     check_classification_import(store, path)
 
 @pytest.mark.parametrize("cell, column", [
-    ("", "score"),           # harness/classification.py:95, float('') of an empty score cell
-    ("high", "score"),       # harness/classification.py:95, float() of a word
-    ("0.9 x", "top_scores"),  # harness/classification.py:142, float() in _float_list
-    ("\u00b2", "predicted_class"),  # harness/classification.py:109, int('²'): isdigit() says yes, int() no
+    ("", "score"),            # an empty score cell
+    ("high", "score"),        # a word for a score
+    ("0.9 x", "top_scores"),  # a word inside a score list
+    ("\u00b2", "predicted_class"),  # '²': str.isdigit() says yes, int() says no
 ])
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=KNOWN)
-def test_known_classification_import_tracebacks(workdir, cell, column):
-    path = workdir / "known.csv"
+def test_found_classification_cells_are_refused(workdir, cell, column):
+    path = workdir / "found.csv"
     row = {"file_name": "ILSVRC2012_val_00000001", "predicted_class": "1"}
     if column == "top_scores":
         row = {"file_name": row["file_name"], "top_classes": "1 2"}
     row[column] = cell
     pd.DataFrame([row]).to_csv(path, index=False)
-    check_classification_import(fresh_store(workdir), path)
+    store = fresh_store(workdir)
+    with pytest.raises(HarnessError, match="row 2"):
+        IMAGENET.import_predictions(store, path, "found")
+    assert store.list_runs() == []
 
 
-@pytest.mark.parametrize("name, content, error", [
-    ("empty.csv", "file_name,predicted_class\n", "ArrowNotImplementedError"),  # harness/store.py:243 via write_run
-    ("empty.json", "{}", "ArrowNotImplementedError"),
-    ("mixed.json", "[[], false]", "TypeError"),  # harness/classification.py:163, pd.DataFrame(raw)
-    ("mixed2.json", "[{}, null]", "TypeError"),
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", "file_name,predicted_class\n", "holds no prediction rows"),
+    ("empty.json", "{}", "holds no prediction rows"),
+    ("mixed.json", "[[], false]", "expected a JSON list of objects"),
+    ("mixed2.json", "[{}, null]", "expected a JSON list of objects"),
 ])
-@pytest.mark.xfail(strict=True, reason=KNOWN)
-def test_known_classification_file_tracebacks(workdir, name, content, error):
+def test_found_classification_files_are_refused(workdir, name, content, message):
     path = workdir / name
     path.write_text(content)
-    try:
-        check_classification_import(fresh_store(workdir), path)
-    except Exception as exc:
-        assert type(exc).__name__ == error
-        raise
+    store = fresh_store(workdir)
+    with pytest.raises(HarnessError, match=message):
+        IMAGENET.import_predictions(store, path, "found")
+    assert store.list_runs() == []
 
 
 # ----- COCO ground truth and results (harness/detection) -------------------------------------------
