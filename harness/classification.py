@@ -48,14 +48,14 @@ class ClassificationSuite:
                 store.put_label_set(name, {"dataset": self.dataset, **meta}, {"labels": table})
 
     # ----- import ------------------------------------------------------------
-    def import_predictions(self, store: Store, path: str | Path, name: str, **options) -> str:
+    def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None) -> str:
         path = Path(path)
         table = self.read_table(path)
         rows = self.predictions_from_table(table, path)
         from .data import sha256_file
 
         meta = {
-            "name": name, "model": options.get("model") or name, "suite": self.name, "dataset": self.dataset,
+            "name": name, "model": model or name, "suite": self.name, "dataset": self.dataset,
             "kind": "import", "metric_version": METRIC_VERSION,
             "source_file": str(path.resolve()), "source_sha256": sha256_file(path),
             "num_classes": self.num_classes,

@@ -124,12 +124,36 @@ def cmd_import(args) -> int:
     store = _store(args)
     suite.ensure_label_sets(store)
     name = args.name or Path(args.file).stem
-    run_id = suite.import_predictions(store, args.file, name)
+    options = {}
+    if args.labels:
+        options["label_set"] = args.labels
+    if args.drop_unknown_images:
+        options["drop_unknown_images"] = True
+    try:
+        run_id = suite.import_predictions(store, args.file, name, **options)
+    except TypeError as exc:
+        if options and "unexpected keyword" in str(exc):
+            flags = {"label_set": "--labels", "drop_unknown_images": "--drop-unknown-images"}
+            raise HarnessError(f"suite {suite.name} takes no {' or '.join(flags[o] for o in options)} option "
+                               "for imports") from None
+        raise
     print(f"imported {args.file} as run {run_id} ({suite.name})")
     if getattr(suite, "task", "classification") == "classification":
         from .score import describe
 
         print(describe(suite.score(store, run_id)))
+    return 0
+
+
+def cmd_import_labels(args) -> int:
+    from .suites import get_suite
+
+    suite = get_suite(args.suite)
+    importer = getattr(suite, "import_ground_truth", None)
+    if importer is None:
+        raise HarnessError(f"suite {suite.name} ships its label sets; it has no ground-truth file import")
+    name = importer(_store(args), args.file, args.name)
+    print(f"registered {args.file} as label set {name} ({suite.name})")
     return 0
 
 
@@ -247,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--suite", required=True)
     p.add_argument("--name", default=None, help="run name (default: the file name)")
+    p.add_argument("--labels", default=None,
+                   help="label set the predictions refer to (detection suites: the ground truth to check ids against)")
+    p.add_argument("--drop-unknown-images", action="store_true",
+                   help="detection suites: skip detections on images outside the label set instead of refusing")
+
+    p = sub.add_parser("import-labels", parents=[common],
+                       help="register a ground-truth file (COCO/LVIS annotations, ActivityNet v1.3) as a label set")
+    p.add_argument("file")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--name", required=True, help="label set name")
 
     p = sub.add_parser("score", parents=[common], help="score a stored run (no model needed)")
     p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named")
@@ -268,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"models": cmd_models, "suites": cmd_suites, "run": cmd_run, "import": cmd_import,
+            "import-labels": cmd_import_labels,
             "score": cmd_score, "sql": cmd_sql, "runs": cmd_runs, "catalog": cmd_catalog, "data": cmd_data}
 
 

@@ -178,6 +178,10 @@ class DetectionSuite:
             result[iou_type] = ev.summary
         return result
 
+    def import_ground_truth(self, store: Store, path: str | Path, name: str) -> str:
+        """Register an annotation file of this suite's format as a label set."""
+        return import_ground_truth(store, path, name, dataset=self.dataset, lvis=self.lvis)
+
     # ----- running models ------------------------------------------------------
     def run(self, store: Store, model_name: str, data_dir: str | Path | None = None, **options) -> str:
         """Run a detection model on an image folder and store every detection (see ``detection.runner``)."""
