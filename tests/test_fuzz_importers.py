@@ -36,15 +36,34 @@ def store_files(store: Store) -> set[str]:
     return {str(p.relative_to(store.root)) for p in store.root.rglob("*") if p.name != "catalog.duckdb"}
 
 
-def imports_or_refuses(store: Store, do_import):
-    """Run ``do_import``; a refusal must be a HarnessError that changed nothing. Returns its result or None."""
+def imports_or_refuses(store: Store, do_import, known: frozenset = frozenset()):
+    """Run ``do_import``; a refusal must be a HarnessError that changed nothing. Returns its result or None.
+
+    A traceback raised in a place already reported (``known``: (file, function) pairs) passes too, as long
+    as it wrote nothing either.
+    """
     before = store_files(store)
     try:
         return do_import()
     except HarnessError as exc:
         assert str(exc).strip(), "an error without a message"
-        assert store_files(store) == before, "a refused import left files behind"
-        return None
+    except Exception as exc:  # noqa: BLE001 - only the reported tracebacks may pass
+        if raised_in(exc) not in known:
+            raise
+    assert store_files(store) == before, "a refused import left files behind"
+    return None
+
+
+def fails_as_reported(call, error: str) -> None:
+    """For a pinned example: ``call`` must raise the reported ``error``. Once fixed (a HarnessError, or no
+    error) it returns, and the strict xfail mark turns that pass into a failure that asks for the pin to go."""
+    try:
+        call()
+    except HarnessError:
+        return
+    except Exception as exc:
+        assert type(exc).__name__ == error
+        raise
 
 
 def raised_in(exc: BaseException) -> tuple[str, str]:
@@ -238,23 +257,11 @@ def test_coco_ground_truth(workdir, gt):
     store = fresh_store(workdir)
     path = workdir / "instances.json"
     path.write_text(json.dumps(gt))
-    try:
-        name = imports_or_refuses(store, lambda: import_ground_truth(store, path, "fuzz-gt"))
-    except Exception as exc:  # noqa: BLE001 - only the reported class of tracebacks may pass
-        if raised_in(exc) not in KNOWN_COCO_GT_BUGS:
-            raise
-        assert not list((store.root / "labelsets").iterdir()), "a refused import left files behind"
-        return
+    name = imports_or_refuses(store, lambda: import_ground_truth(store, path, "fuzz-gt"))
     if name is not None:
         counts = store.sql("SELECT (SELECT count(*) FROM coco_images) AS i, (SELECT count(*) FROM coco_annotations)"
                            " AS a, (SELECT count(*) FROM coco_categories) AS c").iloc[0].tolist()
         assert counts == [len(gt["images"]), len(gt["annotations"]), len(gt["categories"])]
-
-
-# Fields of the wrong JSON type (an id that is a list or a string, a file name or a category name that is
-# not a string, a width or iscrowd that is a string, a segmentation that is a number) are not checked
-# before the columns are built: reported, pinned below.
-KNOWN_COCO_GT_BUGS = {("detection/formats.py", "ground_truth_tables"), ("detection/formats.py", "_add_polygon_rle")}
 
 
 def _image(**fields):
@@ -265,28 +272,26 @@ def _annotation(**fields):
     return {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "area": 1, **fields}
 
 
-@pytest.mark.parametrize("images, annotations, categories, error", [
-    ([_image(id=[])], [], [{"id": 1}], "TypeError"),                     # formats.py:291 {im["id"] ...}
-    ([_image(id="1")], [], [{"id": 1}], "ArrowInvalid"),                 # formats.py:299 image_id column
-    ([_image(file_name=[])], [], [{"id": 1}], "ArrowTypeError"),         # formats.py:300
-    ([_image(width="10")], [], [{"id": 1}], "ArrowInvalid"),             # formats.py:301
-    ([_image()], [_annotation(iscrowd="no")], [{"id": 1}], "ArrowInvalid"),  # formats.py:315
-    ([_image()], [], [{"id": 1, "name": 5}], "ArrowTypeError"),          # formats.py:322
-    ([_image()], [_annotation(segmentation=5)], [{"id": 1}], "Exception"),  # formats.py:345 pycocotools
+# Found by the fuzzer: fields of the wrong JSON type used to reach pyarrow or pycocotools as tracebacks.
+@pytest.mark.parametrize("images, annotations, categories, message", [
+    ([_image(id=[])], [], [{"id": 1}], r"1 of 1 images are invalid.*images\[0\]\.id is \[\]; expected an integer"),
+    ([_image(), _image(id="1")], [], [{"id": 1}], r"1 of 2 images are invalid.*images\[1\]\.id is \"1\""),
+    ([_image(file_name=[]), _image(width="9")], [], [{"id": 1}], r"2 of 2 images .*images\[0\]\.file_name"),
+    ([_image(width="10")], [], [{"id": 1}], r"images\[0\]\.width is \"10\"; expected a positive integer"),
+    ([_image()], [_annotation(iscrowd="no")], [{"id": 1}], r"1 of 1 annotations .*annotations\[0\]\.iscrowd"),
+    ([_image()], [], [{"id": 1, "name": 5}], r"1 of 1 categories .*categories\[0\]\.name is 5; expected a string"),
+    ([_image()], [_annotation(segmentation=5)], [{"id": 1}], r"annotations\[0\]\.segmentation is 5"),
 ])
-@pytest.mark.xfail(strict=True, reason=KNOWN)
-def test_known_coco_ground_truth_tracebacks(workdir, images, annotations, categories, error):
+def test_found_coco_ground_truth_fields_are_refused(workdir, images, annotations, categories, message):
     from harness.detection.suite import import_ground_truth
 
-    path = workdir / "known.json"
+    path = workdir / "found.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    try:
-        import_ground_truth(fresh_store(workdir), path, "known")
-    except HarnessError:
-        pass
-    except Exception as exc:
-        assert type(exc).__name__ == error
-        raise
+    store = fresh_store(workdir)
+    with pytest.raises(HarnessError, match=message) as refused:
+        import_ground_truth(store, path, "found")
+    assert str(refused.value).startswith(f"{path}: ")
+    assert not list((store.root / "labelsets").iterdir()) and store.list_runs() == []
 
 
 @pytest.fixture(scope="module")
@@ -391,34 +396,28 @@ def test_activitynet_ground_truth(workdir, gt):
     store = fresh_store(workdir)
     path = workdir / "activity_net.v1-3.min.json"
     path.write_text(json.dumps(gt))
-    try:
-        name = imports_or_refuses(store, lambda: get_suite("anet-detection").import_ground_truth(store, path,
-                                                                                                "fuzz"))
-    except (AttributeError, TypeError) as exc:
-        if raised_in(exc) != ("activitynet/formats.py", "read_v13_ground_truth"):
-            raise
-        return  # reported, pinned by test_known_activitynet_ground_truth_tracebacks
+    name = imports_or_refuses(store, lambda: get_suite("anet-detection").import_ground_truth(store, path, "fuzz"))
     if name is not None:
         assert store.sql("SELECT count(*) AS n FROM temporal_segments")["n"][0] == sum(
             len(v.get("annotations", [])) for v in gt["database"].values() if v.get("subset") == "validation")
 
 
-@pytest.mark.parametrize("database, error", [
-    ({"v1": None}, "AttributeError"),                                              # formats.py:198 video.get
-    ({"v1": {"subset": [], "annotations": []}}, "TypeError"),                      # formats.py:198 subsets.add
-    ({"v1": {"subset": "validation", "annotations": 5}}, "TypeError"),             # formats.py:201 enumerate
+# Found by the fuzzer: a video that is not an object, or a subset / annotations of the wrong type.
+@pytest.mark.parametrize("database, message", [
+    ({"v1": None}, r"1 of 1 videos are invalid; the first is database\['v1'\]: it is a null"),
+    ({"v0": {"subset": "validation", "annotations": []}, "v1": {"subset": [], "annotations": []}},
+     r"1 of 2 videos are invalid; the first is database\['v1'\]: its \"subset\" is a list"),
+    ({"v1": {"subset": "validation", "annotations": 5}, "v2": 3},
+     r"2 of 2 videos are invalid; the first is database\['v1'\]: its \"annotations\" are a int"),
 ])
-@pytest.mark.xfail(strict=True, reason=KNOWN)
-def test_known_activitynet_ground_truth_tracebacks(workdir, database, error):
-    path = workdir / "known.json"
+def test_found_activitynet_ground_truth_videos_are_refused(workdir, database, message):
+    path = workdir / "found.json"
     path.write_text(json.dumps({"version": "VERSION 1.3", "database": database}))
-    try:
-        get_suite("anet-detection").import_ground_truth(fresh_store(workdir), path, "known")
-    except HarnessError:
-        pass
-    except Exception as exc:
-        assert type(exc).__name__ == error
-        raise
+    store = fresh_store(workdir)
+    with pytest.raises(HarnessError, match=message) as refused:
+        get_suite("anet-detection").import_ground_truth(store, path, "found")
+    assert str(refused.value).startswith(f"{path}: ")
+    assert store.list_label_sets() == [] and store.list_runs() == []
 
 
 @st.composite
@@ -446,21 +445,18 @@ def test_activitynet_caption_ground_truth(workdir, gt):
     except HarnessError as exc:
         assert str(exc).strip()
         return
-    except TypeError as exc:
-        if raised_in(exc) != ("activitynet/formats.py", "read_caption_ground_truth"):
-            raise
-        return  # reported, pinned by test_known_activitynet_caption_ground_truth_traceback
     assert len(rows) == sum(len(v["sentences"]) for v in gt.values())
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=KNOWN)
-def test_known_activitynet_caption_ground_truth_traceback(workdir):
-    """formats.py:140: the message for timestamps or sentences that are not lists takes their len()."""
+def test_found_activitynet_caption_ground_truth_non_lists_are_refused(workdir):
+    """Found by the fuzzer: the message for timestamps or sentences that are not lists took their len()."""
     from harness.activitynet.formats import read_caption_ground_truth
 
-    path = workdir / "known.json"
-    path.write_text(json.dumps({"v_1": {"duration": 1.0, "timestamps": [], "sentences": None}}))
-    read_caption_ground_truth(path)
+    path = workdir / "found.json"
+    path.write_text(json.dumps({"v_1": {"duration": 1.0, "timestamps": [], "sentences": None}, "v_2": []}))
+    with pytest.raises(HarnessError, match=r"found.json: 2 of 2 videos are invalid; the first is video\['v_1'\]: "
+                                           r"its timestamps are a list and its sentences a null"):
+        read_caption_ground_truth(path)
 
 
 # ----- rater answers (relabel) ---------------------------------------------------------------------
@@ -552,12 +548,4 @@ def test_known_rater_file_tracebacks(workdir, content, suffix, error):
 
     path = workdir / f"known{suffix}"
     path.write_bytes(content)
-    try:
-        read_tasks(path)
-    except HarnessError:
-        pass  # the fixed behaviour: the xfail mark then fails strictly
-    except Exception as exc:
-        assert type(exc).__name__ == error
-        raise
-    else:
-        raise AssertionError("no error at all")
+    fails_as_reported(lambda: read_tasks(path), error)
