@@ -147,6 +147,18 @@ def export_tasks(tasks: pd.DataFrame, path: Path, class_names: list | None = Non
         raise HarnessError(f"task file {path} must end in .jsonl or .csv")
 
 
+def _read_table(path: Path, what: str, need: list[str]) -> pd.DataFrame:
+    """A UTF-8 CSV of strings with the columns ``need``, or one HarnessError naming the file."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise HarnessError(f"{what} {path} is not a UTF-8 CSV with a header row ({type(exc).__name__}: "
+                           f"{str(exc).strip()[:120]}); expected the columns {need}") from None
+    if [c for c in need if c not in table.columns]:
+        raise HarnessError(f"{what} {path} must have the columns {need}, found {list(table.columns)}")
+    return table
+
+
 def read_tasks(path: Path) -> pd.DataFrame:
     """Tasks as written by :func:`export_tasks`, one row per (task_id, key, label)."""
     path = Path(path)
@@ -154,7 +166,11 @@ def read_tasks(path: Path) -> pd.DataFrame:
         raise HarnessError(f"no task file {path}")
     if path.suffix == ".jsonl":
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise HarnessError(f"task file {path} is not UTF-8 text ({exc}); expected JSON lines") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -165,8 +181,13 @@ def read_tasks(path: Path) -> pd.DataFrame:
                 raise HarnessError(f"{path} line {n} is not a task ({exc!r})") from None
         return pd.DataFrame(rows, columns=["task_id", "key", "label"])
     if path.suffix == ".csv":
-        table = pd.read_csv(path, dtype={"task_id": str, "key": str})
-        return table[["task_id", "key", "label"]].astype({"label": np.int64})
+        table = _read_table(path, "task file", ["task_id", "key", "label"])[["task_id", "key", "label"]]
+        label = pd.to_numeric(table["label"].str.strip(), errors="coerce")
+        bad = np.nonzero((~(label.abs() < 2 ** 53) | (label != label.round())).to_numpy())[0]
+        if len(bad):
+            raise HarnessError(f"task file {path}: {len(bad)} of {len(table)} rows have a label that is not an "
+                               f"integer class id; the first is line {bad[0] + 2}: {dict(table.iloc[bad[0]])}")
+        return table.assign(label=label.astype(np.int64))
     raise HarnessError(f"task file {path} must end in .jsonl or .csv")
 
 
@@ -181,11 +202,8 @@ def read_answers(path: Path, tasks: pd.DataFrame, raters: Iterable[str] | None =
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"no answer file {path}")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = _read_table(path, "answer file", ["rater", "key", "label", "answer"])
     where = f"answers in {path}"
-    need = ["rater", "key", "label", "answer"]
-    if [c for c in need if c not in table.columns]:
-        raise HarnessError(f"{where} must have the columns {need}, found {list(table.columns)}")
     problems: list[tuple[int, str]] = []
     label_num = pd.to_numeric(table["label"].str.strip(), errors="coerce")
     bad_label = label_num.isna() | (label_num != label_num.round())  # reported below

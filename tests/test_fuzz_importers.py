@@ -27,53 +27,19 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
 
 
-# Tracebacks the fuzzing found in other people's importers, reported to their owners. Strict: once fixed,
-# the pinned example passes, the mark fails, and the pin (and the matching exclusion) can go.
-KNOWN = "reported: a traceback instead of a HarnessError"
-
-
 def store_files(store: Store) -> set[str]:
     return {str(p.relative_to(store.root)) for p in store.root.rglob("*") if p.name != "catalog.duckdb"}
 
 
-def imports_or_refuses(store: Store, do_import, known: frozenset = frozenset()):
-    """Run ``do_import``; a refusal must be a HarnessError that changed nothing. Returns its result or None.
-
-    A traceback raised in a place already reported (``known``: (file, function) pairs) passes too, as long
-    as it wrote nothing either.
-    """
+def imports_or_refuses(store: Store, do_import):
+    """Run ``do_import``; a refusal must be a HarnessError that changed nothing. Returns its result or None."""
     before = store_files(store)
     try:
         return do_import()
     except HarnessError as exc:
         assert str(exc).strip(), "an error without a message"
-    except Exception as exc:  # noqa: BLE001 - only the reported tracebacks may pass
-        if raised_in(exc) not in known:
-            raise
-    assert store_files(store) == before, "a refused import left files behind"
-    return None
-
-
-def fails_as_reported(call, error: str) -> None:
-    """For a pinned example: ``call`` must raise the reported ``error``. Once fixed (a HarnessError, or no
-    error) it returns, and the strict xfail mark turns that pass into a failure that asks for the pin to go."""
-    try:
-        call()
-    except HarnessError:
-        return
-    except Exception as exc:
-        assert type(exc).__name__ == error
-        raise
-
-
-def raised_in(exc: BaseException) -> tuple[str, str]:
-    """(file, function) of the deepest frame of the project's own code that an exception passed."""
-    import traceback
-
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if ("/harness/" in f.filename
-              or "/relabel/" in f.filename) and not f.name.endswith("comp>")]  # a comprehension: its function
-    return (frames[-1].filename.split("/")[-2] + "/" + frames[-1].filename.split("/")[-1], frames[-1].name) \
-        if frames else ("", "")
+        assert store_files(store) == before, "a refused import left files behind"
+        return None
 
 
 def fresh_store(workdir: Path) -> Store:
@@ -502,13 +468,6 @@ def test_rater_answers(workdir, case, task_format):
     assert set(map(tuple, ratings.questions[["key", "label"]].to_numpy().tolist())) <= asked
 
 
-def _is_known_rater_file_bug(exc: Exception) -> bool:
-    """The tracebacks pinned by test_known_rater_file_tracebacks: pandas' CSV reader errors, bytes that are
-    not UTF-8, and a task CSV without the task columns."""
-    return isinstance(exc, (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError)) or (
-        isinstance(exc, KeyError) and "are in the [columns]" in str(exc))
-
-
 @FUZZ
 @given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
                          json_values.map(lambda v: json.dumps(v).encode()),
@@ -521,31 +480,30 @@ def test_rater_task_and_answer_files_arbitrary_bytes(workdir, content, suffix):
 
     path = workdir / f"arbitrary{suffix}"
     path.write_bytes(content)
-    # read_tasks of a CSV is not fuzzed: it does no checking at all (pinned below and reported).
-    readers = [read_tasks] if suffix == ".jsonl" else []
-    for read in readers + [lambda p: read_answers(p, pd.DataFrame({"key": ["a"], "label": [1]}))]:
+    for read in [read_tasks, lambda p: read_answers(p, pd.DataFrame({"key": ["a"], "label": [1]}))]:
         try:
             read(path)
         except HarnessError as exc:
             assert str(exc).strip()
-        except Exception as exc:  # noqa: BLE001 - only the reported tracebacks may pass
-            if not _is_known_rater_file_bug(exc):
-                raise
 
 
-@pytest.mark.parametrize("content, suffix, error", [
-    (b"\x80", ".csv", "UnicodeDecodeError"),   # relabel/proposals.py read_tasks/read_answers: pd.read_csv
-    (b"\x80", ".jsonl", "UnicodeDecodeError"),  # relabel/proposals.py read_tasks: path.read_text()
-    (b"", ".csv", "EmptyDataError"),            # relabel/proposals.py read_tasks: pd.read_csv of an empty file
-    (b'"', ".csv", "ParserError"),              # relabel/proposals.py read_tasks: an unclosed quote
-    (b"a,b\n1,2\n", ".csv", "KeyError"),        # relabel/proposals.py read_tasks: table[["task_id", "key", "label"]]
-    (b"task_id,key,label\nt,k,x\n", ".csv", "ValueError"),  # read_tasks: .astype({"label": np.int64})
-    (b"task_id,key,label\nt,k,\n", ".csv", "IntCastingNaNError"),  # the same, an empty label
+# Found by the fuzzer: task and answer files that pandas cannot parse, or whose labels are not integers.
+@pytest.mark.parametrize("content, suffix, message", [
+    (b"\x80", ".csv", r"task file .*known.csv is not a UTF-8 CSV with a header row \(UnicodeDecodeError"),
+    (b"\x80", ".jsonl", r"task file .*known.jsonl is not UTF-8 text"),
+    (b"", ".csv", r"known.csv is not a UTF-8 CSV with a header row \(EmptyDataError"),
+    (b'"', ".csv", r"known.csv is not a UTF-8 CSV with a header row \(ParserError"),
+    (b"a,b\n1,2\n", ".csv", r"known.csv must have the columns \['task_id', 'key', 'label'\], found \['a', 'b'\]"),
+    (b"task_id,key,label\nt,k,1\nt,k,x\n", ".csv", r"known.csv: 1 of 2 rows have a label .* first is line 3"),
+    (b"task_id,key,label\nt,k,\nt,k,inf\n", ".csv", r"known.csv: 2 of 2 rows have a label .* first is line 2"),
 ])
-@pytest.mark.xfail(strict=True, reason=KNOWN)
-def test_known_rater_file_tracebacks(workdir, content, suffix, error):
-    from relabel.proposals import read_tasks
+def test_found_rater_task_files_are_refused(workdir, content, suffix, message):
+    from relabel.proposals import read_answers, read_tasks
 
     path = workdir / f"known{suffix}"
     path.write_bytes(content)
-    fails_as_reported(lambda: read_tasks(path), error)
+    with pytest.raises(HarnessError, match=message):
+        read_tasks(path)
+    if suffix == ".csv" and b"task_id" not in content:  # the answer reader shares the CSV checks
+        with pytest.raises(HarnessError, match="answer file .* (is not a UTF-8 CSV|must have the columns)"):
+            read_answers(path, pd.DataFrame({"key": ["a"], "label": [1]}))

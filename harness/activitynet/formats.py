@@ -78,6 +78,43 @@ def _sentence(value, where: str, path: Path) -> str:
     return value
 
 
+def _check_videos(path: Path, videos: dict, where: str, problem, expected: str) -> None:
+    """Refuse a ground truth file whose per-video records are malformed: ``problem(video)`` names what is
+    wrong with one (or None); the error names the first bad video and how many are bad."""
+    bad = [(vid, why) for vid, video in videos.items() if (why := problem(video))]
+    if bad:
+        vid, why = bad[0]
+        raise HarnessError(f"{path}: {len(bad)} of {len(videos)} videos are invalid; the first is "
+                           f"{where}[{vid!r}]: {why}; expected {expected}. Nothing was stored.")
+
+
+def _type(v) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _caption_video_problem(video) -> str | None:
+    if not isinstance(video, dict):
+        return f"it is a {_type(video)}"
+    if not {"timestamps", "sentences"} <= video.keys():
+        return "it lacks \"timestamps\" or \"sentences\""
+    stamps, sentences = video["timestamps"], video["sentences"]
+    if not isinstance(stamps, list) or not isinstance(sentences, list):
+        return f"its timestamps are a {_type(stamps)} and its sentences a {_type(sentences)}, not lists"
+    if len(stamps) != len(sentences):
+        return f"it has {len(stamps)} timestamps and {len(sentences)} sentences"
+    return None
+
+
+def _v13_video_problem(video) -> str | None:
+    if not isinstance(video, dict):
+        return f"it is a {_type(video)}"
+    if "subset" in video and not isinstance(video["subset"], str):
+        return f"its \"subset\" is a {_type(video['subset'])}, not a string"
+    if "annotations" in video and not isinstance(video["annotations"], list):
+        return f"its \"annotations\" are a {_type(video['annotations'])}, not a list"
+    return None
+
+
 def _submission(path: Path, what: str) -> dict:
     data = read_json(path, what)
     if not isinstance(data, dict):
@@ -131,14 +168,11 @@ def read_caption_ground_truth(path: str | Path) -> pd.DataFrame:
     if not isinstance(data, dict):
         raise HarnessError(f"{path} holds a {type(data).__name__}; expected an object mapping video ids to "
                            "{duration, timestamps, sentences}")
+    _check_videos(path, data, "video", _caption_video_problem,
+                  "{duration, timestamps: [[start, end], ...], sentences: [str, ...]} with one timestamp per sentence")
     rows = {"key": [], "duration": [], "idx": [], "start": [], "end": [], "sentence": []}
     for vid, video in data.items():
-        if not isinstance(video, dict) or not {"timestamps", "sentences"} <= video.keys():
-            raise HarnessError(f"{path}: video {vid!r} lacks \"timestamps\" or \"sentences\"")
         stamps, sentences = video["timestamps"], video["sentences"]
-        if not isinstance(stamps, list) or not isinstance(sentences, list) or len(stamps) != len(sentences):
-            raise HarnessError(f"{path}: video {vid!r} has {len(stamps)} timestamps and {len(sentences)} "
-                               "sentences; expected one timestamp per sentence")
         duration = video.get("duration")
         for i, (stamp, sentence) in enumerate(zip(stamps, sentences)):
             where = f"video {vid!r} segment {i}"
@@ -192,6 +226,8 @@ def read_v13_ground_truth(path: str | Path, subset: str = "validation") -> pd.Da
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise HarnessError(f"{path} has no \"database\" object; expected the ActivityNet v1.3 ground truth "
                            "(activity_net.v1-3.min.json)")
+    _check_videos(path, data["database"], "database", _v13_video_problem,
+                  '{"subset": str, "duration": seconds, "annotations": [{"segment", "label"}, ...]} per video')
     rows = {"key": [], "duration": [], "idx": [], "label": [], "start": [], "end": []}
     subsets = set()
     for vid, video in data["database"].items():

@@ -269,6 +269,60 @@ def _result_areas(records: list[dict]) -> list[float | None]:
     return out
 
 
+_INT32, _INT64 = 2 ** 31, 2 ** 63
+# Ground truth fields beyond the required ones: (field, check, what it must be); None is allowed for these.
+_GT_FIELDS = {
+    "images": (("id", lambda v: is_int(v) and abs(v) < _INT64, "an integer"),
+               ("file_name", lambda v: isinstance(v, str), "a string"),
+               ("width", lambda v: is_int(v) and 0 < v < _INT32, "a positive integer"),
+               ("height", lambda v: is_int(v) and 0 < v < _INT32, "a positive integer"),
+               ("neg_category_ids", lambda v: _ints(v, _INT64), "a list of integers"),
+               ("not_exhaustive_category_ids", lambda v: _ints(v, _INT64), "a list of integers")),
+    "categories": (("id", lambda v: is_int(v) and abs(v) < _INT64, "an integer"),
+                   ("name", lambda v: isinstance(v, str), "a string"),
+                   ("supercategory", lambda v: isinstance(v, str), "a string"),
+                   ("frequency", lambda v: isinstance(v, str), "a string"),
+                   ("image_count", lambda v: is_int(v) and abs(v) < _INT64, "an integer"),
+                   ("instance_count", lambda v: is_int(v) and abs(v) < _INT64, "an integer"),
+                   ("keypoints", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                    "a list of strings"),
+                   ("skeleton", lambda v: isinstance(v, list) and all(_ints(x, _INT32) for x in v),
+                    "a list of integer lists")),
+    "annotations": (("id", lambda v: is_int(v) and abs(v) < _INT64, "an integer"),
+                    ("image_id", lambda v: is_int(v) and abs(v) < _INT64, "an integer"),
+                    ("category_id", lambda v: is_int(v) and abs(v) < _INT64, "an integer"),
+                    ("iscrowd", lambda v: is_int(v) and abs(v) < _INT32, "an integer"),
+                    ("num_keypoints", lambda v: is_int(v) and abs(v) < _INT32, "an integer"),
+                    ("bbox", lambda v: not _bbox_problem(v), "[x, y, width, height] with 4 finite numbers, "
+                     "width and height not negative"),
+                    ("area", _is_number, "a finite number"),
+                    ("segmentation", lambda v: v == [] or not _segmentation_problem(v),
+                     "an RLE {size, counts} or a list of polygons of at least 3 (x, y) pairs"),
+                    ("keypoints", lambda v: not _keypoints_problem(v), "a list of (x, y, v) numbers")),
+}
+_GT_REQUIRED = {"images": ("id",), "categories": ("id",),
+                "annotations": ("id", "image_id", "category_id", "bbox", "area")}
+
+
+def _ints(v, bound: int) -> bool:
+    return isinstance(v, list) and all(is_int(x) and abs(x) < bound for x in v)
+
+
+def _gt_record_problem(key: str, i: int, r) -> str | None:
+    """The first problem of ground truth record ``key[i]``, named like ``images[0].id``, or None."""
+    if not isinstance(r, dict):
+        return f"{key}[{i}] is a JSON {type(r).__name__}; expected an object"
+    missing = [k for k in _GT_REQUIRED[key] if k not in r]
+    if missing:
+        return f"{key}[{i}] has no {', '.join(missing)}"
+    for field, ok, expected in _GT_FIELDS[key]:
+        if r.get(field) is not None and not ok(r[field]):
+            return f"{key}[{i}].{field} is {json.dumps(r[field], default=str)[:40]}; expected {expected}"
+        if r.get(field) is None and field in _GT_REQUIRED[key]:
+            return f"{key}[{i}].{field} is null; expected {expected}"
+    return None
+
+
 def ground_truth_tables(gt: dict, path: Path) -> dict[str, pa.Table]:
     """A COCO/LVIS annotation file as the label set tables ``coco_images/annotations/categories``."""
     for key in ("images", "annotations", "categories"):
@@ -278,16 +332,13 @@ def ground_truth_tables(gt: dict, path: Path) -> dict[str, pa.Table]:
     images = gt["images"]
     anns = gt["annotations"]
     cats = gt["categories"]
-    for key, records, needed in (("images", images, ("id",)), ("categories", cats, ("id",)),
-                                 ("annotations", anns, ("id", "image_id", "category_id", "bbox", "area"))):
+    for key, records in (("images", images), ("categories", cats), ("annotations", anns)):
         problems = _Problems(path, key, len(records))
         for i, r in enumerate(records):
-            missing = [k for k in needed if not isinstance(r, dict) or k not in r]
-            if missing:
-                problems.add(i, f"it has no {', '.join(missing)}")
-            elif key == "annotations" and (_bbox_problem(r["bbox"]) or not _is_number(r["area"])):
-                problems.add(i, _bbox_problem(r["bbox"]) or "area must be a finite number")
-        problems.raise_if_any(records, f"COCO {key} with {', '.join(needed)}")
+            problem = _gt_record_problem(key, i, r)
+            if problem:
+                problems.add(i, problem)
+        problems.raise_if_any(records, f"COCO {key} with {', '.join(_GT_REQUIRED[key])} of the right types")
     image_ids = {im["id"] for im in images}
     category_ids = {c["id"] for c in cats}
     problems = _Problems(path, "annotations", len(anns))
