@@ -507,3 +507,13 @@ def test_found_rater_task_files_are_refused(workdir, content, suffix, message):
     if suffix == ".csv" and b"task_id" not in content:  # the answer reader shares the CSV checks
         with pytest.raises(HarnessError, match="answer file .* (is not a UTF-8 CSV|must have the columns)"):
             read_answers(path, pd.DataFrame({"key": ["a"], "label": [1]}))
+
+
+@pytest.mark.xfail(strict=True, reason="reported: harness/classification.py:101 checks scores for finiteness as "
+                   "float64, but they are stored as float32")
+def test_a_score_beyond_float32_is_refused(workdir):
+    path = workdir / "huge.csv"
+    path.write_text("file_name,predicted_class,score\nILSVRC2012_val_00000001,1,1e300\n")
+    store = fresh_store(workdir)
+    with pytest.raises(HarnessError, match="row 2"):
+        IMAGENET.import_predictions(store, path, "huge")
