@@ -98,8 +98,11 @@ class ClassificationSuite:
                 scores = [_float_list([v], path, i) for i, v in enumerate(table[score_cols[0]])]
         if scores is not None:
             for i, (c, s) in enumerate(zip(classes, scores)):
-                if len(c) != len(s) or not all(np.isfinite(s)):
-                    raise HarnessError(f"{path}: row {i + 2} has {len(c)} classes but scores {s!r}")
+                if len(c) != len(s):
+                    raise HarnessError(f"{path}: row {i + 2} has {len(c)} classes but {len(s)} scores {s!r}")
+                if not all(np.isfinite(np.float32(s))):  # scores are stored as float32
+                    raise HarnessError(f"{path}: row {i + 2} has scores {s!r}, expected finite numbers within "
+                                       "float32 range")
         return pd.DataFrame({"key": keys.to_numpy(), "top_classes": classes, "top_scores": scores})
 
     def _classes(self, value, path: Path, row: int) -> list[int]:

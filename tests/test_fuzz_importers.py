@@ -509,11 +509,10 @@ def test_found_rater_task_files_are_refused(workdir, content, suffix, message):
             read_answers(path, pd.DataFrame({"key": ["a"], "label": [1]}))
 
 
-@pytest.mark.xfail(strict=True, reason="reported: harness/classification.py:101 checks scores for finiteness as "
-                   "float64, but they are stored as float32")
 def test_a_score_beyond_float32_is_refused(workdir):
     path = workdir / "huge.csv"
     path.write_text("file_name,predicted_class,score\nILSVRC2012_val_00000001,1,1e300\n")
     store = fresh_store(workdir)
-    with pytest.raises(HarnessError, match="row 2"):
+    with pytest.raises(HarnessError, match="row 2 has scores .* within float32 range"):
         IMAGENET.import_predictions(store, path, "huge")
+    assert store.list_runs() == []
