@@ -22,6 +22,7 @@ from .store import Store
 FILE_COLUMNS = ("file_name", "filename", "file", "image", "image_id", "key", "path")
 CLASS_COLUMNS = ("predicted_class", "prediction", "pred", "class", "label", "top1")
 _INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 SCORE_COLUMNS = ("predicted_probability", "probability", "prob", "score", "confidence")
 
 
@@ -100,7 +101,7 @@ class ClassificationSuite:
             for i, (c, s) in enumerate(zip(classes, scores)):
                 if len(c) != len(s):
                     raise HarnessError(f"{path}: row {i + 2} has {len(c)} classes but {len(s)} scores {s!r}")
-                if not all(np.isfinite(np.float32(s))):  # scores are stored as float32
+                if not all(np.isfinite(s)) or max(map(abs, s), default=0.0) > _FLOAT32_MAX:  # stored as float32
                     raise HarnessError(f"{path}: row {i + 2} has scores {s!r}, expected finite numbers within "
                                        "float32 range")
         return pd.DataFrame({"key": keys.to_numpy(), "top_classes": classes, "top_scores": scores})
