@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import urllib.request
@@ -116,12 +117,12 @@ class _VerifiedMemo:
             self.data = {}
         self.dirty = False
 
-    def ok(self, file: Path, entry: FileEntry) -> bool:
-        st = file.stat()
+    def ok(self, file: Path, entry: FileEntry, st: os.stat_result | None = None) -> bool:
+        st = st or os.stat(file)
         return self.data.get(os.path.abspath(file)) == [st.st_size, st.st_mtime_ns, entry.sha256]
 
     def remember(self, file: Path, entry: FileEntry) -> None:
-        st = file.stat()
+        st = os.stat(file)
         self.data[os.path.abspath(file)] = [st.st_size, st.st_mtime_ns, entry.sha256]
         self.dirty = True
 
@@ -157,11 +158,21 @@ def verify_file(file: Path, entry: FileEntry, memo: _VerifiedMemo | None = None)
         memo.remember(file, entry)
 
 
-def _locate(entry: FileEntry) -> Path | None:
-    for root in [*mirror_dirs(), cache_dir()]:
-        candidate = root / entry.path
-        if candidate.is_file():
-            return candidate
+def _search_roots() -> list[str]:
+    """The folders a file may lie in, in order: each mirror, then the download cache."""
+    return [os.path.abspath(root) for root in [*mirror_dirs(), cache_dir()]]
+
+
+def _locate(entry: FileEntry, roots: list[str] | None = None) -> tuple[str, str, os.stat_result] | None:
+    """(root, file, its stat) of the first folder that holds the entry as a regular file."""
+    for root in roots if roots is not None else _search_roots():
+        candidate = os.path.join(root, entry.path)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            return root, candidate, st
     return None
 
 
@@ -175,31 +186,34 @@ def resolve(dataset: str, paths: Iterable[str] | None = None, download: bool = T
     manifest = load_manifest(dataset)
     entries = list(manifest.files) if paths is None else [manifest.entry(p) for p in paths]
     memo = _VerifiedMemo()
-    roots: set[Path] = set()
+    search = _search_roots()  # once, not per file: a dataset may list tens of thousands
+    roots: set[str] = set()
     missing: list[FileEntry] = []
     try:
         for entry in entries:
-            found = _locate(entry)
+            found = _locate(entry, search)
             if found is None:
                 missing.append(entry)
                 continue
-            verify_file(found, entry, memo)
-            roots.add(Path(str(found)[: -len(entry.path)]))
+            root, file, st = found
+            if not memo.ok(file, entry, st):
+                verify_file(Path(file), entry, memo)
+            roots.add(root)
         if missing:
             if not download:
                 raise HarnessError(_missing_message(dataset, missing))
             fetch_entries(missing, memo, progress=progress)
-            roots.add(cache_dir())
+            roots.add(search[-1])
     finally:
         memo.save()
     if len(roots) == 1:
-        return roots.pop()
+        return Path(roots.pop())
     # Files are split between a mirror and the cache: link the mirror's into the cache.
     for entry in entries:
         target = cache_dir() / entry.path
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(_locate(entry).resolve(), target)
+            os.symlink(Path(_locate(entry, search)[1]).resolve(), target)
     return cache_dir()
 
 
@@ -245,14 +259,14 @@ def fetch_entries(entries: list[FileEntry], memo: _VerifiedMemo | None = None,
 def verify(dataset: str) -> tuple[int, list[str]]:
     """Check every file that is present; returns (files ok, problems)."""
     manifest = load_manifest(dataset)
-    ok, problems = 0, []
+    ok, problems, search = 0, [], _search_roots()
     for entry in manifest.files:
-        found = _locate(entry)
+        found = _locate(entry, search)
         if found is None:
             problems.append(f"missing: {entry.path}")
             continue
         try:
-            verify_file(found, entry)
+            verify_file(Path(found[1]), entry)
             ok += 1
         except HarnessError as exc:
             problems.append(str(exc))

@@ -45,8 +45,10 @@ def list_images(root: Path, key_of: Callable[[str], str | None], class_names: se
     root = Path(root)
     if not root.is_dir():
         raise HarnessError(f"image folder {root} does not exist")
-    entries = sorted(root.iterdir())
-    dirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    # os.scandir and plain strings: a folder may hold 50,000 images, and pathlib costs per file.
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
     if dirs:
         if class_names is not None:
             wrong = [d.name for d in dirs if d.name not in class_names]
@@ -55,20 +57,26 @@ def list_images(root: Path, key_of: Callable[[str], str | None], class_names: se
                     f"{root} has {len(wrong)} sub-folders that are not class names of {dataset} "
                     f"(first: {wrong[0]!r}); expected a flat folder of images or one folder per class "
                     f"named like {sorted(class_names)[0]!r}")
-        files = [f for d in dirs for f in sorted(d.iterdir()) if f.is_file()]
+        files = []
+        for d in dirs:
+            with os.scandir(d.path) as it:
+                files.extend((f"{d.name}/{e.name}", e) for e in sorted(it, key=lambda e: e.name) if e.is_file())
         layout = "class-folders"
     else:
-        files = [p for p in entries if p.is_file()]
+        files = [(e.name, e) for e in entries if e.is_file()]
         layout = "flat"
-    files = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-    items, foreign = [], []
-    for f in files:
-        key = key_of(str(f.relative_to(root)))  # relative path: some datasets key on folder + name
-        (items if key is not None else foreign).append((key, f))
+    files = [(rel, e) for rel, e in files if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES]
+    items, foreign, sizes = [], [], {}
+    for rel, e in files:
+        key = key_of(rel)  # relative path: some datasets key on folder + name
+        if key is None:
+            foreign.append(rel)
+            continue
+        items.append((key, rel))
+        sizes[rel] = e.stat().st_size
     if foreign:
         raise HarnessError(
-            f"{root}: {len(foreign)} image files are not samples of dataset {dataset} "
-            f"(first: {foreign[0][1].relative_to(root)})")
+            f"{root}: {len(foreign)} image files are not samples of dataset {dataset} (first: {foreign[0]})")
     if not items:
         raise HarnessError(f"{root} holds no images of dataset {dataset} ({layout} layout)")
     keys = [k for k, _ in items]
@@ -78,9 +86,77 @@ def list_images(root: Path, key_of: Callable[[str], str | None], class_names: se
         raise HarnessError(f"{root}: image {dup!r} appears more than once")
     items.sort()
     digest = hashlib.sha256()
-    for key, f in items:
-        digest.update(f"{f.relative_to(root)}\t{f.stat().st_size}\n".encode())
+    for _, rel in items:
+        digest.update(f"{rel}\t{sizes[rel]}\n".encode())
+    items = [(key, root / rel) for key, rel in items]
     return ImageList(root, items, layout, digest.hexdigest())
+
+
+class EvalTransform:
+    """A timm eval transform split in two: PIL steps in the decoding workers, the rest batched.
+
+    Workers decode, resize and crop, and hand over ``uint8`` CHW tensors (a quarter of the bytes
+    of ``float32``); :meth:`finish` then converts and normalises the whole batch with the very
+    element-wise operations of ``ToTensor`` and ``Normalize`` (divide by 255, subtract the mean,
+    divide by the std, all in ``float32``), so the model sees bit-identical inputs. A resize or
+    crop that would not change the image (a 32x32 CIFAR image into a 32x32 model) is skipped.
+    A transform of another shape runs whole in the workers.
+    """
+
+    def __init__(self, transform):
+        from torchvision import transforms as T
+
+        steps = list(getattr(transform, "transforms", [transform]))
+        cut = next((i for i, t in enumerate(steps) if type(t).__name__ in ("ToTensor", "MaybeToTensor")), None)
+        tail = steps[cut + 1:] if cut is not None else []
+        if cut is None or len(tail) > 1 or (tail and not isinstance(tail[0], T.Normalize)) or \
+                not all(isinstance(t, (T.Resize, T.CenterCrop)) for t in steps[:cut]):
+            self.pil, self.mean, self.std, self.whole = None, None, None, transform
+            return
+        self.whole = None
+        self.pil = steps[:cut]
+        self.mean = tail[0].mean if tail else None
+        self.std = tail[0].std if tail else None
+
+    def _same_size(self, step, img) -> bool:
+        from torchvision import transforms as T
+
+        w, h = img.size
+        if isinstance(step, T.CenterCrop):
+            return tuple(step.size) == (h, w)
+        size = step.size
+        if isinstance(size, int) or len(size) == 1:
+            short = size if isinstance(size, int) else size[0]
+            return min(w, h) == short and step.max_size is None
+        return tuple(size) == (h, w)
+
+    def __call__(self, img):
+        """PIL image -> uint8 CHW tensor (or the whole transform's output)."""
+        import numpy as np
+        import torch
+
+        if self.whole is not None:
+            return self.whole(img)
+        for step in self.pil:
+            if not self._same_size(step, img):
+                img = step(img)
+        arr = np.array(img, dtype=np.uint8)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+    def finish(self, x):
+        """A collated batch -> the model's float32 input."""
+        import torch
+
+        if self.whole is not None:
+            return x
+        x = x.to(torch.float32).div_(255)
+        if self.mean is not None:
+            mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            x.sub_(mean).div_(std)
+        return x
 
 
 class ImageDataset:
@@ -523,8 +599,9 @@ def _predict(writer: RunWriter, model, transform, todo, device, use_amp, batch_s
     forward = BackoffForward(model, device, use_amp, batch_size,
                              lambda msg: print(f"rank {shard.rank}: {msg}" if shard.sharded else msg, file=sys.stderr))
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    split = transform if isinstance(transform, EvalTransform) else EvalTransform(transform)
     loader = torch.utils.data.DataLoader(
-        ImageDataset(todo, transform), batch_size=batch_size, num_workers=workers, collate_fn=collate,
+        ImageDataset(todo, split), batch_size=batch_size, num_workers=workers, collate_fn=collate,
         pin_memory=device.startswith("cuda"), persistent_workers=False,
         prefetch_factor=4 if workers else None)
     buffer: dict[str, list] = {"key": [], "top_classes": [], "top_scores": [], "logits": [], "error": []}
@@ -551,7 +628,7 @@ def _predict(writer: RunWriter, model, transform, todo, device, use_amp, batch_s
     with torch.inference_mode():
         for keys, good, x, batch_errors in loader:
             if x is not None:
-                x = x.to(device, non_blocking=True)
+                x = split.finish(x.to(device, non_blocking=True))
                 if device.startswith("cuda"):
                     x = x.contiguous(memory_format=torch.channels_last)
                 logits = forward(x)

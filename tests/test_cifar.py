@@ -187,6 +187,32 @@ def test_all_four_resnets_load_their_weights():
     assert [round(params[d] / 1e6, 2) for d in (20, 32, 44, 56)] == [0.27, 0.46, 0.66, 0.85]
 
 
+def test_fused_cpu_form_is_the_folded_network(shared_data):
+    """The oneDNN-fused CPU path computes exactly what the folded graph computes, and the eager model's
+    logits to float rounding, on real test images (a wrong stride or shortcut would be far off)."""
+    import torch
+    from PIL import Image
+
+    from harness.cifar.resnet import WEIGHT_FILES, cifar_resnet, inference_form
+    from harness.models import _read_checkpoint
+
+    files = sorted((shared_data / CIFAR / "cifar10-test-jpeg").rglob("*.jpg"))[::250]
+    x = np.stack([np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255 for f in files])
+    x = (x - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    for depth in (20, 56):
+        eager = cifar_resnet(depth)
+        eager.load_state_dict(_read_checkpoint(shared_data / WEIGHT_FILES[depth]))
+        eager.eval()
+        fast = inference_form(eager)
+        assert fast.onednn  # the fused path is the one under test on this machine
+        with torch.inference_mode():
+            fused, folded, reference = fast(x), fast.folded(x.contiguous(memory_format=torch.channels_last)), eager(x)
+        assert torch.equal(fused, folded)
+        assert torch.allclose(fused, reference, atol=1e-4, rtol=1e-4)
+        assert (fused.argmax(1) == reference.argmax(1)).all()
+
+
 def test_wrong_checkpoint_is_one_clear_error(shared_data):
     from harness.cifar.resnet import WEIGHT_FILES
     from harness.models import load_model

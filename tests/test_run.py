@@ -227,3 +227,39 @@ def test_imagenet_sample_full_size_images(store):
     result = get_suite("imagenet-sample").score(store, run_id)
     assert result["n"] == 24 and result["n_samples_in_dataset"] == 200
     assert result["top1"] >= 0.6
+
+
+def test_split_eval_transform_gives_the_models_exact_inputs(shared_data):
+    """Workers hand over uint8 and the batch is normalised in one go: bit-identical to timm's transform."""
+    import torch
+    from PIL import Image
+    from timm.data import create_transform
+    from torchvision import transforms as T
+
+    from harness.runner import EvalTransform
+
+    imagenet = sorted((shared_data / "imagenet-val-subset").rglob("*.JPEG"))[:12]
+    cifar = sorted((shared_data / "cifar" / "cifar10-test-jpeg").rglob("*.jpg"))[:12]
+    assert len(imagenet) == 12 and len(cifar) == 12
+    cases = [
+        (imagenet, dict(input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875, crop_mode="center",
+                        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
+        (imagenet, dict(input_size=(3, 260, 260), interpolation="bilinear", crop_pct=1.0, crop_mode="center",
+                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))),
+        (cifar, dict(input_size=(3, 32, 32), interpolation="bilinear", crop_pct=1.0, crop_mode="center",
+                     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
+    ]
+    for files, cfg in cases:
+        reference = create_transform(is_training=False, **cfg)
+        split = EvalTransform(reference)
+        assert split.whole is None  # the split form is the one in use
+        images = [Image.open(f).convert("RGB") for f in files]
+        parts = [split(img) for img in images]
+        assert all(p.dtype == torch.uint8 for p in parts)
+        expected = torch.stack([reference(img) for img in images])
+        assert torch.equal(split.finish(torch.stack(parts)), expected), cfg
+    # A transform of another shape runs whole in the workers, unchanged.
+    other = T.Compose([T.Resize(40), T.RandomHorizontalFlip(p=0.0), T.ToTensor()])
+    fallback = EvalTransform(other)
+    img = Image.open(cifar[0]).convert("RGB")
+    assert fallback.whole is other and torch.equal(fallback.finish(fallback(img)[None]), other(img)[None])

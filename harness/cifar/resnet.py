@@ -102,16 +102,57 @@ def load_cifar_resnet(spec, checkpoint=None):
                        model.num_classes, extra={"inference_form": INFERENCE_FORM})
 
 
-INFERENCE_FORM = "batch norm folded into the convolutions, channels_last weights"
+INFERENCE_FORM = ("batch norm folded into the convolutions, channels_last weights; on the CPU each convolution "
+                  "runs with its ReLU (and the residual sum) fused in one oneDNN call")
 
 
 def inference_form(model):
     """The same function, cheaper on a CPU: each BatchNorm folded into its convolution (eval statistics)
-    and channels_last weights, which makes oneDNN keep activations in NHWC through the network
-    (about 2x faster than the eager NCHW model at batch 256 on two cores; outputs equal to 1e-5)."""
+    and channels_last weights, which makes oneDNN keep activations in NHWC through the network; on
+    the CPU the convolutions also run with their ReLU and residual sum fused (oneDNN post-ops).
+    About 1.6x faster than the eager NCHW model at batch 256 on two cores; outputs equal to 1e-5
+    (and bit-identical between the fused and unfused CPU paths)."""
     import torch
     from torch.fx.experimental.optimization import fuse
 
-    fused = fuse(model)
-    fused.num_classes = model.num_classes
-    return fused.to(memory_format=torch.channels_last).eval()
+    folded = fuse(model).to(memory_format=torch.channels_last).eval()
+    return _modules_fast()(folded, model).eval()
+
+
+def _modules_fast():
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class FusedCifarResNet(nn.Module):
+        """The folded network; on the CPU it calls oneDNN's fused convolution + ReLU (+ residual sum)
+        directly, elsewhere (or where that operator is missing) the folded graph as it is."""
+
+        def __init__(self, folded, eager):
+            super().__init__()
+            self.folded = folded
+            self.num_classes = eager.num_classes
+            self.blocks = [(f"{stage}.{i}", block.conv1.stride[0], block.pad)
+                           for stage in ("layer1", "layer2", "layer3")
+                           for i, block in enumerate(getattr(eager, stage))]
+            ops = getattr(torch.ops, "mkldnn", None)
+            self.onednn = bool(torch.backends.mkldnn.is_available() and ops is not None
+                               and hasattr(ops, "_convolution_pointwise"))
+
+        def forward(self, x):
+            if x.device.type != "cpu" or not self.onednn or torch.is_grad_enabled():
+                return self.folded(x)
+            conv = torch.ops.mkldnn._convolution_pointwise
+            one = [1, 1]
+            m = self.folded
+            x = x.contiguous(memory_format=torch.channels_last)
+            x = conv(x, m.conv1.weight, m.conv1.bias, one, one, one, 1, "relu", [None], "")
+            for name, stride, pad in self.blocks:
+                block = m.get_submodule(name)
+                out = conv(x, block.conv1.weight, block.conv1.bias, one, [stride, stride], one, 1, "relu", [None], "")
+                shortcut = x if pad is None else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad))
+                x = conv.binary(out, shortcut, block.conv2.weight, block.conv2.bias, one, one, one, 1, "add", None,
+                                "relu", [None], "")
+            return m.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    return FusedCifarResNet
