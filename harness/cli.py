@@ -57,12 +57,26 @@ def cmd_run(args) -> int:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise HarnessError(f"sharded runs (torchrun) are for classification suites; run {suite.name} "
                                "in one process")
+        defaults = vars(build_parser().parse_args(["run", "--suite", suite.name]))
+        given = [f"--{o.replace('_', '-')}" for o in _CLASSIFICATION_RUN_OPTIONS if getattr(args, o) != defaults[o]]
+        if given:
+            raise HarnessError(f"a {suite.name} run does not take {', '.join(given)} (classification runs do); it "
+                               "takes --name, --limit, --labels, --data-dir, --checkpoint, --batch-size and --device")
         for request in requests:
             run_id = runner(store, request.model, args.data_dir, checkpoint=request.checkpoint,
-                            batch_size=args.batch_size, device=args.device, quiet=args.quiet)
+                            batch_size=args.batch_size or 2, device=args.device, quiet=args.quiet,
+                            name=args.name, limit=args.limit, label_set=args.labels)
+            print(f"stored as run {run_id} in {store.root}")
             _print_scores(suite, store, run_id, [None])
         return 0
+    if args.labels:
+        raise HarnessError(f"--labels applies to detection runs; a {suite.name} run is scored against every "
+                           "label set of its suite")
     return _run_classification(args, suite, store, requests)
+
+
+# Options of `run` that detection runs do not take (one process, whole images, every detection stored).
+_CLASSIFICATION_RUN_OPTIONS = ("workers", "topk", "save_logits", "fresh", "resume", "chunk_images")
 
 
 def _run_classification(args, suite, store, requests) -> int:
@@ -95,7 +109,7 @@ def _run_classification(args, suite, store, requests) -> int:
 
     try:
         results = run_bulk(store, suite, requests, shard, on_result=report, data_dir=args.data_dir,
-                           batch_size=args.batch_size, workers=args.workers, device=args.device, topk=args.topk,
+                           batch_size=args.batch_size or 64, workers=args.workers, device=args.device, topk=args.topk,
                            save_logits=args.save_logits, limit=args.limit, fresh=args.fresh, name=args.name,
                            quiet=args.quiet, chunk_images=args.chunk_images, resume=args.resume)
     finally:
@@ -165,7 +179,12 @@ def cmd_score(args) -> int:
     run = store.resolve_run(args.run)
     suite = get_suite(run["suite"])
     label_sets = args.labels or [None]
-    results = [suite.score(store, run["run_id"], ls) for ls in label_sets]
+    options = {k: v for k, v in (("max_dets", args.max_dets), ("iou_types", args.iou_type)) if v}
+    if options and getattr(suite, "task", "classification") != "detection":
+        flags = {"max_dets": "--max-dets", "iou_types": "--iou-type"}
+        raise HarnessError(f"run {args.run} is a {suite.name} run; only COCO and LVIS runs are scored with "
+                           f"{' and '.join(flags[o] for o in options)}")
+    results = [suite.score(store, run["run_id"], ls, **options) for ls in label_sets]
     for result in results:
         if args.json:
             print(json.dumps(result, default=str))
@@ -232,6 +251,14 @@ def cmd_data(args) -> int:
     return 1 if bad else 0
 
 
+def _max_dets(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 1,10,100") \
+            from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     # The common options are accepted before and after the command. SUPPRESS keeps a subcommand's
     # unset option from overwriting the value given before the command (argparse applies the
@@ -253,13 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", required=True)
     p.add_argument("--data-dir", default=None, help="image folder (default: the suite's shipped images)")
     p.add_argument("--checkpoint", default=None, help="weights file (state_dict) instead of downloading")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None, help="default: 64; detection suites: 2")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(4, cores))")
     p.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda if available)")
     p.add_argument("--topk", type=int, default=5, help="classes and scores stored per image")
     p.add_argument("--save-logits", action="store_true", help="also store the full logits")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (by key)")
     p.add_argument("--name", default=None, help="run name (default: the model name)")
+    p.add_argument("--labels", default=None,
+                   help="detection suites: the label set the images belong to (default: found by file name)")
     p.add_argument("--fresh", action="store_true",
                    help="start a new run even when a run of the same configuration is complete or unfinished")
     p.add_argument("--resume", default=None, metavar="RUN_ID",
@@ -286,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named")
     p.add_argument("--labels", action="append", help="label set (repeatable; default: the suite's)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--max-dets", type=_max_dets, default=None, metavar="N,N,...",
+                   help="COCO: detections per image counted, e.g. 1,10,100 (the official default; AP is read at "
+                        "the largest, see harness/detection/README.md)")
+    p.add_argument("--iou-type", action="append", choices=["bbox", "segm", "keypoints"],
+                   help="COCO/LVIS: score only this IoU type (repeatable; default: every type the run has)")
 
     p = sub.add_parser("sql", parents=[common], help="query the catalog with SQL")
     p.add_argument("query", help="SQL text, or - to read it from standard input")

@@ -128,12 +128,18 @@ def test_max_dets_pycocotools_reports_minus_one_the_harness_does_not(coco_store,
     run_id = COCO.import_predictions(coco_store, shared_data / RESULTS["bbox"], "fake-bbox")
     theirs = official(shared_data / GT_2014, shared_data / RESULTS["bbox"], "bbox", max_dets=(1, 10, 5))
     assert theirs.stats[0] == -1  # pycocotools' summarize reads AP at maxDets=100 whatever the params say
-    ours = COCO.score(coco_store, run_id, max_dets=(1, 5, 10))["bbox"]
+    scored = COCO.score(coco_store, run_id, max_dets=(1, 5, 10))
+    # The result says which maxDets made it, so AP at 10 detections per image is not taken for the official AP.
+    assert (scored["iou_types"], scored["max_dets"], scored["official_max_dets"]) == (["bbox"], {"bbox": [1, 5, 10]},
+                                                                                      False)
+    ours = scored["bbox"]
     assert set(ours) >= {"AR@1", "AR@5", "AR@10", "ARs@10"}
     at_10 = theirs.eval["precision"][:, :, :, 0, 2]  # their arrays hold the right numbers; only the summary is off
     assert ours["AP"] == np.mean(at_10[at_10 > -1])
     assert ours["AP"] < COCO.score(coco_store, run_id)["bbox"]["AP"]  # fewer detections per image, lower AP
-    default = COCO.score(coco_store, run_id, max_dets=(1, 10, 100))["bbox"]
+    default = COCO.score(coco_store, run_id, max_dets=(1, 10, 100))
+    assert default["official_max_dets"] and default["max_dets"] == {"bbox": [1, 10, 100]}
+    default = default["bbox"]
     assert [default[k] for k in COCO_SUMMARY_ORDER] == list(
         official(shared_data / GT_2014, shared_data / RESULTS["bbox"], "bbox").stats)
     with pytest.raises(HarnessError, match="increasing positive integers"):
@@ -262,6 +268,19 @@ def test_cli_import_score_and_sql(tmp_path, shared_data, capsys):
     printed = json.loads(capsys.readouterr().out)
     theirs = official(shared_data / GT_2014, shared_data / RESULTS["segm"], "segm")
     assert [printed["segm"][k] for k in COCO_SUMMARY_ORDER] == list(theirs.stats)
+    # --iou-type and --max-dets: AP at 50 detections per image, read from pycocotools' own arrays.
+    assert main(["--store", store_dir, "score", "--run", "fake", "--json", "--iou-type", "segm",
+                 "--max-dets", "1,10,50"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["max_dets"] == {"segm": [1, 10, 50]} and not printed["official_max_dets"]
+    theirs = official(shared_data / GT_2014, shared_data / RESULTS["segm"], "segm", max_dets=(1, 10, 50))
+    at_50 = theirs.eval["precision"][:, :, :, 0, 2]
+    assert theirs.stats[0] == -1 and printed["segm"]["AP"] == np.mean(at_50[at_50 > -1])
+    assert main(["--store", store_dir, "score", "--run", "fake", "--iou-type", "bbox"]) == 2
+    assert "no bbox results to score as 'bbox'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not a list of integers
+        main(["--store", store_dir, "score", "--run", "fake", "--max-dets", "1,ten"])
+    assert "not a comma-separated list of integers" in capsys.readouterr().err
     assert main(["--store", store_dir, "sql", "--format", "csv",
                  "SELECT count(*) AS n FROM coco_detections WHERE segm_counts IS NOT NULL"]) == 0
     assert capsys.readouterr().out.split() == ["n", "734"]

@@ -2,7 +2,12 @@
 plumbing is the point, not the AP)."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +120,36 @@ def test_any_model_with_the_interface_masks_and_keypoints(store, shared_data):
     assert len(first["keypoints"]) == 51
     result = COCO.score(store, run_id, iou_types=["bbox", "segm"])
     assert result["n"] == 10 and set(result) >= {"bbox", "segm"}
+
+
+def test_cli_runs_a_detector_with_name_limit_and_label_set(store, shared_data):
+    """``python -m harness run --suite coco`` end to end, in its own process, with the stand-in above."""
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "harness", "--store", str(store.root), "run", "--suite", "coco", "--quiet",
+           "--model", "test_coco_run:brightest_region"]
+    proc = subprocess.run(cmd + ["--name", "bright", "--limit", "4", "--labels", "coco-val2017-tiny",
+                                 "--batch-size", "3"], capture_output=True, text=True, env=env, cwd=tests.parent,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    run_id = store.resolve_run("bright")["run_id"]
+    meta = store.run_meta(run_id)
+    first_four = [int(f.stem) for f in sorted((shared_data / TINY).glob("*.jpg"))[:4]]
+    assert (meta["name"], meta["label_set"], meta["batch_size"]) == ("bright", "coco-val2017-tiny", 3)
+    assert meta["image_ids"] == first_four and meta["n_detections"] == 4 and meta["n_dropped_unknown_category"] == 4
+    stored, printed = proc.stdout.split("\n", 1)
+    assert stored == f"stored as run {run_id} in {store.root}"
+    printed = json.loads(printed)
+    assert printed == json.loads(json.dumps(COCO.score(store, run_id)))
+    # Boxes and masks are scored; keypoints cannot be on instance ground truth, and the result says so.
+    assert printed["n"] == 4 and printed["iou_types"] == ["bbox", "segm"] and printed["official_max_dets"]
+    assert printed["not_scored"] == {"keypoints": "label set 'coco-val2017-tiny' has no keypoint ground truth"}
+
+    refused = subprocess.run(cmd + ["--workers", "2", "--topk", "3"], capture_output=True, text=True, env=env,
+                             cwd=tests.parent, timeout=600)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "a coco run does not take --workers, --topk (classification runs do)" in refused.stderr
+    assert [r["run_id"] for r in store.list_runs()] == [run_id]
 
 
 def test_offline_without_weights_and_bad_folders(store, shared_data, tmp_path, monkeypatch, checkpoint):

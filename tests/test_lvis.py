@@ -140,6 +140,12 @@ def test_lvis_refuses_keypoints_and_coco_label_sets(store, tmp_path, gt):
     run_id = LVIS.import_predictions(store, path, "few")
     with pytest.raises(HarnessError, match="has no keypoints results"):
         LVIS.score(store, run_id, iou_types=["keypoints"])
+    # LVIS always counts 300 detections per image: another maxDets is refused, not silently replaced.
+    with pytest.raises(HarnessError, match=r"max_dets \(1, 10, 100\) does not apply to LVIS.*300 highest-scoring"):
+        LVIS.score(store, run_id, max_dets=(1, 10, 100))
+    result = LVIS.score(store, run_id, max_dets=(300,))
+    assert result["max_dets"] == {"bbox": [300]} and result["official_max_dets"]
+    assert result["bbox"] == LVIS.score(store, run_id)["bbox"]
     from harness.detection.suite import COCO
 
     COCO.ensure_label_sets(store, ["coco-val2014-100"])

@@ -1,10 +1,16 @@
-"""COCO and LVIS evaluation with faster-coco-eval as the engine, equal to the official numbers.
+"""COCO and LVIS evaluation with faster-coco-eval as the engine.
 
-faster-coco-eval matches detections to ground truth exactly as pycocotools (and lvis-api) do,
-in C++. One difference remains in its accumulation: the official code computes precision as
-``tp / (fp + tp + np.spacing(1))``, faster-coco-eval as ``tp / (tp + fp)``. The two differ only
-where exactly one valid detection has been seen so far (``1 / (1 + eps)`` is 1 - 2.2e-16, while
-``n / (n + eps) == n`` for n >= 2), which moves summary numbers by an ulp. ``_accumulate``
+COCO numbers equal pycocotools' bit for bit (tests/test_coco.py runs both). For LVIS, whose
+reference code (lvis-api) does not run on numpy 2, the rules are faster-coco-eval's
+``lvis_style`` plus the 300-per-image limit below; tests/test_lvis.py checks the properties
+those rules fix (federated negatives, not-exhaustive categories, the limit, perfect results
+score 1), not equality with lvis-api's numbers.
+
+faster-coco-eval matches detections to ground truth as pycocotools does, in C++. One difference
+remains in its accumulation: the official code computes precision as ``tp / (fp + tp +
+np.spacing(1))``, faster-coco-eval as ``tp / (tp + fp)``. The two differ only where exactly one
+valid detection has been seen so far (``1 / (1 + eps)`` is 1 - 2.2e-16, while ``n / (n + eps)
+== n`` for n >= 2), which moves summary numbers by an ulp. ``_accumulate``
 restores the official value: such an entry is the curve's maximum only when the first valid
 detection of a category is a true positive and the second is not, which extra recall thresholds
 at 2/G (G the valid ground truth count) in the same accumulation reveal without re-matching.
@@ -13,7 +19,8 @@ Summaries are computed from the precision and recall arrays with the official in
 they are bit-identical. One deliberate departure: pycocotools' ``summarize`` reads overall AP
 at ``maxDets=100`` whatever ``params.maxDets`` is, reporting -1 when 100 is not among them;
 here AP is read at the largest maxDets, as its other AP numbers are. With the default maxDets
-(1, 10, 100; 20 for keypoints; 300 per image for LVIS) every number is the official one.
+(1, 10, 100; 20 for keypoints) every COCO number is the official one; LVIS takes no other
+maxDets than its 300 per image.
 """
 from __future__ import annotations
 
@@ -87,7 +94,7 @@ class Evaluation:
 def limit_per_image(records: list[dict], max_dets: int) -> list[dict]:
     """LVIS's rule: keep each image's ``max_dets`` highest-scoring detections over all categories.
 
-    Same selection and order as lvis-api's ``limit_dets_per_image`` (stable sort, grouped by image).
+    Written to select as lvis-api's ``limit_dets_per_image`` does (stable sort by score, grouped by image).
     """
     by_image: dict[int, list[dict]] = defaultdict(list)
     for r in records:
@@ -100,6 +107,13 @@ def limit_per_image(records: list[dict], max_dets: int) -> list[dict]:
     return out
 
 
+def default_max_dets(iou_type: str, lvis: bool = False) -> tuple[int, ...]:
+    """The maxDets of the official protocol: the only ones whose summary numbers are the official ones."""
+    if lvis:
+        return (LVIS_MAX_DETS,)
+    return KEYPOINT_MAX_DETS if iou_type == "keypoints" else COCO_MAX_DETS
+
+
 def evaluate(gt: dict, results: list[dict], iou_type: str, lvis: bool = False,
              max_dets: tuple[int, ...] | None = None, image_ids: list[int] | None = None,
              kpt_oks_sigmas: list[float] | None = None) -> Evaluation:
@@ -109,11 +123,13 @@ def evaluate(gt: dict, results: list[dict], iou_type: str, lvis: bool = False,
     if iou_type not in IOU_TYPES or (lvis and iou_type == "keypoints"):
         allowed = "bbox, segm" if lvis else ", ".join(IOU_TYPES)
         raise HarnessError(f"iou type {iou_type!r} is not supported here; expected one of {allowed}")
+    if lvis and max_dets is not None and tuple(max_dets) != (LVIS_MAX_DETS,):
+        raise HarnessError(f"max_dets {tuple(max_dets)!r} does not apply to LVIS: its rules count the "
+                           f"{LVIS_MAX_DETS} highest-scoring detections per image (AR@{LVIS_MAX_DETS}); leave "
+                           "max_dets unset")
     if lvis:
         results = limit_per_image(results, LVIS_MAX_DETS)
-        max_dets = (LVIS_MAX_DETS,)
-    elif max_dets is None:
-        max_dets = KEYPOINT_MAX_DETS if iou_type == "keypoints" else COCO_MAX_DETS
+    max_dets = default_max_dets(iou_type, lvis) if max_dets is None else tuple(max_dets)
     if list(max_dets) != sorted(max_dets) or not all(isinstance(m, int) and m > 0 for m in max_dets):
         raise HarnessError(f"max_dets {max_dets!r} must be increasing positive integers, e.g. (1, 10, 100)")
 

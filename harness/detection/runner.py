@@ -159,8 +159,9 @@ def _rows(outputs: list[dict], image_ids: list[int], start_index: int, categorie
 def run_detector(store: Store, suite, model_name: str, data_dir: str | Path | None = None,
                  checkpoint: str | Path | None = None, batch_size: int = 2, device: str | None = None,
                  label_set: str | None = None, model_kwargs: dict | None = None, name: str | None = None,
-                 quiet: bool = False) -> str:
-    """Run ``model_name`` on every image of ``data_dir`` and store its detections; returns the run id."""
+                 limit: int | None = None, quiet: bool = False) -> str:
+    """Run ``model_name`` on every image of ``data_dir`` (or the first ``limit`` by file name) and store its
+    detections; returns the run id. The run is scored on the images it ran on (``image_ids``)."""
     import torch
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
@@ -175,6 +176,10 @@ def run_detector(store: Store, suite, model_name: str, data_dir: str | Path | No
         manifest, folder = suite.default_images
         data_dir = resolve(manifest, [e.path for e in load_manifest(manifest).under(folder)]) / folder
     files = list_images(Path(data_dir))
+    if limit is not None:
+        if limit < 1:
+            raise HarnessError(f"limit {limit} must be at least 1 image")
+        files = files[:limit]
     label_set, image_ids = _image_ids(store, suite, files, label_set)
     from .suite import _column
 

@@ -32,7 +32,7 @@ from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
 from ..store import Store
 from . import formats
-from .evaluate import IOU_TYPES, evaluate
+from .evaluate import IOU_TYPES, default_max_dets, evaluate
 
 GT_TABLES = ("coco_images", "coco_annotations", "coco_categories")
 DETECTIONS = "coco_detections"
@@ -166,17 +166,34 @@ class DetectionSuite:
 
     def score(self, store: Store, run_id: str, label_set: str | None = None,
               iou_types: list[str] | None = None, max_dets: tuple[int, ...] | None = None) -> dict:
-        """Summary numbers of a stored run for each IoU type it has (AP, AP50, ..., AR@100 ...)."""
+        """Summary numbers of a stored run for each IoU type it has (AP, AP50, ..., AR@100 ...).
+
+        The result records the maxDets of each IoU type (``max_dets``) and whether they all are the
+        official protocol's (``official_max_dets``): AP at other maxDets is not the official AP.
+        Unless ``iou_types`` are asked for, a keypoint model's keypoints are left out (``not_scored``)
+        on a label set without keypoint ground truth, and its boxes and masks scored."""
         run = store.run_meta(run_id)
-        result: dict = {}
-        for iou_type in iou_types or run.get("iou_types") or ["bbox"]:
+        not_scored = {}
+        if not iou_types:
+            iou_types = list(run.get("iou_types") or ["bbox"])
+            name = self._label_set(store, label_set, run)
+            if len(iou_types) > 1 and "keypoints" in iou_types and not any(
+                    _column(store, name, "coco_annotations", "num_keypoints")):
+                iou_types.remove("keypoints")
+                not_scored["keypoints"] = f"label set {name!r} has no keypoint ground truth"
+        summaries, max_dets_used = {}, {}
+        for iou_type in iou_types:
             ev, label_set, run = self.evaluate(store, run_id, label_set, iou_type, max_dets)
-            result.update({"run_id": run_id, "name": run.get("name"), "suite": self.name,
-                           "label_set": label_set, "dataset": self.dataset, "metric_version": self.metric_version,
-                           "n": len(ev.image_ids), "n_detections": ev.n_detections,
-                           "n_detections_outside_label_set": ev.n_outside_label_set})
-            result[iou_type] = ev.summary
-        return result
+            summaries[iou_type], max_dets_used[iou_type] = ev.summary, ev.max_dets
+        result = {"run_id": run_id, "name": run.get("name"), "suite": self.name, "label_set": label_set,
+                  "dataset": self.dataset, "metric_version": self.metric_version,
+                  "n": len(ev.image_ids), "n_detections": ev.n_detections,
+                  "n_detections_outside_label_set": ev.n_outside_label_set,
+                  "iou_types": list(iou_types), "max_dets": max_dets_used, "official_max_dets": all(
+                      tuple(m) == default_max_dets(t, self.lvis) for t, m in max_dets_used.items())}
+        if not_scored:
+            result["not_scored"] = not_scored
+        return {**result, **summaries}
 
     def import_ground_truth(self, store: Store, path: str | Path, name: str) -> str:
         """Register an annotation file of this suite's format as a label set."""
