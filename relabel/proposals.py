@@ -22,7 +22,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.store import Store, atomic_write_bytes
 
-from .ratings import YES_NO_MAYBE, Ratings, long_table_problems, raise_row_problems
+from .ratings import YES_NO_MAYBE, Ratings, long_table_problems, normalised_votes, raise_row_problems
 
 Ranked = Mapping[str, list]          # sample key -> labels, best first
 
@@ -149,6 +149,8 @@ def export_tasks(tasks: pd.DataFrame, path: Path, class_names: list | None = Non
 
 def _read_table(path: Path, what: str, need: list[str]) -> pd.DataFrame:
     """A UTF-8 CSV of strings with the columns ``need``, or one HarnessError naming the file."""
+    if not Path(path).is_file():
+        raise HarnessError(f"{what} {path} does not exist; expected a CSV with the columns {need}")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -182,13 +184,18 @@ def read_tasks(path: Path) -> pd.DataFrame:
         return pd.DataFrame(rows, columns=["task_id", "key", "label"])
     if path.suffix == ".csv":
         table = _read_table(path, "task file", ["task_id", "key", "label"])[["task_id", "key", "label"]]
-        label = pd.to_numeric(table["label"].str.strip(), errors="coerce")
-        bad = np.nonzero((~(label.abs() < 2 ** 53) | (label != label.round())).to_numpy())[0]
-        if len(bad):
-            raise HarnessError(f"task file {path}: {len(bad)} of {len(table)} rows have a label that is not an "
-                               f"integer class id; the first is line {bad[0] + 2}: {dict(table.iloc[bad[0]])}")
-        return table.assign(label=label.astype(np.int64))
+        return table.assign(label=integer_labels(table, path, "task file"))
     raise HarnessError(f"task file {path} must end in .jsonl or .csv")
+
+
+def integer_labels(table: pd.DataFrame, path: Path, what: str, col: str = "label") -> pd.Series:
+    """The column as integer class ids, or one HarnessError naming the file and the first bad line."""
+    label = pd.to_numeric(table[col].str.strip(), errors="coerce")
+    bad = np.nonzero((~(label.abs() < 2 ** 53) | (label != label.round())).to_numpy())[0]
+    if len(bad):
+        raise HarnessError(f"{what} {path}: {len(bad)} of {len(table)} rows have a {col} that is not an "
+                           f"integer class id; the first is line {bad[0] + 2}: {dict(table.iloc[bad[0]])}")
+    return label.astype(np.int64)
 
 
 def read_answers(path: Path, tasks: pd.DataFrame, raters: Iterable[str] | None = None,
@@ -200,16 +207,15 @@ def read_answers(path: Path, tasks: pd.DataFrame, raters: Iterable[str] | None =
     duplicate vote, an empty or non-integer field.
     """
     path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"no answer file {path}")
     table = _read_table(path, "answer file", ["rater", "key", "label", "answer"])
     where = f"answers in {path}"
     problems: list[tuple[int, str]] = []
-    label_num = pd.to_numeric(table["label"].str.strip(), errors="coerce")
-    bad_label = label_num.isna() | (label_num != label_num.round())  # reported below
+    votes = normalised_votes(table)
+    label_num = votes["label"]
+    bad_label = ~(label_num.abs() < 2 ** 53) | (label_num != label_num.round())  # reported below
     asked_keys = set(tasks["key"].astype(str))
     asked = set(zip(tasks["key"].astype(str), tasks["label"].astype(np.int64)))
-    keys = table["key"].str.strip()
+    keys = votes["key"]
     for i in np.nonzero(~bad_label.to_numpy())[0]:
         key = keys[i]
         if key and key not in asked_keys:
@@ -218,9 +224,7 @@ def read_answers(path: Path, tasks: pd.DataFrame, raters: Iterable[str] | None =
             problems.append((i, f"unknown label {int(label_num[i])} for sample {key!r} (not in its tasks)"))
     if raters is not None:
         roster = {str(r) for r in raters}
-        problems += [(i, f"unknown rater {r!r}") for i, r in enumerate(table["rater"].str.strip())
-                     if r and r not in roster]
-    problems += long_table_problems(table.assign(key=keys, rater=table["rater"].str.strip()), scale)
+        problems += [(i, f"unknown rater {r!r}") for i, r in enumerate(votes["rater"]) if r and r not in roster]
+    problems += long_table_problems(table, scale)
     raise_row_problems(problems, table, where)
-    return Ratings.from_long(table.assign(key=keys, rater=table["rater"].str.strip()), scale,
-                             where=where)
+    return Ratings.from_long(table, scale, where=where)

@@ -109,14 +109,15 @@ class Ratings:
         scale = tuple(str(s) for s in scale)
         raise_row_problems(long_table_problems(table, scale, rater_col, key_col, label_col, answer_col),
                            table, where)
-        keys = table[key_col].astype(str)
-        qframe = pd.DataFrame({"key": keys})
+        votes = normalised_votes(table, rater_col, key_col, label_col)
         if label_col:
-            qframe["label"] = pd.to_numeric(table[label_col].astype(str).str.strip()).astype(np.int64)
-        qcodes, uniq = pd.MultiIndex.from_frame(qframe).factorize() if label_col else keys.factorize()
-        questions = (uniq.to_frame(index=False, name=["key", "label"]) if label_col
-                     else pd.DataFrame({"key": np.asarray(uniq)}))
-        rcodes, raters = table[rater_col].astype(str).factorize()
+            qframe = votes[["key", "label"]].astype({"label": np.int64})
+            qcodes, uniq = pd.MultiIndex.from_frame(qframe).factorize()
+            questions = uniq.to_frame(index=False, name=["key", "label"])
+        else:
+            qcodes, uniq = votes["key"].factorize()
+            questions = pd.DataFrame({"key": np.asarray(uniq)})
+        rcodes, raters = votes["rater"].factorize()
         acodes = answers.map({s: i for i, s in enumerate(scale)}).to_numpy()
         return cls(questions, np.asarray(raters), scale, np.asarray(qcodes, np.int64),
                    np.asarray(rcodes, np.int64), acodes.astype(np.int64))
@@ -167,26 +168,37 @@ class Ratings:
         return counts
 
 
+def normalised_votes(table: pd.DataFrame, rater_col: str = "rater", key_col: str = "key",
+                     label_col: str | None = "label") -> pd.DataFrame:
+    """Who voted on what, as compared: rater and key trimmed, the label as a number (NaN when
+    it is not one), so that ``3``, ``3.0`` and `` 3`` are the same question."""
+    out = pd.DataFrame({"rater": table[rater_col].astype(str).str.strip(),
+                        "key": table[key_col].astype(str).str.strip()})
+    if label_col:
+        out["label"] = pd.to_numeric(table[label_col].astype(str).str.strip(), errors="coerce")
+    return out
+
+
 def long_table_problems(table: pd.DataFrame, scale: tuple, rater_col: str = "rater",
                         key_col: str = "key", label_col: str | None = "label",
                         answer_col: str = "answer") -> list[tuple[int, str]]:
     """(row, reason) for rows with an empty rater or key, an answer off the scale, or a
-    duplicate vote (a rater answering the same question twice)."""
+    duplicate vote (a rater answering the same question twice, compared as
+    :func:`normalised_votes`)."""
     def blank(col):
         return (table[col].isna() | (table[col].astype(str).str.strip() == "")).to_numpy()
 
     answers = table[answer_col].astype(str).str.strip()
+    votes = normalised_votes(table, rater_col, key_col, label_col)
     problems = [(i, "empty rater") for i in np.nonzero(blank(rater_col))[0]]
     problems += [(i, "empty sample key") for i in np.nonzero(blank(key_col))[0]]
     problems += [(i, f"answer {answers[i]!r} is not one of {list(scale)}")
                  for i in np.nonzero((~answers.isin(scale)).to_numpy())[0]]
     if label_col:
-        label_num = pd.to_numeric(table[label_col].astype(str).str.strip(), errors="coerce")
-        bad = (label_num.isna() | (label_num != label_num.round())).to_numpy()
+        bad = (~(votes["label"].abs() < 2 ** 53) | (votes["label"] != votes["label"].round())).to_numpy()
         problems += [(i, f"label {table[label_col][i]!r} is not an integer class id")
                      for i in np.nonzero(bad)[0]]
-    qcols = [key_col] + ([label_col] if label_col else [])
-    dup = table.duplicated([rater_col] + qcols, keep="first").to_numpy()
+    dup = votes.duplicated(keep="first").to_numpy()
     problems += [(i, "duplicate vote (same rater and question as an earlier row)")
                  for i in np.nonzero(dup)[0]]
     return problems
