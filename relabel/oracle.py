@@ -19,7 +19,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.store import Store, atomic_write_bytes
 
-from .real import val_indices
+from .real import N_VAL, val_indices
 
 DEFAULT_THRESHOLD = 0.9
 
@@ -59,8 +59,9 @@ def ambiguous_classes(classes: pd.DataFrame, threshold: float = DEFAULT_THRESHOL
 
 
 def confused_pairs(real: list, original: np.ndarray, classes, class_names=None,
-                   top: int = 3) -> pd.DataFrame:
-    """For each class in ``classes``: the other labels that take the oracle's probability.
+                   top: int | None = 3) -> pd.DataFrame:
+    """For each class in ``classes``: the other labels that take the oracle's probability
+    (the ``top`` largest, all when None).
 
     ``oracle_loss`` is the share of the class's expected oracle answers that go to ``other``
     (the oracle's accuracy plus all losses is 1); ``images`` counts the class's images whose
@@ -83,13 +84,56 @@ def confused_pairs(real: list, original: np.ndarray, classes, class_names=None,
     rows = [{"class": c, "other": d, "oracle_loss": v / n[c], "images": images[c, d]}
             for (c, d), v in loss.items()]
     frame = pd.DataFrame(rows, columns=["class", "other", "oracle_loss", "images"])
-    frame = (frame.sort_values(["class", "oracle_loss", "other"], ascending=[True, False, True])
-             .groupby("class").head(top).reset_index(drop=True))
+    frame = frame.sort_values(["class", "oracle_loss", "other"], ascending=[True, False, True])
+    if top is not None:
+        frame = frame.groupby("class").head(top)
+    frame = frame.reset_index(drop=True)
     if class_names is not None:
         names = list(class_names)
         frame.insert(1, "name", [names[c] for c in frame["class"]])
         frame.insert(3, "other_name", [names[d] for d in frame["other"]])
     return frame
+
+
+def duplicate_pairs(real: list, original: np.ndarray, class_names=None, min_share: float = 0.1,
+                    n_classes: int = 1000) -> pd.DataFrame:
+    """Pairs of classes that take a large share of each other's oracle answers in both directions.
+
+    A class's rivals (:func:`confused_pairs`) mix synonyms with objects that merely appear beside
+    it (racer → car wheel); a duplicate pair goes both ways: ``a_to_b``, the share of class a's
+    expected oracle answers that go to b, and ``b_to_a`` are both at least ``min_share``. One row
+    per pair (class a < class b), most mutual first (``mutual_share`` = the smaller share);
+    ``a_images``/``b_images`` count the images of each class whose labels hold the other.
+    """
+    if not 0 < min_share <= 1:
+        raise HarnessError(f"min_share must be in (0, 1], got {min_share}")
+    rivals = confused_pairs(real, original, range(n_classes), top=None)
+    back = rivals.rename(columns={"class": "other", "other": "class", "oracle_loss": "b_to_a",
+                                  "images": "b_images"})
+    both = rivals.rename(columns={"oracle_loss": "a_to_b", "images": "a_images"}).merge(back, on=["class", "other"])
+    both = both[(both["class"] < both["other"]) & (both["a_to_b"] >= min_share) & (both["b_to_a"] >= min_share)]
+    frame = both.rename(columns={"class": "a", "other": "b"}).assign(
+        mutual_share=np.minimum(both["a_to_b"], both["b_to_a"]))
+    frame = frame.sort_values(["mutual_share", "a"], ascending=[False, True]).reset_index(drop=True)
+    frame = frame[["a", "b", "mutual_share", "a_to_b", "b_to_a", "a_images", "b_images"]]
+    if class_names is not None:
+        names = list(class_names)
+        frame.insert(1, "a_name", [names[c] for c in frame["a"]])
+        frame.insert(3, "b_name", [names[c] for c in frame["b"]])
+    return frame
+
+
+def label_lists_from_store(store: Store, name: str, n_images: int = N_VAL) -> list[list[int]]:
+    """A stored ImageNet validation label set as real.json's lists (empty where it has no row)."""
+    dataset = store.label_set_meta(name).get("dataset")
+    if dataset != "imagenet-val":
+        raise HarnessError(f"label set {name!r} is of dataset {dataset!r}; the oracle needs an imagenet-val "
+                           "label set (label lists per validation image)")
+    rows = store.sql("SELECT key, labels FROM labels WHERE label_set = ?", [name])
+    lists: list[list[int]] = [[] for _ in range(n_images)]
+    for i, labels in zip(val_indices(rows["key"]), rows["labels"]):
+        lists[i] = [int(x) for x in labels]
+    return lists
 
 
 def top1_from_store(store: Store, run_ref: str, n_images: int) -> np.ndarray:
