@@ -58,7 +58,7 @@ def register_real_style(store: Store, min_share: float = MIN_SHARE, name: str = 
     register_label_set(store, name, label_set_frame([str(i) for i in range(len(labels))], labels, weights),
                        dataset=CIFAR10_TEST, description=f"CIFAR-10H, ReaL-style: every class chosen by at least "
                        f"{min_share:.0%} of the annotators (relabel.cifar.label_sets); weights are the shares",
-                       provenance={"min_share": min_share, "source": "cifar/cifar10h-counts.npy"})
+                       provenance={"min_share": min_share, "source": "cifar/cifar10h-counts.npy"}, replace=True)
 
 
 def fill_store(store: Store) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -61,10 +62,12 @@ def _objective_summary(objective: list[float]) -> dict:
 # ----- ReaL ---------------------------------------------------------------------------------
 def cmd_real(args) -> int:
     from . import real
-    from .labelsets import register_label_set
+    from .labelsets import check_registration, register_label_set
 
-    data = real.load_real_data()
     virtual = None if args.no_virtual else real.parse_ranges(args.virtual_classes)
+    if args.register:
+        check_registration(_store(args), args.register, "imagenet-val", replace=args.replace)
+    data = real.load_real_data()
     rebuild = real.rebuild_real(data, method=args.method, threshold=args.threshold,
                                 virtual_classes=virtual, golden_smoothing=args.golden_smoothing,
                                 virtual_fit=args.virtual_fit,
@@ -90,7 +93,8 @@ def cmd_real(args) -> int:
                                   dataset="imagenet-val",
                                   description=f"ReaL rebuilt from raw ratings ({args.method})",
                                   provenance={"relabel": rebuild.config,
-                                              "agreement_with_release": report["release"]})
+                                              "agreement_with_release": report["release"]},
+                                  replace=args.replace)
         report["registered"] = meta["name"]
     if args.json:
         _print_json(report)
@@ -129,11 +133,44 @@ def _kept_labels(questions: pd.DataFrame, keys: list, threshold: float) -> tuple
     return labels, weights
 
 
+def _class_ids(scale: tuple, dataset: str) -> list[int]:
+    """The dataset's class id of each multi-class answer: the answer itself when every answer is
+    an integer, else the answer's position in the dataset's class order (its suite's class names)."""
+    from .labelsets import dataset_suite
+
+    suite = dataset_suite(dataset)
+    if all(re.fullmatch(r"[0-9]+", s) for s in scale):
+        ids = [int(s) for s in scale]
+    else:
+        index = suite.class_index() if suite.class_index else {}
+        unknown = [s for s in scale if s not in index]
+        if unknown:
+            raise HarnessError(f"multi-class answers {unknown[:5]} are neither integer class ids nor class names "
+                               f"of dataset {dataset}; expected ids 0-{suite.num_classes - 1} or its class names "
+                               f"({', '.join(list(index)[:5])}, ...)")
+        ids = [index[s] for s in scale]
+    bad = [s for s, i in zip(scale, ids) if i >= suite.num_classes]
+    if bad or len(set(ids)) < len(ids):
+        raise HarnessError(f"multi-class answers {list(scale)} must name distinct classes of dataset {dataset} "
+                           f"(ids 0-{suite.num_classes - 1}){f'; out of range: {bad[:5]}' if bad else ''}")
+    return ids
+
+
 def cmd_aggregate(args) -> int:
-    from .labelsets import label_set_frame, register_label_set
+    from .labelsets import check_registration, label_set_frame, register_label_set
+    from .proposals import _read_table, integer_labels
     from .ratings import YES_NO_MAYBE, Ratings, VirtualRater
 
-    table = pd.read_csv(args.answers, dtype=str, keep_default_na=False)
+    # Every argument and input is checked before anything is fitted or written.
+    if args.register and not args.dataset:
+        raise HarnessError("--register needs --dataset (the sample space the keys belong to)")
+    classes = None
+    if args.virtual_classes:
+        from .real import parse_ranges
+
+        classes = parse_ranges(args.virtual_classes)
+    table = _read_table(Path(args.answers), "answer file",
+                        ["rater", "key", "answer"] + ([] if args.multiclass else ["label"]))
     if args.scale:
         scale = tuple(s.strip() for s in args.scale.split(","))
     else:
@@ -141,39 +178,34 @@ def cmd_aggregate(args) -> int:
     ratings = Ratings.from_long(table, scale, label_col=None if args.multiclass else "label",
                                 where=f"answers in {args.answers}")
     if args.virtual:
-        ref = pd.read_csv(args.virtual, dtype={"key": str})
-        if not {"key", "label"} <= set(ref.columns):
-            raise HarnessError(f"{args.virtual} must have the columns key,label")
-        classes = None
-        if args.virtual_classes:
-            from .real import parse_ranges
-
-            classes = parse_ranges(args.virtual_classes)
-        ratings = ratings.with_virtual(VirtualRater(Path(args.virtual).stem,
-                                                    dict(zip(ref["key"], ref["label"].astype(int))), classes))
-    fit = ratings.fit(**_fit_options(args, None if ratings.is_label_questions else len(ratings.scale)))
+        ref = _read_table(Path(args.virtual), "virtual rater file", ["key", "label"])
+        reference = dict(zip(ref["key"].str.strip(), integer_labels(ref, args.virtual, "virtual rater file")))
+        ratings = ratings.with_virtual(VirtualRater(Path(args.virtual).stem, reference, classes))
     q = ratings.questions
+    keys = sorted(q["key"].unique()) if ratings.is_label_questions else q["key"].tolist()
+    if args.register:
+        check_registration(_store(args), args.register, args.dataset, keys, args.replace)
+        class_ids = None if ratings.is_label_questions else _class_ids(ratings.scale, args.dataset)
+
+    fit = ratings.fit(**_fit_options(args, None if ratings.is_label_questions else len(ratings.scale)))
     if ratings.is_label_questions:
         out = q.assign(p_yes=fit.posterior[:, 1])
-        keys = sorted(q["key"].unique())
         labels, weights = _kept_labels(out, keys, args.threshold)
     else:
         out = q.assign(**{f"p_{c}": fit.posterior[:, i] for i, c in enumerate(ratings.scale)})
         out["aggregated"] = np.asarray(ratings.scale, dtype=object)[fit.posterior.argmax(1)]
-        keys = q["key"].tolist()
-        labels = [[int(i)] for i in fit.posterior.argmax(1)]
-        weights = [[float(p)] for p in fit.posterior.max(1)]
+        if args.register:
+            labels = [[class_ids[i]] for i in fit.posterior.argmax(1)]
+            weights = [[float(p)] for p in fit.posterior.max(1)]
     print(f"{ratings.n_answers:,} answers, {len(ratings.raters)} raters, {len(q):,} questions; "
           f"{fit.iterations} iterations, converged {fit.converged}, log-likelihood {fit.log_likelihood:.3f}")
     if args.out:
         _write_csv(out, args.out)
     if args.register:
-        if not args.dataset:
-            raise HarnessError("--register needs --dataset (the sample space the keys belong to)")
         register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
                            dataset=args.dataset, description=f"Dawid–Skene on {args.answers}",
                            provenance={"answers": str(args.answers), "threshold": args.threshold,
-                                       "iterations": fit.iterations})
+                                       "iterations": fit.iterations}, replace=args.replace)
         print(f"registered label set {args.register}")
     return 0
 
@@ -182,6 +214,10 @@ def cmd_aggregate(args) -> int:
 def cmd_cifar10s(args) -> int:
     from . import cifar
 
+    if args.register:
+        from .labelsets import check_registration
+
+        check_registration(_store(args), args.register, args.dataset, replace=args.replace)
     ratings, original = cifar.cifar10s_ratings()
     summary, table = cifar.cifar10s_report(ratings, original,
                                            **_fit_options(args, len(cifar.CIFAR10_CLASSES)))
@@ -194,7 +230,8 @@ def cmd_cifar10s(args) -> int:
                                 [[cifar.CIFAR10_CLASSES.index(c)] for c in table["dawid_skene"]],
                                 [[p] for p in table["posterior"]])
         register_label_set(_store(args), args.register, frame, dataset=args.dataset,
-                           description="CIFAR-10S: multi-class Dawid–Skene", provenance=summary)
+                           description="CIFAR-10S: multi-class Dawid–Skene", provenance=summary,
+                           replace=args.replace)
         summary["registered"] = args.register
     _print_json(summary)
     return 0
@@ -203,6 +240,10 @@ def cmd_cifar10s(args) -> int:
 def cmd_cifar10h(args) -> int:
     from . import cifar
 
+    if args.register:
+        from .labelsets import check_registration
+
+        check_registration(_store(args), args.register, args.dataset, replace=args.replace)
     counts = cifar.cifar10h_counts()
     labels, weights = cifar.label_sets(counts, args.min_share)
     sizes = np.bincount([len(x) for x in labels])
@@ -217,7 +258,7 @@ def cmd_cifar10h(args) -> int:
         register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
                            dataset=args.dataset, description="CIFAR-10H: classes chosen by at least "
                            f"{args.min_share:.0%} of the annotators (weights: shares)",
-                           provenance=summary)
+                           provenance=summary, replace=args.replace)
         summary["registered"] = args.register
     if args.soft_out:
         soft = cifar.soft_labels(counts)
@@ -312,26 +353,31 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_import_answers(args) -> int:
-    from .labelsets import label_set_frame, register_label_set
+    from .labelsets import check_registration, label_set_frame, register_label_set
     from .proposals import read_answers, read_tasks
 
     tasks = read_tasks(Path(args.tasks))
+    keys = sorted(tasks["key"].astype(str).unique())
+    if args.register:
+        check_registration(_store(args), args.register, args.dataset, keys, args.replace)
     roster = None
     if args.raters:
+        if not Path(args.raters).is_file():
+            raise HarnessError(f"rater file {args.raters} does not exist; expected the allowed rater ids, one a line")
         roster = [line.strip() for line in Path(args.raters).read_text().splitlines() if line.strip()]
     ratings = read_answers(Path(args.answers), tasks, roster)
     fit = ratings.fit(**_fit_options(args))
     q = ratings.questions.assign(p_yes=fit.posterior[:, 1])
     print(f"{ratings.n_answers:,} answers from {len(ratings.raters)} raters on {len(q):,} questions; "
           f"{fit.iterations} iterations, log-likelihood {fit.log_likelihood:.3f}")
-    keys = sorted(tasks["key"].astype(str).unique())
     labels, weights = _kept_labels(q, keys, args.threshold)
     if args.out:
         _write_csv(q, args.out)
     if args.register:
         register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
                            dataset=args.dataset, description=f"relabel of {args.tasks}",
-                           provenance={"answers": str(args.answers), "threshold": args.threshold})
+                           provenance={"answers": str(args.answers), "threshold": args.threshold},
+                           replace=args.replace)
         print(f"registered label set {args.register} ({sum(1 for x in labels if x):,} samples keep labels)")
     return 0
 
@@ -341,25 +387,31 @@ def cmd_oracle(args) -> int:
     from . import oracle as O
     from .real import load_class_names, load_original_labels, load_released_real
 
-    real_lists, original, names = load_released_real(), load_original_labels(), load_class_names()
+    original, names = load_original_labels(), load_class_names()
+    store = _store(args) if (args.runs or args.labels) else None
+    real_lists = O.label_lists_from_store(store, args.labels, len(original)) if args.labels else load_released_real()
     classes = O.oracle_classes(real_lists, original, names)
     ambiguous = O.ambiguous_classes(classes, args.threshold)
-    pairs = O.confused_pairs(real_lists, original, ambiguous["class"], names, top=args.pairs)
-    out = Path(args.out)
-    O.write_table(classes, out / "oracle_classes.csv")
-    O.write_table(ambiguous, out / "oracle_ambiguous.csv")
-    O.write_table(pairs, out / "oracle_pairs.csv")
+    tables = {"oracle_classes.csv": classes, "oracle_ambiguous.csv": ambiguous,
+              "oracle_pairs.csv": O.confused_pairs(real_lists, original, ambiguous["class"], names, top=args.pairs),
+              "oracle_duplicate_pairs.csv": O.duplicate_pairs(real_lists, original, names, args.min_share)}
     per_class = None
     if args.runs:
-        store = _store(args)
         models = {ref: O.top1_from_store(store, ref, len(original)) for ref in args.runs.split(",") if ref}
         per_class, summary = O.models_vs_oracle(models, real_lists, original, classes, args.threshold)
-        O.write_table(per_class, out / "oracle_models_per_class.csv")
-        O.write_table(summary, out / "oracle_models.csv")
+        tables.update({"oracle_models_per_class.csv": per_class, "oracle_models.csv": summary})
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    out = Path(args.out)
+    for name, table in tables.items():
+        O.write_table(table, out / name)
     O.plot_oracle(classes, per_class, out / "oracle.png", args.threshold)
-    print(f"{len(ambiguous)} classes below oracle accuracy {args.threshold:.0%}; worst:")
+    print(f"{len(ambiguous)} classes below oracle accuracy {args.threshold:.0%} "
+          f"on {args.labels or 'real.json'}; worst:")
     print(ambiguous.head(args.show).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    pairs = tables["oracle_duplicate_pairs.csv"]
+    print(f"{len(pairs)} duplicate-class pairs (each takes >= {args.min_share:.0%} of the other's oracle answers); "
+          "most mutual:")
+    print(pairs.head(args.show).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"tables and oracle.png in {out}")
     return 0
 
@@ -376,6 +428,11 @@ def _fit_args(p, multiclass: bool = False, diagonal: float = 0.0) -> None:
         p.add_argument("--diagonal-smoothing", type=float, default=diagonal,
                        help="extra pseudo-count on the diagonal (answer = class): with few answers "
                        "per annotator, plain multi-class EM overfits their 10×10 matrices")
+
+
+def _replace_arg(p) -> None:
+    p.add_argument("--replace", action="store_true", help="replace an existing label set of that name "
+                   "(refused otherwise)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -400,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the label lists (real.json format)")
     p.add_argument("--scores", help="write the posterior per question (CSV)")
     p.add_argument("--register", metavar="NAME", help="register the label set in the store")
+    _replace_arg(p)
     p.add_argument("--json", action="store_true")
     _fit_args(p)
 
@@ -417,12 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="posteriors CSV")
     p.add_argument("--register", metavar="NAME")
     p.add_argument("--dataset", help="dataset of the sample keys, for --register")
+    _replace_arg(p)
     _fit_args(p, multiclass=True)
 
     p = sub.add_parser("cifar10s", parents=[common], help="multi-class Dawid–Skene on CIFAR-10S")
     p.add_argument("--out", help="per-image CSV")
     p.add_argument("--register", metavar="NAME")
     p.add_argument("--dataset", default="cifar10-test")
+    _replace_arg(p)
     _fit_args(p, multiclass=True, diagonal=2.0)
 
     p = sub.add_parser("cifar10h", parents=[common], help="soft labels and label sets from CIFAR-10H")
@@ -430,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soft-out", help="soft labels CSV")
     p.add_argument("--register", metavar="NAME")
     p.add_argument("--dataset", default="cifar10-test")
+    _replace_arg(p)
 
     p = sub.add_parser("propose", parents=[common], help="candidate labels from stored ImageNet runs")
     p.add_argument("--runs", required=True, help="run ids or names, separated by commas")
@@ -455,12 +516,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="posteriors CSV")
     p.add_argument("--register", metavar="NAME")
     p.add_argument("--dataset", default="imagenet-val")
+    _replace_arg(p)
     _fit_args(p)
 
     p = sub.add_parser("oracle", parents=[common], help="ambiguous classes and models against the oracle")
     p.add_argument("--runs", default="", help="stored runs to compare, separated by commas")
     p.add_argument("--threshold", type=float, default=0.9)
+    p.add_argument("--labels", metavar="NAME", help="an imagenet-val label set from the store (e.g. a rebuilt "
+                   "ReaL) instead of the released real.json")
     p.add_argument("--pairs", type=int, default=3, help="confused labels listed per class")
+    p.add_argument("--min-share", type=float, default=0.1, help="duplicate-class pairs: each class takes at "
+                   "least this share of the other's oracle answers")
     p.add_argument("--show", type=int, default=20)
     p.add_argument("--out", default="relabel-oracle", help="folder for the tables and the plot")
     return parser

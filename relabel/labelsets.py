@@ -6,13 +6,13 @@ weight per label (the posterior for aggregated labels, the human share for soft 
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.store import Store
+from harness.store import Store, check_identifier
 
 
 def label_set_frame(keys: Sequence[str], labels: Sequence[Sequence[int]],
@@ -30,9 +30,45 @@ def label_set_frame(keys: Sequence[str], labels: Sequence[Sequence[int]],
                          "weights": [[float(v) for v in w] for w in weights]})
 
 
+def dataset_suite(dataset: str):
+    """A classification suite whose sample space is ``dataset``: its ``key_of`` tells a sample
+    key, its ``class_index`` and ``num_classes`` the classes."""
+    from harness.suites import get_suite, suite_names
+
+    suites = [s for s in map(get_suite, suite_names()) if getattr(s, "key_of", None) is not None]
+    for suite in suites:
+        if suite.dataset == dataset:
+            return suite
+    raise HarnessError(f"unknown dataset {dataset!r} for a label set; expected one of "
+                       f"{sorted({s.dataset for s in suites})}")
+
+
+def check_registration(store: Store, name: str, dataset: str, keys: Iterable[str] | None = None,
+                       replace: bool = False) -> None:
+    """Refuse, before any work is done, a label set that would replace an existing one (unless
+    ``replace``), names an unknown dataset, or has keys that are not that dataset's samples."""
+    check_identifier(name, "label set name")
+    if store.has_label_set(name) and not replace:
+        old = store.label_set_meta(name)
+        raise HarnessError(f"label set {name!r} already exists in store {store.root} (dataset "
+                           f"{old.get('dataset')}, {old.get('description', 'no description')!r}, created "
+                           f"{old.get('created_at', '?')}); pass --replace (replace=True) to replace it")
+    suite = dataset_suite(dataset)
+    if keys is None:
+        return
+    unknown = [k for k in dict.fromkeys(map(str, keys)) if suite.key_of(k) != k]
+    if unknown:
+        hint = ""
+        if suite.key_of(unknown[0]):
+            hint = f" (file names? the sample key of {unknown[0]!r} is {suite.key_of(unknown[0])!r})"
+        raise HarnessError(f"label set {name!r}: {len(unknown):,} key(s) are not samples of dataset {dataset}, "
+                           f"e.g. {unknown[:5]}{hint}; expected its sample keys")
+
+
 def register_label_set(store: Store, name: str, frame: pd.DataFrame, *, dataset: str,
-                       description: str, provenance: Mapping) -> dict:
-    """Store (or replace) the label set; returns its metadata."""
+                       description: str, provenance: Mapping, replace: bool = False) -> dict:
+    """Store the label set (checked as :func:`check_registration`); returns its metadata."""
+    check_registration(store, name, dataset, frame["key"], replace)
     store.put_label_set(name, {"dataset": dataset, "description": description,
                                "source": "relabel", **dict(provenance)}, {"labels": frame})
     return store.label_set_meta(name)

@@ -127,3 +127,43 @@ def test_bad_inputs_are_refused(tmp_path, shared_data, counts):
     np.save(tmp_path / "wide.npy", np.ones((4, 11)))
     with pytest.raises(HarnessError, match="images × 10 classes"):
         cifar.cifar10h_counts(tmp_path / "wide.npy")
+
+
+def test_aggregate_multiclass_registers_the_datasets_class_ids(tmp_path, capsys):
+    """Answers that are class names map through the dataset's class order; answers that are integers
+    are the class ids themselves, never their position in the (text-sorted) scale."""
+    from harness.store import Store
+    from relabel.cli import main
+
+    answers = cifar.cifar10s_answers()[["rater", "key", "answer"]]
+    store = Store(tmp_path / "store")
+
+    def register(name, table, *extra):
+        path = tmp_path / f"{name}.csv"
+        table.to_csv(path, index=False)
+        return main(["aggregate", str(path), "--multiclass", "--register", name, "--dataset", "cifar10-test",
+                     "--store", str(store.root), *extra])
+
+    def stored(name):
+        rows = store.sql("SELECT key, labels[1] AS label FROM labels WHERE label_set = ?", [name])
+        return dict(zip(rows["key"], rows["label"]))
+
+    assert register("by-name", answers, "--diagonal-smoothing", "2") == 0
+    ratings, original = cifar.cifar10s_ratings()
+    _, table = cifar.cifar10s_report(ratings, original)
+    expected = dict(zip(table["key"], table["dawid_skene"].map(cifar.CIFAR10_CLASSES.index)))
+    assert stored("by-name") == expected
+    # Without 'airplane' (class 0) the answers 1...9 sit at positions 0...8 of the scale.
+    no_airplane = answers[answers["answer"] != "airplane"]
+    ids = no_airplane.assign(answer=no_airplane["answer"].map(cifar.CIFAR10_CLASSES.index).astype(str))
+    assert register("subset-by-name", no_airplane) == 0 and register("subset-by-id", ids) == 0
+    assert stored("subset-by-id") == stored("subset-by-name")
+    assert set(stored("subset-by-id").values()) == set(range(1, 10))
+    # Class ids outside the dataset, names it does not have: refused, nothing registered.
+    capsys.readouterr()
+    assert register("bad", ids.assign(answer=ids["answer"].replace("9", "10"))) == 2
+    assert "out of range: ['10']" in capsys.readouterr().err
+    assert register("bad", no_airplane.replace("truck", "lorry")) == 2
+    assert "multi-class answers ['lorry'] are neither integer class ids nor class names of dataset " \
+           "cifar10-test" in capsys.readouterr().err
+    assert not store.has_label_set("bad")

@@ -227,14 +227,21 @@ def test_refusals(data):
     assert real.parse_ranges("0-3,9") == frozenset({0, 1, 2, 3, 9})
 
 
-def test_aggregate_command_on_a_long_csv(data, tmp_path):
+@pytest.fixture(scope="module")
+def first_answers(data, tmp_path_factory):
+    """The raw answers on the first 2,000 rated images, keyed by the harness's sample keys."""
+    long = data.ratings.to_long()
+    first = long[long["key"].isin(data.ratings.questions["key"].unique()[:2000])]
+    answers = tmp_path_factory.mktemp("answers") / "answers.csv"
+    first.assign(key=first["key"].str.removesuffix(".JPEG")).to_csv(answers, index=False)
+    return first, answers
+
+
+def test_aggregate_command_on_a_long_csv(first_answers, tmp_path):
     from harness.store import Store
     from relabel.cli import main
 
-    long = data.ratings.to_long()
-    first = long[long["key"].isin(data.ratings.questions["key"].unique()[:2000])]
-    answers = tmp_path / "answers.csv"
-    first.to_csv(answers, index=False)
+    first, answers = first_answers
     out, store = tmp_path / "posteriors.csv", tmp_path / "store"
     assert main(["aggregate", str(answers), "--out", str(out), "--register", "part",
                  "--dataset", "imagenet-val", "--store", str(store)]) == 0
@@ -246,3 +253,75 @@ def test_aggregate_command_on_a_long_csv(data, tmp_path):
     kept = posteriors[posteriors["p_yes"] >= 0.8]
     assert sum(len(x) for x in labels["labels"]) == len(kept)
     assert main(["aggregate", str(answers), "--scale", "no,yes", "--store", str(store)]) == 2
+    # Registering the same name again is refused unless --replace is given.
+    again = ["aggregate", str(answers), "--register", "part", "--dataset", "imagenet-val", "--threshold", "0.5",
+             "--store", str(store)]
+    created = Store(store).label_set_meta("part")["created_at"]
+    assert main(again) == 2 and Store(store).label_set_meta("part")["created_at"] == created
+    assert main(again + ["--replace"]) == 0
+    assert Store(store).label_set_meta("part")["threshold"] == 0.5
+
+
+def _refused(capsys, argv, *expected):
+    """The command fails with one error line (no traceback) holding every expected piece."""
+    from relabel.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    for piece in expected:
+        assert piece in err, err
+    return err
+
+
+def test_aggregate_checks_every_input_before_writing(data, first_answers, tmp_path, capsys):
+    from harness.store import Store
+    from relabel.cli import main
+
+    first, answers = first_answers
+    out, store = tmp_path / "posteriors.csv", tmp_path / "store"
+    base = ["aggregate", str(answers), "--out", str(out), "--store", str(store)]
+    _refused(capsys, base + ["--register", "part"], "--register needs --dataset")
+    _refused(capsys, ["aggregate", str(tmp_path / "missing.csv"), "--out", str(out)],
+             f"answer file {tmp_path / 'missing.csv'} does not exist", "rater', 'key', 'answer', 'label']")
+    _refused(capsys, base + ["--register", "part", "--dataset", "no-such-dataset"],
+             "unknown dataset 'no-such-dataset'", "imagenet-val")
+    # The rating files name images by file name; the store keys them by stem.
+    file_named = tmp_path / "file-named.csv"
+    first.to_csv(file_named, index=False)
+    _refused(capsys, ["aggregate", str(file_named), "--out", str(out), "--register", "part", "--dataset",
+                      "imagenet-val", "--store", str(store)],
+             "2,000 key(s) are not samples of dataset imagenet-val",
+             "'ILSVRC2012_val_00000048.JPEG', 'ILSVRC2012_val_00000097.JPEG'",
+             "the sample key of 'ILSVRC2012_val_00000048.JPEG' is 'ILSVRC2012_val_00000048'")
+    # A reference labelling (the original labels) whose labels are not all integers.
+    original = real.load_original_labels()
+    keys = sorted({k.removesuffix(".JPEG") for k in first["key"]})
+    reference = pd.DataFrame({"key": keys, "label": [str(original[int(k[-8:]) - 1]) for k in keys]})
+    reference.loc[3, "label"] = "n01440764"
+    virtual = tmp_path / "original.csv"
+    reference.to_csv(virtual, index=False)
+    _refused(capsys, base + ["--virtual", str(virtual)],
+             f"virtual rater file {virtual}: 1 of 2000 rows have a label that is not an integer class id",
+             "line 5")
+    _refused(capsys, base + ["--virtual", str(tmp_path / "none.csv")], "virtual rater file", "does not exist")
+    assert not out.exists() and Store(store).list_label_sets() == []
+    # Repaired, the same reference acts as the virtual rater on the animal classes.
+    reference.loc[3, "label"] = str(original[int(keys[3][-8:]) - 1])
+    reference.to_csv(virtual, index=False)
+    assert main(base + ["--virtual", str(virtual), "--virtual-classes", "0-397", "--register", "part",
+                        "--dataset", "imagenet-val"]) == 0
+    assert len(pd.read_csv(out)) == first.groupby(["key", "label"]).ngroups
+    assert len(Store(store).sql("SELECT key FROM labels WHERE label_set = 'part'")) == 2000
+
+
+def test_normalised_duplicates_in_a_long_table():
+    table = pd.DataFrame({"rater": ["a", "a ", "a", "b"], "key": ["x", "x", " x", "x"],
+                          "label": ["3", "3.0", " 3", "3"], "answer": ["yes", "no", "maybe", "yes"]})
+    with pytest.raises(HarnessError) as err:
+        Ratings.from_long(table, YES_NO_MAYBE, where="answers.csv")
+    assert "2 bad row(s)" in str(err.value)
+    assert "line 3: duplicate vote" in str(err.value) and "line 4: duplicate vote" in str(err.value)
+    ratings = Ratings.from_long(table.iloc[[0, 3]].assign(rater=[" a", "b"]), YES_NO_MAYBE)
+    assert list(ratings.raters) == ["a", "b"] and len(ratings.questions) == 1

@@ -116,7 +116,9 @@ def test_malformed_answers_are_listed_and_nothing_is_written(tmp_path, store):
     proposals.export_tasks(proposals.split_tasks({"k1": [1, 2], "k2": [3]}), tasks_path)
     (tmp_path / "raters.txt").write_text("r1\nr2\n")
     bad = _answers(tmp_path, [("r1", "k1", 1, "yes"), ("r1", "k1", 1, "no"), ("r2", "k9", 1, "yes"),
-                              ("r2", "k1", 7, "yes"), ("r3", "k2", 3, "yes"), ("r2", "k2", 3, "sure")])
+                              ("r2", "k1", 7, "yes"), ("r3", "k2", 3, "yes"), ("r2", "k2", 3, "sure"),
+                              # the same vote three times, written differently
+                              ("r1", "k2", "3", "yes"), ("r1 ", "k2", "3.0", "no"), ("r1", " k2", " 3", "maybe")])
     before = {m["name"] for m in store.list_label_sets()}
     code = main(["import-answers", "--tasks", str(tasks_path), "--answers", str(bad), "--raters",
                  str(tmp_path / "raters.txt"), "--register", "bad-relabel", "--store", str(store.root)])
@@ -125,9 +127,11 @@ def test_malformed_answers_are_listed_and_nothing_is_written(tmp_path, store):
     with pytest.raises(Exception) as err:
         proposals.read_answers(bad, proposals.read_tasks(tasks_path), ["r1", "r2"])
     text = str(err.value)
-    for expected in ("5 bad row(s)", "line 3: duplicate vote", "line 4: unknown sample 'k9'",
-                     "line 5: unknown label 7", "line 6: unknown rater 'r3'", "line 7: answer 'sure'"):
+    for expected in ("7 bad row(s)", "line 3: duplicate vote", "line 4: unknown sample 'k9'",
+                     "line 5: unknown label 7", "line 6: unknown rater 'r3'", "line 7: answer 'sure'",
+                     "line 9: duplicate vote", "line 10: duplicate vote"):
         assert expected in text
+    assert "line 8" not in text
 
 
 def test_imported_answers_aggregate_into_a_registered_label_set(tmp_path, store):
@@ -146,21 +150,63 @@ def test_imported_answers_aggregate_into_a_registered_label_set(tmp_path, store)
     assert [list(x) for x in labels["labels"]] == [[65], [970], []]
     assert store.label_set_meta("tiny-relabel")["dataset"] == "imagenet-val"
 
+    # The same name again, an unknown dataset, keys of another dataset: refused before anything is written.
+    out = tmp_path / "posteriors.csv"
+    argv = ["import-answers", "--tasks", str(tasks_path), "--answers", str(answers), "--out", str(out),
+            "--store", str(store.root), "--register"]
+    created = store.label_set_meta("tiny-relabel")["created_at"]
+    assert main(argv + ["tiny-relabel"]) == 2
+    assert main(argv + ["other-relabel", "--dataset", "no-such-dataset"]) == 2
+    assert main(argv + ["other-relabel", "--dataset", "cifar10-test"]) == 2
+    assert main(argv + ["other-relabel", "--raters", str(tmp_path / "no-raters.txt")]) == 2
+    assert not out.exists() and not store.has_label_set("other-relabel")
+    assert store.label_set_meta("tiny-relabel")["created_at"] == created
+    assert main(argv + ["tiny-relabel", "--replace"]) == 0 and out.exists()
+    assert store.label_set_meta("tiny-relabel")["created_at"] != created
+
+
+def test_registering_checks_the_dataset_keys_and_name(store, capsys):
+    from harness.errors import HarnessError
+    from relabel.labelsets import label_set_frame, register_label_set
+
+    frame = label_set_frame([val_key(0), val_key(49_999), "ILSVRC2012_val_00050001", "cat.jpg"], [[1], [2], [3], []])
+    with pytest.raises(HarnessError, match=r"unknown dataset 'imagenet' for a label set; expected one of "
+                                           r"\[.*'imagenet-val'"):
+        register_label_set(store, "mine", frame, dataset="imagenet", description="", provenance={})
+    with pytest.raises(HarnessError, match=r"2 key\(s\) are not samples of dataset imagenet-val, e\.g\. "
+                                           r"\['ILSVRC2012_val_00050001', 'cat.jpg'\]; expected its sample keys"):
+        register_label_set(store, "mine", frame, dataset="imagenet-val", description="", provenance={})
+    with pytest.raises(HarnessError, match="label set 'real' already exists .* pass --replace"):
+        register_label_set(store, "real", frame.iloc[:2], dataset="imagenet-val", description="", provenance={})
+    assert store.sql("SELECT count(*) AS n FROM labels WHERE label_set = 'real'")["n"][0] == 50_000
+    assert not store.has_label_set("mine")
+    # The released ReaL is refused before the rebuild starts, and nothing is written.
+    capsys.readouterr()
+    out = store.root.parent / "real-rebuilt.json"
+    assert main(["real", "--register", "real", "--out", str(out), "--store", str(store.root)]) == 2
+    assert "label set 'real' already exists" in capsys.readouterr().err and not out.exists()
+
 
 # ----- the rebuilt ReaL re-scores stored runs -----------------------------------------------
-def test_rebuilt_real_rescores_stored_runs_like_the_release(store, data):
-    rebuild = real.rebuild_real(data)
+@pytest.fixture(scope="module")
+def rebuilt(store, data):
+    """ReaL rebuilt from the raw ratings, registered as ``real-rebuilt``."""
     from relabel.labelsets import register_label_set
 
+    rebuild = real.rebuild_real(data)
     register_label_set(store, "real-rebuilt", real.label_set_table(rebuild), dataset="imagenet-val",
                        description="test", provenance=rebuild.config)
+    return "real-rebuilt"
+
+
+def test_rebuilt_real_rescores_stored_runs_like_the_release(store, rebuilt):
     for model, published in (("ResNet50", 0.8296), ("ViT", 0.8399)):
         run_id = store.resolve_run(model)["run_id"]
         released = score_run(store, run_id, "real")
-        rebuilt = score_run(store, run_id, "real-rebuilt")
+        ours = score_run(store, run_id, rebuilt)
         assert released["top1"] == pytest.approx(published, abs=5e-5)
-        assert abs(rebuilt["top1"] - released["top1"]) < 0.002
-        assert abs(rebuilt["n"] - released["n"]) < 100
+        assert abs(ours["top1"] - released["top1"]) < 0.002
+        assert abs(ours["n"] - released["n"]) < 100
 
 
 # ----- the oracle ---------------------------------------------------------------------------
@@ -188,6 +234,26 @@ def test_oracle_finds_the_duplicate_classes(data, oracle_tables):
     assert (acc[loss.index] + loss <= 1 + 1e-9).all()
 
 
+def test_duplicate_pairs_go_both_ways(data):
+    pairs = oracle.duplicate_pairs(data.released_real, data.original, real.load_class_names())
+    found = set(zip(pairs["a"], pairs["b"]))
+    # sunglass/sunglasses, laptop/notebook, bathtub/tub, monitor/screen, missile/projectile, breastplate/cuirass
+    for pair in ((836, 837), (620, 681), (435, 876), (664, 782), (657, 744), (461, 524)):
+        assert pair in found
+    # one-way rivals are not duplicates: car wheel ← racer, cassette player ← tape player, ram → bighorn
+    for pair in ((479, 751), (482, 848), (348, 349)):
+        assert pair not in found
+    sunglass = pairs.set_index(["a", "b"]).loc[(836, 837)]
+    assert (sunglass["a_name"], sunglass["b_name"]) == ("sunglass", "sunglasses")
+    assert sunglass["a_to_b"] == pytest.approx(0.370, abs=1e-3) and sunglass["b_to_a"] == pytest.approx(0.351, abs=1e-3)
+    assert sunglass["a_images"] == 46 and sunglass["b_images"] == 44
+    assert (pairs["mutual_share"] >= 0.1).all() and pairs["mutual_share"].is_monotonic_decreasing
+    assert (pairs["a"] < pairs["b"]).all()
+    strict = oracle.duplicate_pairs(data.released_real, data.original, min_share=0.3)
+    assert set(zip(strict["a"], strict["b"])) == {(657, 744), (836, 837), (461, 524), (620, 681), (638, 639)}
+    assert len(pairs) == 40  # at the default min_share 0.1
+
+
 def test_stored_models_against_the_oracle(store, data, oracle_tables, tmp_path):
     classes, ambiguous = oracle_tables
     models = {m: oracle.top1_from_store(store, m, 50_000) for m in MODELS}
@@ -204,7 +270,24 @@ def test_stored_models_against_the_oracle(store, data, oracle_tables, tmp_path):
 
     out = tmp_path / "oracle"
     assert main(["oracle", "--runs", "ResNet50,ViT", "--store", str(store.root), "--out", str(out)]) == 0
-    for name in ("oracle_classes.csv", "oracle_ambiguous.csv", "oracle_pairs.csv",
+    for name in ("oracle_classes.csv", "oracle_ambiguous.csv", "oracle_pairs.csv", "oracle_duplicate_pairs.csv",
                  "oracle_models.csv", "oracle_models_per_class.csv", "oracle.png"):
         assert (out / name).stat().st_size > 0
     assert len(pd.read_csv(out / "oracle_models.csv")) == 2
+
+
+def test_oracle_on_a_label_set_from_the_store(store, data, rebuilt, tmp_path):
+    out = tmp_path / "oracle"
+    assert main(["oracle", "--labels", rebuilt, "--store", str(store.root), "--out", str(out)]) == 0
+    pairs = pd.read_csv(out / "oracle_duplicate_pairs.csv")
+    found = set(zip(pairs["a"], pairs["b"]))
+    assert {(836, 837), (620, 681), (435, 876)} <= found
+    classes = pd.read_csv(out / "oracle_classes.csv")
+    released = oracle.oracle_classes(data.released_real, data.original)
+    # The rebuild keeps almost every image's labels: the oracle sees nearly the same classes.
+    assert abs(classes["images"].sum() - released["images"].sum()) < 200
+    assert (classes["oracle_accuracy"] - released["oracle_accuracy"]).abs().max() < 0.2
+    lists = oracle.label_lists_from_store(store, "real")
+    assert lists == data.released_real
+    assert main(["oracle", "--labels", "no-such-set", "--store", str(store.root), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
