@@ -316,6 +316,43 @@ def compare_correlations(r1: float, n1: int, r2: float, n2: int) -> CorrelationD
                                  float(2 * stats.norm.sf(abs(z))))
 
 
+
+@dataclass(frozen=True)
+class DependentCorrelationDifference(_Result):
+    r_xy: float  # the two correlations compared, both with x, measured on the same n units
+    r_xz: float
+    r_yz: float  # the correlation of y and z on those units, which makes the two dependent
+    n: int
+    z: float
+    pvalue: float
+    method: str
+
+
+def compare_dependent_correlations(r_xy: float, r_xz: float, r_yz: float, n: int) -> DependentCorrelationDifference:
+    """Steiger's (1980) z-test that two overlapping correlations on the same units are equal (two-sided).
+
+    r(x, y) and r(x, z) share x and are measured on the same n units (e.g. one model set
+    scored three ways), so they are dependent: Fisher's test for independent samples ignores
+    their covariance. Steiger (1980, eq. 14-15) uses the Fisher-z difference with its
+    asymptotic covariance, evaluated at the pooled r = (r_xy + r_xz) / 2 (his Z1*):
+
+        c = [r_yz (1 - 2 r^2) - r^2 (1 - 2 r^2 - r_yz^2) / 2] / (1 - r^2)^2
+        z = (atanh r_xy - atanh r_xz) sqrt(n - 3) / sqrt(2 - 2 c)
+    """
+    for r, what in ((r_xy, "r_xy"), (r_xz, "r_xz"), (r_yz, "r_yz")):
+        if not (isinstance(r, (int, float, np.floating)) and -1 < r < 1):
+            raise HarnessError(f"{what} {r!r} must be a correlation strictly between -1 and 1")
+    if not (isinstance(n, (int, np.integer)) and n > 3):
+        raise HarnessError(f"n {n!r} must be an integer above 3 (the z-test needs n-3 > 0)")
+    if 1 - r_xy ** 2 - r_xz ** 2 - r_yz ** 2 + 2 * r_xy * r_xz * r_yz < 0:
+        raise HarnessError(f"r_xy={r_xy}, r_xz={r_xz}, r_yz={r_yz} cannot be the correlations of three "
+                           "variables (their correlation matrix is not positive semi-definite)")
+    rbar2 = ((r_xy + r_xz) / 2) ** 2
+    c = (r_yz * (1 - 2 * rbar2) - rbar2 * (1 - 2 * rbar2 - r_yz ** 2) / 2) / (1 - rbar2) ** 2
+    z = (np.arctanh(r_xy) - np.arctanh(r_xz)) * math.sqrt(n - 3) / math.sqrt(2 - 2 * c)
+    return DependentCorrelationDifference(float(r_xy), float(r_xz), float(r_yz), int(n), float(z),
+                                          float(2 * stats.norm.sf(abs(z))), "Steiger (1980) Z1*")
+
 # ----- lines, breakpoints and the two regimes ---------------------------------
 @dataclass(frozen=True)
 class Line(_Result):

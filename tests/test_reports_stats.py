@@ -36,7 +36,8 @@ def timm(shared_data) -> pd.DataFrame:
     folder = shared_data / "timm-results"
     orig = pd.read_csv(folder / "results-imagenet.csv", thousands=",")
     real = pd.read_csv(folder / "results-imagenet-real.csv", thousands=",")
-    return orig.merge(real, on="model", suffixes=("_orig", "_real"))
+    # timm lists some models at several input sizes: a row is a (model, img_size) pair, as in reports
+    return orig.merge(real, on=["model", "img_size"], suffixes=("_orig", "_real"), validate="1:1")
 
 
 def test_accuracies_are_the_published_ones(original_correct):
@@ -115,7 +116,7 @@ def test_pearson_and_spearman_match_scipy(timm):
     ci = ref.confidence_interval(0.9)
     assert (got.r, got.pvalue, got.low, got.high) == pytest.approx((ref.statistic, ref.pvalue, ci.low, ci.high),
                                                                    rel=1e-9)
-    assert got.n == len(timm) > 1500
+    assert got.n == len(timm) == 1556
     rho = rs.spearman(x, y)
     ref_rho = stats.spearmanr(x, y)
     assert (rho.r, rho.pvalue) == pytest.approx((ref_rho.statistic, ref_rho.pvalue), rel=1e-9)
@@ -156,6 +157,44 @@ def test_fisher_z_test_has_its_size_and_power():
     res = rs.compare_correlations(0.9, 100, 0.5, 80)
     assert res.z == pytest.approx((np.arctanh(0.9) - np.arctanh(0.5)) / np.sqrt(1 / 97 + 1 / 77))
     assert res.pvalue == pytest.approx(2 * stats.norm.sf(abs(res.z)))
+
+
+def test_dependent_correlations_steiger_z_matches_the_formula_and_holds_its_size():
+    # Steiger (1980) eq. 14-15 written out: the asymptotic covariance of two overlapping correlations
+    # (Pearson & Filon), at the pooled r, divided by the product of their variances (1 - r^2)^2
+    r12, r13, r23, n = 0.70, 0.50, 0.40, 103
+    rbar = (r12 + r13) / 2
+    psi = r23 * (1 - 2 * rbar ** 2) - 0.5 * rbar ** 2 * (1 - 2 * rbar ** 2 - r23 ** 2)
+    se = np.sqrt((2 - 2 * psi / (1 - rbar ** 2) ** 2) / (n - 3))
+    expected = (np.arctanh(r12) - np.arctanh(r13)) / se
+    got = rs.compare_dependent_correlations(r12, r13, r23, n)
+    assert got.z == pytest.approx(expected, rel=1e-12) and got.pvalue == pytest.approx(2 * stats.norm.sf(expected))
+    # with r23 = 0 and r = 0 the two correlations carry no covariance: Fisher's test of two samples of n
+    indep = rs.compare_dependent_correlations(0.3, -0.3, 0.0, 50)
+    assert indep.z == pytest.approx(rs.compare_correlations(0.3, 50, -0.3, 50).z, rel=1e-12)
+    assert rs.compare_dependent_correlations(r13, r12, r23, n).z == pytest.approx(-got.z, rel=1e-12)
+
+    # on one sample, r(x, y) and r(x, z) with y and z correlated: Steiger's test holds 5%, Fisher's
+    # independent-samples test (wrongly applied) is far too conservative and loses power
+    rng = np.random.default_rng(11)
+
+    def rejection_rates(r_xy, r_xz, r_yz, n=30, trials=2000):
+        cov = [[1, r_xy, r_xz], [r_xy, 1, r_yz], [r_xz, r_yz, 1]]
+        dep = ind = 0
+        for _ in range(trials):
+            c = np.corrcoef(rng.multivariate_normal([0, 0, 0], cov, size=n).T)
+            dep += rs.compare_dependent_correlations(c[0, 1], c[0, 2], c[1, 2], n).pvalue < 0.05
+            ind += rs.compare_correlations(c[0, 1], n, c[0, 2], n).pvalue < 0.05
+        return dep / trials, ind / trials
+
+    dep, ind = rejection_rates(0.8, 0.8, 0.9)
+    assert 0.03 <= dep <= 0.07 and ind < 0.005  # binomial sd of a 5% rate over 2,000 trials: 0.5 points
+    dep, ind = rejection_rates(0.85, 0.75, 0.9)
+    assert dep > 0.5 and ind < 0.1  # 58% vs 4% here
+    with pytest.raises(HarnessError, match="not positive semi-definite"):
+        rs.compare_dependent_correlations(0.9, 0.9, -0.9, 30)
+    with pytest.raises(HarnessError, match="r_yz"):
+        rs.compare_dependent_correlations(0.9, 0.9, 1.0, 30)
 
 
 def test_two_regimes_match_statsmodels_interaction_model(timm):
