@@ -73,6 +73,8 @@ def score_run(store: Store, run_id: str, label_set: str) -> dict:
         "n": n, "n_labelled_in_label_set": int(labelled), "n_samples_in_dataset": int(dataset_size),
         "n_predicted": int(predicted), "n_errors": int(rows["is_error"].sum()) if n else 0,
         "top1": float(rows["correct_top1"].mean()) if n else float("nan"),
+        # Labelled samples without a prediction are not counted wrong: such a score is not the label set's.
+        "partial": n < int(labelled),
     }
     k = int(rows["k"].min()) if n and rows["k"].notna().all() else 1
     if k >= 5:
@@ -84,8 +86,9 @@ def score_run(store: Store, run_id: str, label_set: str) -> dict:
 
 
 def describe(result: dict) -> str:
-    """One line a person reads: accuracy, label set, n, and coverage."""
-    parts = [f"{result['name']} on {result['label_set']}: top-1 {100 * result['top1']:.2f}%"]
+    """One line a person reads: accuracy, label set, n, and coverage (a partial run says so first)."""
+    partial = ", PARTIAL run" if result.get("partial") else ""
+    parts = [f"{result['name']} on {result['label_set']}{partial}: top-1 {100 * result['top1']:.2f}%"]
     if "human_agreement" in result:
         parts.append(f"human agreement {100 * result['human_agreement']:.2f}%")
     if "top5" in result:
@@ -97,4 +100,7 @@ def describe(result: dict) -> str:
                  f"({result['n_predicted']:,} of {result['n_samples_in_dataset']:,} images predicted)")
     if result["n_errors"]:
         parts.append(f"{result['n_errors']} unreadable images counted wrong")
+    if partial:
+        parts.append(f"{result['n_labelled_in_label_set'] - result['n']:,} labelled images without a prediction "
+                     "are left out, so this is not the accuracy on the whole label set")
     return ", ".join(parts)

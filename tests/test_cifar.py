@@ -51,7 +51,7 @@ def test_published_numbers(shipped, raw):
         for suite, split, labels in ((cifar10, "original", raw["labels"]), (v4, "v4", raw["v4"]), (v6, "v6", raw["v6"])):
             result = suite.score(store, runs[suite.name, model])
             assert result["top1"] == pytest.approx(np.mean(p[split] == labels), abs=1e-12), (model, split)
-            assert result["n"] == len(labels)
+            assert result["n"] == len(labels) and not result["partial"]
     pyx = cifar10.score(store, runs["cifar10", "label_errors_cv"])
     assert round(100 * pyx["top1"], 2) == 92.94 and pyx["top1"] == np.mean(raw["pyx"].argmax(1) == raw["labels"])
     top5 = np.argsort(-raw["pyx"], axis=1, kind="stable")[:, :5]
@@ -147,18 +147,28 @@ def _bare_predictions(model, files):
         return model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).argmax(1).numpy()
 
 
-def test_resnet20_runs_on_the_jpeg_test_images(store, raw, shared_data):
-    """A real run through the runner on the first 1,000 keys agrees with a bare eager evaluation."""
-    from harness.cifar.resnet import WEIGHT_FILES, cifar_resnet
-    from harness.models import _read_checkpoint
+@pytest.fixture(scope="module")
+def resnet20_run(tmp_path_factory):
+    """One real ResNet-20 run through the runner over all 10,000 JPEG test images (~10 s on the CPU),
+    shared by the tests below so the model runs once."""
     from harness.runner import run_classification
 
-    suite = get_suite("cifar10")
-    run_id = run_classification(store, suite, "resnet20-cifar", limit=1000, batch_size=250, quiet=True)
+    store = Store(tmp_path_factory.mktemp("resnet20") / "store")
+    return store, run_classification(store, get_suite("cifar10"), "resnet20-cifar", batch_size=250, quiet=True)
+
+
+@pytest.mark.slow
+def test_resnet20_runs_on_the_jpeg_test_images(resnet20_run, raw, shared_data):
+    """The run's predictions on the first 1,000 keys agree with a bare eager evaluation."""
+    from harness.cifar.resnet import WEIGHT_FILES, cifar_resnet
+    from harness.models import _read_checkpoint
+
+    store, run_id = resnet20_run
     meta = store.run_meta(run_id)
-    assert meta["status"] == "complete" and meta["n_images"] == 1000
+    assert meta["status"] == "complete" and meta["n_images"] == 10_000
     assert meta["preprocessing"]["input_size"] == [3, 32, 32] and meta["data_manifest"]["dataset"] == "cifar10-test-jpeg"
-    rows = store.sql(f"SELECT key, top_classes[1] AS top1 FROM predictions WHERE run_id = '{run_id}' ORDER BY key")
+    rows = store.sql(f"SELECT key, top_classes[1] AS top1 FROM predictions WHERE run_id = '{run_id}' "
+                     "ORDER BY key LIMIT 1000")
     bare = cifar_resnet(20)
     bare.load_state_dict(_read_checkpoint(shared_data / WEIGHT_FILES[20]))
     bare.eval()
@@ -169,10 +179,16 @@ def test_resnet20_runs_on_the_jpeg_test_images(store, raw, shared_data):
         files.append(shared_data / CIFAR / "cifar10-test-jpeg" / c / f"{int(np.flatnonzero(members[c] == int(key))[0]):04d}.jpg")
     expected = _bare_predictions(bare, files)
     assert np.mean(rows.top1.to_numpy() == expected) >= 0.999  # folded batch norm: equal up to float rounding
-    result = suite.score(store, run_id)
-    assert result["n"] == 1000
-    assert result["top1"] == pytest.approx(np.mean(expected == raw["labels"][rows.key.astype(int)]), abs=0.002)
-    assert 0.77 < result["top1"] < 0.85  # JPEG copy: ~81% for ResNet-20 (91.25% on the lossless images)
+
+
+@pytest.mark.slow
+def test_resnet20_accuracy_on_the_full_jpeg_test_set(resnet20_run):
+    """The measured number the docs state: 81.03% top-1 on the JPEG copy (91.25% published on the lossless
+    images; JPEG loss costs the rest)."""
+    store, run_id = resnet20_run
+    result = get_suite("cifar10").score(store, run_id)
+    assert result["n"] == result["n_predicted"] == 10_000 and not result["partial"]
+    assert 100 * result["top1"] == pytest.approx(81.03, abs=0.05)
 
 
 def test_all_four_resnets_load_their_weights():
@@ -223,7 +239,9 @@ def test_wrong_checkpoint_is_one_clear_error(shared_data):
 
 @pytest.mark.parametrize("content, message", [
     (np.zeros(9_999, dtype=np.int64), r"must be 10,000 classes or 10,000 x 10 probabilities.*shape \(9999,\)"),
-    (np.full(10_000, 10), r"row 2 has class id 10, outside 0...9"),
+    (np.full(10_000, 10), r"10,000 of 10,000 entries outside 0..9; first at index 0 \(key '0'\): class 10"),
+    (np.where(np.arange(10_000) == 5, 10, 3), r"1 of 10,000 entries outside 0..9; first at index 5 \(key '5'\)"),
+    (np.full((10_000, 10), 1e39), r"finite numbers within float32 range"),
     (np.full((10_000, 9), 0.1), r"of 10 classes; the array has 9 columns"),
     (np.full(10_000, 0.5), r"a 1-d array must hold class ids"),
     (np.zeros((10_000, 10, 2)), r"got shape \(10000, 10, 2\)"),
@@ -252,7 +270,27 @@ def test_bad_json_and_foreign_keys(store, tmp_path):
         suite.import_predictions(store, keyed, "keyed")
     with pytest.raises(HarnessError, match="does not exist"):
         suite.import_predictions(store, tmp_path / "missing.npy", "missing")
+    listed = tmp_path / "listed.json"
+    listed.write_text(json.dumps([3] * 7 + [-1] + [3] * 1992))
+    with pytest.raises(HarnessError, match=r"1 of 2,000 entries outside 0..9; first at index 7 \(key '7'\)"):
+        suite.import_predictions(store, listed, "listed")
+    keyed.write_text("key,predicted_class\n0,3\n1,10\n")  # a CSV file keeps its line numbers
+    with pytest.raises(HarnessError, match="row 3 has class id 10, outside 0...9"):
+        suite.import_predictions(store, keyed, "keyed")
     assert store.list_runs() == []
+
+
+def test_a_partial_file_is_scored_as_partial(store, tmp_path):
+    from harness.score import describe
+
+    two = tmp_path / "two.csv"
+    two.write_text("key,predicted_class\n0,3\n1,8\n")  # the true classes of test images 0 and 1
+    suite = get_suite("cifar10")
+    result = suite.score(store, suite.import_predictions(store, two, "two"))
+    assert (result["top1"], result["n"], result["n_labelled_in_label_set"]) == (1.0, 2, 10_000) and result["partial"]
+    line = describe(result)
+    assert line.startswith("two on cifar10-original, PARTIAL run: top-1 100.00%")
+    assert "9,998 labelled images without a prediction are left out" in line
 
 
 def test_cli_import_and_score(tmp_path, shared_data):
@@ -260,10 +298,16 @@ def test_cli_import_and_score(tmp_path, shared_data):
     cmd = [sys.executable, "-m", "harness", "--store", str(tmp_path / "s")]
     out = subprocess.run(cmd + ["import", "--suite", "cifar10", str(file), "--name", "r56"], capture_output=True,
                          text=True, check=True).stdout
-    assert "r56 on cifar10-original: top-1 93.30%" in out
+    assert "r56 on cifar10-original: top-1 93.30%" in out and "PARTIAL" not in out
     out = subprocess.run(cmd + ["score", "--run", "r56", "--labels", "cifar10h"], capture_output=True, text=True,
                          check=True).stdout
     assert "human agreement 90.10%" in out
+    refused = subprocess.run(cmd + ["score", "--run", "r56", "--max-dets", "1,10,50"], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "run r56 is a cifar10 run; only COCO and LVIS runs are scored with --max-dets" in refused.stderr
+    refused = subprocess.run(cmd + ["run", "--suite", "cifar10", "--model", "resnet20-cifar", "--labels", "cifar10h"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "--labels applies to detection runs" in refused.stderr
     v4 = shared_data / PRED / "v4_predictions" / "resnet_basic_56_predictions.json"
     bad = subprocess.run(cmd + ["import", "--suite", "cifar10", str(v4)], capture_output=True, text=True)
     assert bad.returncode == 2 and "dataset cifar10-test has 10,000 test images" in bad.stderr

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..classification import ClassificationSuite, read_prediction_file
+from ..classification import _FLOAT32_MAX, ClassificationSuite, read_prediction_file
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
 from ..score import per_sample
@@ -216,12 +216,20 @@ class CifarSuite(ClassificationSuite):
             if not (np.issubdtype(array.dtype, np.integer) or
                     (np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0))):
                 raise HarnessError(f"{path}: a 1-d array must hold class ids, got {array.dtype} values")
+            # Checked here, not row by row later: an array has indices (= keys), not a file's line numbers.
+            outside = (array < 0) | (array >= self.num_classes)
+            if outside.any():
+                first = int(np.flatnonzero(outside)[0])
+                raise HarnessError(f"{path}: {int(outside.sum()):,} of {self.size:,} entries outside "
+                                   f"0..{self.num_classes - 1}; first at index {first} (key '{first}'): "
+                                   f"class {int(array[first])}")
             return pd.DataFrame({"key": keys, "top_classes": [[int(c)] for c in array]})
         if array.shape[1] != self.num_classes:
             raise HarnessError(f"{where} of {self.num_classes} classes; the array has {array.shape[1]} columns "
                                f"(shape {array.shape})")
-        if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
-            raise HarnessError(f"{path}: the probabilities must be finite numbers")
+        if (not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all()
+                or np.abs(array).max() > _FLOAT32_MAX):  # stored as float32
+            raise HarnessError(f"{path}: the probabilities must be finite numbers within float32 range")
         k = min(5, self.num_classes)
         top = np.argsort(-array, axis=1, kind="stable")[:, :k]
         scores = np.take_along_axis(array, top, axis=1)
