@@ -176,6 +176,8 @@ def cmd_score(args) -> int:
     from .suites import get_suite
 
     store = _store(args)
+    if args.per_split:
+        return _score_per_split(args, store)
     run = store.resolve_run(args.run)
     suite = get_suite(run["suite"])
     label_sets = args.labels or [None]
@@ -192,6 +194,24 @@ def cmd_score(args) -> int:
             print(describe(result))
         else:
             print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _score_per_split(args, store) -> int:
+    """The ground-truth-proposal protocol: each label set scored on its own (by its own run), then averaged."""
+    from .suites import get_suite
+
+    runs = [store.resolve_run(name) for name in args.run.split(",")]
+    suite = get_suite(runs[0]["suite"])
+    if not hasattr(suite, "score_per_split") or args.max_dets or args.iou_type:
+        raise HarnessError(f"--per-split scores anet-captions runs (without --max-dets or --iou-type); run "
+                           f"{runs[0]['name']} is a {suite.name} run")
+    label_sets = args.labels or suite.default_label_set.split("+")
+    if len(runs) not in (1, len(label_sets)):
+        raise HarnessError(f"--per-split pairs runs with label sets: {len(runs)} runs for {len(label_sets)} label "
+                           f"sets ({', '.join(label_sets)}); give one run, or one per label set in that order")
+    result = suite.score_per_split(store, {ls: run["run_id"] for ls, run in zip(label_sets, runs * len(label_sets))})
+    print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
 
 
@@ -312,8 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="label set name")
 
     p = sub.add_parser("score", parents=[common], help="score a stored run (no model needed)")
-    p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named")
+    p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named; with "
+                   "--per-split, one run per label set may be given as RUN1,RUN2")
     p.add_argument("--labels", action="append", help="label set (repeatable; default: the suite's)")
+    p.add_argument("--per-split", action="store_true",
+                   help="anet-captions: score against each label set separately (default val_1 and val_2) and "
+                        "average, the ground-truth-proposal protocol (harness/activitynet/README.md)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--max-dets", type=_max_dets, default=None, metavar="N,N,...",
                    help="COCO: detections per image counted, e.g. 1,10,100 (the official default; AP is read at "
