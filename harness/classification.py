@@ -6,7 +6,6 @@ Other label sets of the same dataset (ReaL, a relabel) score the same stored row
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import HarnessError
+from .jsonfile import read_json
 from .score import METRIC_VERSION, score_run
 from .store import Store
 
@@ -165,7 +165,7 @@ def read_prediction_file(path: Path) -> pd.DataFrame:
         if suffix in (".json", ".jsonl"):
             if suffix == ".jsonl":
                 return pd.read_json(path, lines=True, dtype=False)
-            raw = json.loads(path.read_text())
+            raw = read_json(path, "prediction file")
             if isinstance(raw, dict):  # {"file name": class or [classes]}
                 return pd.DataFrame({"file_name": list(raw), "top_classes": [
                     v if isinstance(v, list) else [v] for v in raw.values()]})

@@ -51,10 +51,34 @@ def fresh_store(workdir: Path) -> Store:
 # ----- classification predictions (CSV, TSV, JSON, JSON lines) --------------------------------------
 
 IMAGENET = get_suite("imagenet")
+# Integers no float can hold: Python reads them from JSON, then float() and math.isfinite() overflow.
+huge_integers = st.tuples(st.integers(309, 1000), st.sampled_from([1, -1])).map(lambda t: t[1] * 10 ** t[0])
+
+
+def _number_slots(value) -> list:
+    """(container, key) of every number inside ``value``."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    slots = []
+    for k, v in items:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            slots.append((value, k))
+        slots += _number_slots(v)
+    return slots
+
+
+def _maybe_huge_number(draw, value) -> None:
+    """In one example of four, one number anywhere inside ``value`` becomes an integer no float can hold."""
+    slots = _number_slots(value)
+    if slots and draw(st.integers(0, 3)) == 0:
+        container, key = draw(st.sampled_from(slots))
+        container[key] = draw(huge_integers)
+
+
 val_names = st.integers(1, 50_000).map(lambda i: f"ILSVRC2012_val_{i:08d}")
 # Cells a user's file might hold instead of the right value.
 junk = st.one_of(
-    st.text(max_size=10), st.integers(-5, 2000), st.floats(allow_nan=True, allow_infinity=True), st.none(),
+    st.text(max_size=10), st.integers(-5, 2000), huge_integers, st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
     st.booleans(), st.lists(st.integers(-2, 1001), max_size=4),
     st.sampled_from(["", "nan", "n01440764", "n99999999", "1 2 3", "4,5", "\u0663", "\u00b2", "1e3", "0x10", "-0",
                      "ILSVRC2012_val_00000000", "ILSVRC2012_val_000001", "val/ILSVRC2012_val_00000001.JPEG"]))
@@ -83,6 +107,7 @@ def prediction_tables(draw):
         column = draw(st.sampled_from(sorted(row)))
         value = draw(junk)
         row[column] = value
+    _maybe_huge_number(draw, rows)
     if draw(st.integers(0, 9)) == 0:  # a duplicate row
         rows.append(dict(draw(st.sampled_from(rows))))
     if draw(st.integers(0, 9)) == 0:  # a column renamed away
@@ -124,16 +149,22 @@ def test_classification_tables(workdir, table, fmt):
     check_classification_import(store, path)
 
 
+json_leaves = st.none() | st.booleans() | st.floats() | st.integers() | huge_integers | st.text(max_size=8)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+    json_leaves,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12)
 
 
+# Arrays or objects nested this deep make Python's json raise RecursionError.
+deeply_nested = st.tuples(st.integers(1, 200_000), st.booleans()).map(
+    lambda t: ("[" * t[0] + "]" * t[0]) if t[1] else ('{"a":' * t[0] + "0" + "}" * t[0]))
+arbitrary_files = st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                            json_values.map(lambda v: json.dumps(v).encode()), deeply_nested.map(str.encode))
+
+
 @FUZZ
-@given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
-                         json_values.map(lambda v: json.dumps(v).encode())),
-       suffix=st.sampled_from([".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]))
+@given(content=arbitrary_files, suffix=st.sampled_from([".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt"]))
 def test_classification_arbitrary_bytes(workdir, content, suffix):
     store = fresh_store(workdir)
     path = workdir / f"anything{suffix}"
@@ -209,6 +240,7 @@ def coco_ground_truth(draw):
             ann["segmentation"] = draw(polygons)
         annotations.append(ann)
     _spoil(draw, images + categories + annotations, 2)
+    _maybe_huge_number(draw, annotations)
     gt = {"images": images, "annotations": annotations, "categories": categories}
     if draw(st.integers(0, 9)) == 0:
         gt[draw(st.sampled_from(sorted(gt)))] = draw(json_values)
@@ -284,6 +316,7 @@ def coco_results(draw):
     records = [{"image_id": draw(st.integers(1, 3)), "category_id": draw(st.integers(1, 2)),
                 "score": draw(st.floats(0, 1)), kind: draw(geometry)} for _ in range(draw(st.integers(1, 5)))]
     _spoil(draw, records, 2)
+    _maybe_huge_number(draw, records)
     return records if draw(st.integers(0, 9)) else draw(json_values)
 
 
@@ -322,6 +355,7 @@ def anet_submissions(draw, kind: str):
                 entries.append(entry)
         _spoil(draw, entries, 1)
         results[f"v_{v:011d}"] = entries
+    _maybe_huge_number(draw, results)
     submission = {"version": "VERSION 1.3", "external_data": {"used": False}, "results": results}
     if draw(st.integers(0, 9)) == 0:
         submission[draw(st.sampled_from(sorted(submission)))] = draw(json_values)
@@ -353,6 +387,7 @@ def anet_ground_truth(draw):
                  "annotations": annotations}
         _spoil(draw, annotations + [video], 1)
         database[f"{v:011d}"] = video if draw(st.integers(0, 9)) else draw(json_values)
+    _maybe_huge_number(draw, database)
     return {"version": "VERSION 1.3", "database": database} if draw(st.integers(0, 9)) else draw(json_values)
 
 
@@ -396,6 +431,7 @@ def caption_ground_truth(draw):
                  "sentences": [draw(st.text(max_size=12)) for _ in range(n)]}
         _spoil(draw, [video], 1)
         videos[f"v_{v:011d}"] = video if draw(st.integers(0, 9)) else draw(json_values)
+    _maybe_huge_number(draw, videos)
     return videos if draw(st.integers(0, 9)) else draw(json_values)
 
 
@@ -516,3 +552,84 @@ def test_a_score_beyond_float32_is_refused(workdir):
     with pytest.raises(HarnessError, match="row 2 has scores .* within float32 range"):
         IMAGENET.import_predictions(store, path, "huge")
     assert store.list_runs() == []
+
+
+# ----- every JSON importer on any file (harness/jsonfile.py) ----------------------------------------
+
+def json_importers(store: Store, coco_label_set: str):
+    """(name, import function of a path) for every importer of JSON files."""
+    from harness.activitynet.formats import read_caption_ground_truth
+    from harness.detection.suite import COCO, import_ground_truth
+
+    return [("classification", lambda p: IMAGENET.import_predictions(store, p, "any")),
+            ("coco ground truth", lambda p: import_ground_truth(store, p, "any-gt")),
+            ("coco results", lambda p: COCO.import_predictions(store, p, "any", label_set=coco_label_set)),
+            ("anet-captions", lambda p: get_suite("anet-captions").import_predictions(store, p, "any")),
+            ("anet-detection", lambda p: get_suite("anet-detection").import_predictions(store, p, "any")),
+            ("anet-detection ground truth",
+             lambda p: get_suite("anet-detection").import_ground_truth(store, p, "any-gt")),
+            ("anet-captions ground truth", read_caption_ground_truth)]
+
+
+@FUZZ
+@given(content=arbitrary_files)
+def test_json_importers_arbitrary_files(workdir, coco_store, content):
+    path = workdir / "anything.json"
+    path.write_bytes(content)
+    for _, do_import in json_importers(coco_store, "fuzz-gt"):
+        imports_or_refuses(coco_store, lambda: do_import(path))
+
+
+HUGE = "9" * 400
+# Found by an audit: valid JSON that the importers met with OverflowError or RecursionError.
+# (content with "HUGE" standing for a 400-digit integer, where the first one is)
+UNCONVERTIBLE = {
+    "classification": ([{"file_name": "ILSVRC2012_val_00000001", "predicted_class": 1, "score": "HUGE"}],
+                       '[0]["score"]'),
+    "coco ground truth": ({"images": [_image()], "categories": [{"id": 1, "name": "a"}],
+                           "annotations": [_annotation(bbox=[0, 0, "HUGE", "-HUGE"], area="HUGE", iscrowd=0)]},
+                          '["annotations"][0]["bbox"][2]'),
+    "coco results": ([{"image_id": 1, "category_id": 1, "score": 0.5, "bbox": [0, 0, 1, 1]},
+                      {"image_id": 1, "category_id": 1, "score": 0.5, "bbox": [0, "HUGE", 1, 1]}],
+                     '[1]["bbox"][1]'),
+    "anet-captions": ({"version": "1", "external_data": {}, "results": {"v_a": [{"sentence": "x",
+                                                                                  "timestamp": [0, "HUGE"]}]}},
+                      '["results"]["v_a"][0]["timestamp"][1]'),
+    "anet-detection": ({"version": "1", "external_data": {}, "results": {"a": [{"label": "x", "score": "HUGE",
+                                                                                "segment": [0, 1]}]}},
+                       '["results"]["a"][0]["score"]'),
+    "anet-detection ground truth": ({"database": {"a": {"subset": "validation", "duration": 9, "annotations": [
+        {"label": "x", "segment": ["HUGE", "-HUGE"]}]}}}, '["database"]["a"]["annotations"][0]["segment"][0]'),
+    "anet-captions ground truth": ({"v_a": {"duration": "HUGE", "timestamps": [[0, 1]], "sentences": ["x"]}},
+                                   '["v_a"]["duration"]'),
+}
+
+
+@pytest.mark.parametrize("importer", list(UNCONVERTIBLE))
+def test_found_unconvertible_numbers_and_deep_nesting_are_refused(workdir, coco_store, importer):
+    do_import = dict(json_importers(coco_store, "fuzz-gt"))[importer]
+    content, first = UNCONVERTIBLE[importer]
+    content = json.dumps(content).replace('"HUGE"', HUGE).replace('"-HUGE"', "-" + HUGE)
+    path = workdir / "found.json"
+    before = store_files(coco_store)
+    path.write_text(content)
+    with pytest.raises(HarnessError) as refused:
+        do_import(path)
+    n = content.count(HUGE)
+    assert f" {path} holds {n} integer(s) too large for a float; the first is {first}: 999999999999... " \
+           "(400 digits); expected finite numbers. Nothing was stored." in str(refused.value)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(HarnessError, match=f"{path} is nested too deeply to read"):
+        do_import(path)
+    path.write_text('{"a": ' + "1" * 5000 + "}")  # beyond Python's int digit limit: ValueError in json
+    with pytest.raises(HarnessError, match="holds 1 integer.s. too large for a float; the first is .\"a\".: "):
+        do_import(path)
+    assert store_files(coco_store) == before
+
+
+def test_a_repeated_key_can_replace_a_huge_number(workdir):
+    from harness.jsonfile import read_json
+
+    path = workdir / "repeated.json"
+    path.write_text(f'{{"a": {HUGE}, "a": 1}}')  # json keeps the last value, as every JSON reader does
+    assert read_json(path, "file") == {"a": 1}

@@ -26,40 +26,27 @@ How bad input is handled (the official tools' behaviour where it is well defined
   official arithmetic gives it a negative or undefined tIoU);
 * times beyond the video's duration or below 0: kept unclipped, as both official tools do;
 * videos that no reference holds: stored; densevid_eval ignores them, the detection
-  evaluation counts their detections as false positives.
+  evaluation counts their detections as false positives;
+* integers too large for a float and JSON nested too deeply: refused when the file is read
+  (``harness/jsonfile.py``).
+
+The same for users, with the ground-truth cases: ``README.md`` beside this file.
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ..errors import HarnessError
+from ..jsonfile import is_finite_number, read_json
 
 SUBMISSION_KEYS = ("results", "version", "external_data")
 _LINE_BREAKERS = ("\r", "\x0b", "\x0c")
 
 
-def read_json(path: str | Path, what: str) -> Any:
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise HarnessError(f"{what} {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{what} {path} is not valid JSON: {exc}") from None
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _segment(value, where: str, path: Path, allow_reversed: bool) -> tuple[float, float]:
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)):
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(is_finite_number(v) for v in value)):
         raise HarnessError(f"{path}: {where} has segment {value!r}; expected [start, end] as two finite "
                            "numbers of seconds")
     start, end = float(value[0]), float(value[1])
@@ -178,7 +165,7 @@ def read_caption_ground_truth(path: str | Path) -> pd.DataFrame:
             where = f"video {vid!r} segment {i}"
             start, end = _segment(stamp, where, path, allow_reversed=True)
             rows["key"].append(vid)
-            rows["duration"].append(float(duration) if _is_number(duration) else None)
+            rows["duration"].append(float(duration) if is_finite_number(duration) else None)
             rows["idx"].append(i)
             rows["start"].append(start)
             rows["end"].append(end)
@@ -205,7 +192,7 @@ def read_detection_submission(path: str | Path) -> tuple[pd.DataFrame, dict]:
                                "entries before it; expected all detections (labelled) or all proposals")
         if has_label and not isinstance(entry["label"], str):
             raise HarnessError(f"{path}: {where} has label {entry['label']!r}; expected a class name")
-        if not _is_number(entry["score"]):
+        if not is_finite_number(entry["score"]):
             raise HarnessError(f"{path}: {where} has score {entry['score']!r}; expected a finite number")
         start, end = _segment(entry["segment"], where, path, allow_reversed=False)
         rows["key"].append(vid)
@@ -241,7 +228,7 @@ def read_v13_ground_truth(path: str | Path, subset: str = "validation") -> pd.Da
             start, end = _segment(ann.get("segment"), where, path, allow_reversed=False)
             duration = video.get("duration")
             rows["key"].append(vid)
-            rows["duration"].append(float(duration) if _is_number(duration) else None)
+            rows["duration"].append(float(duration) if is_finite_number(duration) else None)
             rows["idx"].append(i)
             rows["label"].append(ann["label"])
             rows["start"].append(start)

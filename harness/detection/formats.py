@@ -16,8 +16,7 @@ row has both, the record handed to an evaluator carries the RLE.
 from __future__ import annotations
 
 import json
-import math
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import HarnessError
+from .. import jsonfile
+from ..jsonfile import is_finite_number
 from ..store import LABEL_TABLES, RUN_TABLES
 
 DETECTIONS_SCHEMA = RUN_TABLES["coco_detections"]
@@ -35,14 +36,7 @@ GEOMETRY = ("bbox", "segmentation", "keypoints")
 
 
 def read_json(path: Path) -> Any:
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise HarnessError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path} is not valid JSON ({exc}); expected a COCO result list or annotation file") \
-            from None
+    return jsonfile.read_json(path, "COCO result or annotation file")
 
 
 # ----- validation -----------------------------------------------------------
@@ -51,18 +45,14 @@ def is_int(v) -> bool:
     return isinstance(v, Integral) and not isinstance(v, bool)
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _numbers(v, what: str) -> str | None:
-    if not isinstance(v, list) or not all(_is_number(x) for x in v):
+    if not isinstance(v, list) or not all(is_finite_number(x) for x in v):
         return f"{what} must be a list of finite numbers"
     return None
 
 
 def _bbox_problem(b) -> str | None:
-    if not isinstance(b, list) or len(b) != 4 or not all(_is_number(x) for x in b):
+    if not isinstance(b, list) or len(b) != 4 or not all(is_finite_number(x) for x in b):
         return "bbox must be [x, y, width, height] with 4 finite numbers"
     if b[2] < 0 or b[3] < 0:
         return "bbox width and height must not be negative"
@@ -141,7 +131,7 @@ def validate_results(records: Any, path: Path, image_ids: set[int], category_ids
         if not is_int(r.get("category_id")):
             problems.add(i, "category_id must be an integer")
             continue
-        if not _is_number(r.get("score")):
+        if not is_finite_number(r.get("score")):
             problems.add(i, "score must be a finite number")
             continue
         these = tuple(k for k in GEOMETRY if k in r)
@@ -295,7 +285,7 @@ _GT_FIELDS = {
                     ("num_keypoints", lambda v: is_int(v) and abs(v) < _INT32, "an integer"),
                     ("bbox", lambda v: not _bbox_problem(v), "[x, y, width, height] with 4 finite numbers, "
                      "width and height not negative"),
-                    ("area", _is_number, "a finite number"),
+                    ("area", is_finite_number, "a finite number"),
                     ("segmentation", lambda v: v == [] or not _segmentation_problem(v),
                      "an RLE {size, counts} or a list of polygons of at least 3 (x, y) pairs"),
                     ("keypoints", lambda v: not _keypoints_problem(v), "a list of (x, y, v) numbers")),
