@@ -10,7 +10,11 @@ Layout of a store directory (the single source of truth)::
 
 Every file is written to a temporary name and renamed into place, so a reader
 (or a process killed with -9) never sees half a file. Only files matching
-``<table>-<part>.parquet`` are read; temporary files start with a dot.
+``<table>-<part>.parquet`` are read; temporary files and folders start with a dot.
+An import (``write_run``) is built in a hidden folder and renamed into place complete.
+A label set is replaced under ``labelsets/.lock`` by two renames (the old folder aside, the new
+one in); a process killed between them leaves the old one hidden, and the next ``Store`` opened
+puts it back.
 A run's rows are visible in the plain table views (``predictions``,
 ``detections``...) only once its run.json says ``complete``; the ``*_all``
 views show the rows of unfinished runs too.
@@ -18,12 +22,14 @@ views show the rows of unfinished runs too.
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -249,6 +255,31 @@ def to_arrow(data: Any, schema: pa.Schema | None = None) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
+class FolderLock:
+    """An exclusive lock on a folder (``flock`` on its ``.lock``), released on close or on the holder's death."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.file = open(directory / ".lock", "a+")
+
+    def try_acquire(self) -> bool:
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def release(self) -> None:
+        self.file.close()  # closing drops the flock
+
+    def __enter__(self) -> "FolderLock":
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 @dataclass
 class RunWriter:
     """Writes one run chunk by chunk; the run becomes visible when finished."""
@@ -297,6 +328,36 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "runs").mkdir(exist_ok=True)
         (self.root / "labelsets").mkdir(exist_ok=True)
+        self.recover()
+
+    def recover(self) -> None:
+        """Tidy what writers killed midway left behind: a label set set aside and never replaced goes
+        back into place, and hidden work folders whose writer is gone are removed."""
+        for folder in (self.root / "runs").glob(".run_id=*"):
+            # An import's folder is locked by its writer; the age keeps off a folder created this instant,
+            # before its writer could lock it.
+            if folder.is_dir() and time.time() - folder.stat().st_mtime > 60:
+                lock = FolderLock(folder)
+                if lock.try_acquire():
+                    shutil.rmtree(folder, ignore_errors=True)
+                lock.release()
+        base = self.root / "labelsets"
+        hidden = sorted(p for p in base.glob(".label_set=*") if p.is_dir())
+        if not hidden:
+            return
+        lock = FolderLock(base)
+        if not lock.try_acquire():
+            lock.release()
+            return  # a writer is at work and tidies up itself
+        try:
+            for folder in hidden:
+                aside = re.fullmatch(r"\.(label_set=.+)\.old-[0-9a-f]{6}", folder.name)
+                if aside and not (base / aside.group(1)).exists():
+                    os.replace(folder, base / aside.group(1))  # the new version never landed
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            lock.release()
 
     # ----- runs -------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -323,17 +384,32 @@ class Store:
         return writer
 
     def write_run(self, meta: dict, tables: Mapping[str, Any]) -> str:
-        """Store a whole run at once (imports). Returns its run id."""
+        """Store a whole run at once (imports). Returns its run id.
+
+        The run is built in a hidden folder and renamed into place complete: a process killed midway
+        leaves no run, only a hidden folder that a later :meth:`recover` removes.
+        """
         arrow = {name: to_arrow(data, RUN_TABLES.get(name)) for name, data in tables.items()}
-        writer = self.begin_run(meta)
+        run_id = check_identifier(self.new_run_id(meta.get("name", "run")), "run id")
+        final = self.run_dir(run_id)
+        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        lock = FolderLock(work)
+        lock.try_acquire()  # a folder nobody else knows yet
         try:
             for name, table in arrow.items():
-                writer.write_chunk(table, name)
-            n_rows = {name: t.num_rows for name, t in arrow.items()}
-            return writer.finish(n_rows=n_rows)
+                publish_new_parquet(work, name, table, 0)
+            stamp = now_iso()
+            atomic_write_json(work / "run.json", {
+                "created_at": stamp, **meta, "run_id": run_id, "status": "complete", "finished_at": stamp,
+                "n_rows": {name: t.num_rows for name, t in arrow.items()}})
+            os.rename(work, final)
         except BaseException:
-            shutil.rmtree(writer.dir, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
             raise
+        finally:
+            lock.release()
+        self.refresh_catalog()
+        return run_id
 
     def run_meta(self, run_id: str) -> dict:
         path = self.run_dir(run_id) / "run.json"
@@ -376,23 +452,24 @@ class Store:
         check_identifier(name, "label set name")
         arrow = {t: to_arrow(data, LABEL_TABLES.get(t)) for t, data in tables.items()}
         final = self.label_set_dir(name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-        try:
-            for t, table in arrow.items():
-                atomic_write_parquet(tmp / f"{t}.parquet", table)
-            full = {**meta, "name": name, "created_at": now_iso(),
-                    "n_rows": {t: table.num_rows for t, table in arrow.items()}}
-            atomic_write_json(tmp / "meta.json", full)
-            old = None
-            if final.exists():
-                old = final.parent / f".{final.name}.old-{secrets.token_hex(3)}"
-                os.replace(final, old)
-            os.replace(tmp, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with FolderLock(final.parent):  # one label-set writer at a time; see recover() for a kill midway
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+            try:
+                for t, table in arrow.items():
+                    atomic_write_parquet(tmp / f"{t}.parquet", table)
+                full = {**meta, "name": name, "created_at": now_iso(),
+                        "n_rows": {t: table.num_rows for t, table in arrow.items()}}
+                atomic_write_json(tmp / "meta.json", full)
+                old = None
+                if final.exists():
+                    old = final.parent / f".{final.name}.old-{secrets.token_hex(3)}"
+                    os.replace(final, old)
+                os.replace(tmp, final)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         self.refresh_catalog()
 
     def label_set_meta(self, name: str) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from harness.store import Store
 
@@ -137,3 +139,76 @@ def test_same_command_twice_at_once_gives_two_whole_runs(store):
     assert len(runs) == 2 and set(runs["status"]) == {"complete"}
     counts = store.sql("SELECT run_id, count(*) AS n, count(DISTINCT key) AS keys FROM predictions GROUP BY run_id")
     assert counts["n"].tolist() == [24, 24] and counts["keys"].tolist() == [24, 24]
+
+
+# strace kills the writer with a real SIGKILL on entry to a chosen system call, before it runs: a crash at
+# an exact point of a write, with no hook in the code.
+needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+QUIET_ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # no .pyc renames among the counted calls
+
+REPLACE_LABELS = """
+import sys
+import pandas as pd
+from harness.store import Store
+
+Store(sys.argv[1]).put_label_set("mine", {"dataset": "d"}, {"labels": pd.DataFrame({"key": ["a"], "labels": [[2]]})})
+"""
+
+
+def traced(log: Path, calls: str, command: list[str], inject_at: int | None = None) -> subprocess.CompletedProcess:
+    inject = ["-e", f"inject={calls}:signal=KILL:when={inject_at}"] if inject_at else []
+    proc = subprocess.run(["strace", "-f", "-qq", "-o", str(log), "-e", f"trace={calls}", *inject, *command],
+                          capture_output=True, text=True, cwd=REPO, timeout=600, env=QUIET_ENV)
+    if proc.returncode != 0 and "ptrace" in proc.stderr:
+        pytest.skip(f"strace cannot trace here: {proc.stderr.strip()[:200]}")
+    return proc
+
+
+@needs_strace
+def test_label_set_replacement_killed_at_any_step_is_recovered(tmp_path):
+    store = Store(tmp_path / "store")
+    command = [sys.executable, "-c", REPLACE_LABELS, str(store.root)]
+    renames, unlinks = "rename,renameat,renameat2", "unlink,unlinkat"
+
+    def set_aside(line):
+        return "label_set=mine\", " in line and ".old-" in line
+
+    def call_number(calls, is_it):
+        """The number of the call ``is_it`` among ``calls`` of a replacement that is not killed."""
+        store.put_label_set("mine", {"dataset": "d"}, {"labels": pd.DataFrame({"key": ["a"], "labels": [[1]]})})
+        assert traced(tmp_path / "log", calls, command).returncode == 0
+        lines = [line for line in (tmp_path / "log").read_text().splitlines() if "(" in line]
+        return next(n for n, line in enumerate(lines, 1) if is_it(line))
+
+    cases = [  # (calls, the one to kill at, after it by, the labels left, whether the label set's folder is there)
+        (renames, set_aside, 0, [1], True),  # the new version written aside, the old one not yet moved
+        (renames, set_aside, 1, [1], False),  # between the two renames: only the hidden old folder holds it
+        (unlinks, lambda line: "unlinkat(" in line, 0, [2], True),  # the new one in; the old one being deleted
+    ]
+    for calls, is_it, after, survivor, in_place in cases:
+        kill_at = call_number(calls, is_it) + after
+        store.put_label_set("mine", {"dataset": "d"}, {"labels": pd.DataFrame({"key": ["a"], "labels": [[1]]})})
+        assert traced(tmp_path / "log", calls, command, kill_at).returncode == -signal.SIGKILL
+        assert store.label_set_dir("mine").exists() == in_place
+        assert list((store.root / "labelsets").glob(".label_set=mine.*"))  # what the killed writer left
+        store = Store(store.root)  # opening the store puts the old folder back, or tidies up
+        assert store.sql("SELECT labels[1] AS top FROM labels WHERE label_set = 'mine'")["top"].tolist() == survivor
+        assert not list((store.root / "labelsets").glob(".label_set=*"))
+
+
+@needs_strace
+def test_import_killed_mid_write_leaves_no_run(store, shared_data, tmp_path):
+    predictions = shared_data / "imagenet/model_predictions/ResNet50.csv"
+    command = [sys.executable, "-m", "harness", "--store", str(store.root), "import", str(predictions),
+               "--suite", "real"]
+    killed = traced(tmp_path / "log", "link,linkat", command, inject_at=1)  # as its Parquet file is published
+    assert killed.returncode == -signal.SIGKILL
+    [work] = (store.root / "runs").iterdir()
+    assert work.name.startswith(".run_id=ResNet50-")  # hidden: not a run for any query
+    runs = subprocess.run([sys.executable, "-m", "harness", "--store", str(store.root), "runs"], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert runs.returncode == 0 and "ResNet50" not in runs.stdout
+    assert store.sql("SELECT count(*) AS n FROM predictions_all")["n"][0] == 0
+    os.utime(work, (time.time() - 120, time.time() - 120))  # its writer long gone
+    Store(store.root)
+    assert not work.exists()

@@ -43,7 +43,7 @@ def test_label_set_is_replaced_whole(store):
                         {"labels": pd.DataFrame({"key": ["a", "b"], "labels": [[2], []]})})
     rows = store.sql("SELECT key, labels FROM labels WHERE label_set = 'mine' ORDER BY key")
     assert [list(x) for x in rows["labels"]] == [[2], []]
-    assert [p.name for p in (store.root / "labelsets").iterdir()] == ["label_set=mine"]
+    assert sorted(p.name for p in (store.root / "labelsets").iterdir()) == [".lock", "label_set=mine"]
     with pytest.raises(HarnessError, match="not a valid name"):
         store.put_label_set("../evil", {"dataset": "d"}, {"labels": pd.DataFrame({"key": [], "labels": []})})
 
