@@ -1,14 +1,23 @@
 """Bulk runs: many models on one suite, one model at a time, each failure recorded and the rest carried on.
 
 A leaderboard is hundreds of models; over such a list some model always fails (weights that do
-not load, memory that runs out at any batch size). That model's run is stored as ``failed`` with
-its error and traceback, its memory is released, and the next model starts. Models whose run of
-the same configuration is already complete are skipped, and an unfinished run is resumed, so the
-same command can simply be run again after a crash: it picks up where the list stopped.
+not load, memory that runs out at any batch size, a crash in native code). Each model of a list
+runs in a child process of its own, so not even a segfault or a CUDA error that poisons the
+process reaches the next model: a model that raises is stored by its child as a ``failed`` run
+with its error and traceback, and a child that dies is recorded so by this process, naming the
+signal. Models whose run of the same configuration is already complete are skipped, and an
+unfinished run is resumed, so the same command can simply be run again after a crash: it picks up
+where the list stopped.
+
+Under torchrun the models run in the rank processes themselves: the process group lives there, and
+a rank that dies is torchrun's to restart.
 """
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +25,7 @@ from typing import Callable
 
 from .distributed import Shard, describe_error
 from .errors import HarnessError
-from .store import Store
+from .store import FolderLock, RunWriter, Store
 
 
 @dataclass(frozen=True)
@@ -67,28 +76,116 @@ def run_bulk(store: Store, suite, requests: list[ModelRequest], shard: Shard | N
              on_result: Callable[[BulkResult], None] | None = None, **options) -> list[BulkResult]:
     """Run each requested model with :func:`harness.runner.evaluate_classification` (``options`` are its
     keyword arguments); returns one result per request, in order."""
-    from .runner import evaluate_classification, list_suite_images
+    from .runner import list_suite_images
 
     # A folder of the wrong layout is wrong for every model: say so once, before any work.
     list_suite_images(suite, options.get("data_dir"), options.get("quiet", True))
+    isolate = len(requests) > 1 and not (shard is not None and shard.sharded)
     results = []
     for number, request in enumerate(requests, 1):
         if len(requests) > 1 and not options.get("quiet") and (shard is None or shard.is_leader):
             print(f"model {number} of {len(requests)}: {request.model}", file=sys.stderr)
-        try:
-            outcome = evaluate_classification(store, suite, request.model, checkpoint=request.checkpoint,
-                                              shard=shard, skip_complete=True, record_failures=True, **options)
-            result = BulkResult(request, "skipped" if outcome.skipped else "complete", outcome.run_id,
-                                outcome.n_images, outcome.n_errors)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the others
-            result = BulkResult(request, "failed", error=describe_error(exc))
-        release_memory()
+        if isolate:
+            result = run_in_child(store, suite, request, options)
+        else:
+            result = run_one(store, suite, request, shard, options)
+            release_memory()
         results.append(result)
         if on_result is not None:
             on_result(result)
     return results
+
+
+def run_one(store: Store, suite, request: ModelRequest, shard: Shard | None, options: dict,
+            on_claim: Callable[[str], None] | None = None) -> BulkResult:
+    """One model in this process; a failure (already stored as a failed run) becomes a failed result."""
+    from .runner import evaluate_classification
+
+    try:
+        outcome = evaluate_classification(store, suite, request.model, checkpoint=request.checkpoint, shard=shard,
+                                          skip_complete=True, record_failures=True, on_claim=on_claim, **options)
+        return BulkResult(request, "skipped" if outcome.skipped else "complete", outcome.run_id,
+                          outcome.n_images, outcome.n_errors)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the others
+        return BulkResult(request, "failed", error=describe_error(exc))
+
+
+def run_in_child(store: Store, suite, request: ModelRequest, options: dict) -> BulkResult:
+    """One model in a child process; a child that dies without an answer is recorded as a failed run."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state, no threads inherited
+    answers, answer = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(answer, str(store.root), suite.name, request, options),
+                            name=f"realbench {request.model}")
+    child.start()
+    answer.close()  # the child holds the only writing end now: its death ends the reading below
+    claimed, result = None, None
+    try:
+        while True:
+            try:
+                kind, value = answers.recv()
+            except EOFError:
+                break
+            if kind == "claimed":
+                claimed = value
+            else:
+                result = value
+        child.join()
+    except KeyboardInterrupt:  # the child marks its run interrupted, then this process stops too
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGINT)
+        child.join()
+        raise
+    finally:
+        answers.close()
+    if result is not None:
+        return result
+    code = child.exitcode
+    error = (f"the process running {request.model} died from signal {signal.Signals(-code).name}"
+             + (" (the system may have run out of memory)" if code == -signal.SIGKILL else "")
+             if code < 0 else f"the process running {request.model} exited with status {code} without a result")
+    return BulkResult(request, "failed", run_id=record_death(store, suite, request, options, claimed, error),
+                      error=error)
+
+
+def record_death(store: Store, suite, request: ModelRequest, options: dict, claimed: str | None,
+                 error: str) -> str:
+    """Mark the run a dead child had claimed as failed, or store a failed run when it had claimed none."""
+    from .runner import record_failed_run
+
+    if claimed is not None:
+        lock = FolderLock(store.run_dir(claimed))
+        try:
+            meta = store.run_meta(claimed)
+            if lock.try_acquire() and meta.get("status") == "running":
+                RunWriter(store, claimed, meta).fail(error)
+                return claimed
+        finally:
+            lock.release()
+    return record_failed_run(store, suite, request.model, options.get("name"), request.checkpoint, Shard(), error)
+
+
+def _child_main(answer, store_root: str, suite_name: str, request: ModelRequest, options: dict) -> None:
+    from .suites import get_suite
+
+    _die_with_parent()
+    try:
+        result = run_one(Store(store_root), get_suite(suite_name), request, None, options,
+                         on_claim=lambda run_id: answer.send(("claimed", run_id)))
+    except KeyboardInterrupt:
+        return
+    answer.send(("result", result))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to stop this child when its parent dies (kill -9 of a bulk run stops its model too)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: an orphaned child finishes its model and exits
 
 
 def release_memory() -> None:

@@ -11,7 +11,6 @@ complete only when every image has exactly one stored row.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ from typing import Callable
 
 from .errors import HarnessError
 from .distributed import Shard, ShardFailed, describe_error
-from .store import RunWriter, Store, check_identifier
+from .store import FolderLock, RunWriter, Store, check_identifier
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 
@@ -50,6 +49,11 @@ def list_images(root: Path, key_of: Callable[[str], str | None], class_names: se
         entries = sorted(it, key=lambda e: e.name)
     dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
     if dirs:
+        loose = [e.name for e in entries if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES]
+        if loose:
+            raise HarnessError(
+                f"{root} mixes two layouts: class folders (e.g. {dirs[0].name}/) and images at the top (e.g. "
+                f"{loose[0]}); expected either a flat folder of images or one folder of images per class")
         if class_names is not None:
             wrong = [d.name for d in dirs if d.name not in class_names]
             if wrong:
@@ -57,10 +61,18 @@ def list_images(root: Path, key_of: Callable[[str], str | None], class_names: se
                     f"{root} has {len(wrong)} sub-folders that are not class names of {dataset} "
                     f"(first: {wrong[0]!r}); expected a flat folder of images or one folder per class "
                     f"named like {sorted(class_names)[0]!r}")
-        files = []
+        files, deeper = [], []
         for d in dirs:
             with os.scandir(d.path) as it:
-                files.extend((f"{d.name}/{e.name}", e) for e in sorted(it, key=lambda e: e.name) if e.is_file())
+                inner = sorted(it, key=lambda e: e.name)
+            files.extend((f"{d.name}/{e.name}", e) for e in inner if e.is_file())
+            deeper.extend(f"{d.name}/{e.name}/" for e in inner if e.is_dir() and not e.name.startswith("."))
+        if deeper:
+            example = next((rel for rel, e in files if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES),
+                           f"{dirs[0].name}/IMAGE")
+            raise HarnessError(
+                f"{root} has folders inside its class folders (e.g. {deeper[0]}) besides images in class "
+                f"folders (e.g. {example}); expected one level: a folder of images per class")
         layout = "class-folders"
     else:
         files = [(e.name, e) for e in entries if e.is_file()]
@@ -236,26 +248,7 @@ def pick_device(requested: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class RunLock:
-    """An exclusive lock on a run folder, held while a process writes it (released on death)."""
-
-    def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.file = open(directory / ".lock", "a+")
-
-    def try_acquire(self) -> bool:
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def release(self) -> None:
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
-
-
-def claim_resumable(store: Store, fingerprint: str) -> tuple[str, RunLock] | None:
+def claim_resumable(store: Store, fingerprint: str) -> tuple[str, FolderLock] | None:
     """The newest unfinished run of the same configuration that no live process holds, locked.
 
     The lock is kept from the moment the run is found, so two processes started at once with the
@@ -263,7 +256,7 @@ def claim_resumable(store: Store, fingerprint: str) -> tuple[str, RunLock] | Non
     """
     for meta in reversed(store.list_runs()):
         if meta.get("status") != "complete" and meta.get("fingerprint") == fingerprint:
-            lock = RunLock(store.run_dir(meta["run_id"]))
+            lock = FolderLock(store.run_dir(meta["run_id"]))
             if not lock.try_acquire():
                 lock.file.close()
                 continue
@@ -282,7 +275,7 @@ def find_complete(store: Store, fingerprint: str) -> str | None:
 
 
 def claim_run(store: Store, meta: dict, config: dict, fresh: bool, resume: str | None
-              ) -> tuple[RunWriter, RunLock, bool]:
+              ) -> tuple[RunWriter, FolderLock, bool]:
     """Lock and begin the run to write: the one named by ``resume``, else an unfinished run of the
     same configuration (unless ``fresh``), else a new one. Returns (writer, lock, resumed)."""
     fingerprint = meta["fingerprint"]
@@ -295,7 +288,7 @@ def claim_run(store: Store, meta: dict, config: dict, fresh: bool, resume: str |
             changed = sorted(k for k in config if old.get(k) != config[k]) or ["the run's configuration"]
             raise HarnessError(f"run {resume} was made with a different {', '.join(changed)}; run the command "
                                "that started it to resume it")
-        lock = RunLock(store.run_dir(resume))
+        lock = FolderLock(store.run_dir(resume))
         if not lock.try_acquire():
             lock.file.close()
             raise HarnessError(f"run {resume} is being written by another process")
@@ -304,7 +297,7 @@ def claim_run(store: Store, meta: dict, config: dict, fresh: bool, resume: str |
         claimed = claim_resumable(store, fingerprint)
     if claimed is None:
         run_id = check_identifier(store.new_run_id(meta["name"]), "run id")
-        lock = RunLock(store.run_dir(run_id))
+        lock = FolderLock(store.run_dir(run_id))
         lock.try_acquire()  # a folder nobody else knows yet
         claimed = run_id, lock
     run_id, lock = claimed
@@ -373,11 +366,13 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
                             fresh: bool = False, name: str | None = None, quiet: bool = False,
                             log: Callable[[str], None] | None = None, skip_complete: bool = False,
                             resume: str | None = None, shard: Shard | None = None,
-                            record_failures: bool = False) -> Outcome:
+                            record_failures: bool = False, on_claim: Callable[[str], None] | None = None
+                            ) -> Outcome:
     """:func:`run_classification`, telling also whether the run was skipped and how many images failed.
 
     With ``record_failures``, a model that fails before its run is claimed (weights that do not
-    load, say) is stored as a failed run too, so that a bulk run keeps a record of every model.
+    load, label sets that cannot be stored, say) is stored as a failed run too, so that a bulk run
+    keeps a record of every model. ``on_claim`` hears the run id once the run is claimed (rank 0).
     """
     import torch
     from timm.data import create_transform
@@ -430,7 +425,8 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
             meta["model_extra"] = loaded.extra
     except Exception as exc:
         if record_failures and shard.is_leader:
-            record_failed_run(store, suite, model_name, name, checkpoint, shard, exc)
+            record_failed_run(store, suite, model_name, name, checkpoint, shard, describe_error(exc),
+                              traceback.format_exc())
         raise
 
     held: dict = {}
@@ -443,6 +439,8 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
         suite.ensure_label_sets(store)
         writer, lock, resumed = claim_run(store, meta, config, fresh, resume)
         held.update(writer=writer, lock=lock)
+        if on_claim is not None:
+            on_claim(writer.run_id)
         ranks = f", {shard.world_size} ranks" if shard.sharded else ""
         if resumed:
             say(f"resuming run {writer.run_id}: {len(writer.stored_keys()):,} of {len(items):,} images "
@@ -452,7 +450,16 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
                 f"({images.layout} layout, {images.root}) on {device}, {precision}{ranks}")
         return writer.run_id, "resumed" if resumed else "new"
 
-    run_id, state = shard.from_leader(claim)
+    try:
+        run_id, state = shard.from_leader(claim)
+    except Exception as exc:
+        if shard.is_leader and "writer" in held:
+            held["writer"].fail(describe_error(exc), error_traceback=traceback.format_exc())
+            held["lock"].release()
+        elif record_failures and shard.is_leader:
+            record_failed_run(store, suite, model_name, name, checkpoint, shard, describe_error(exc),
+                              traceback.format_exc())
+        raise
     if state == "complete":
         say(f"skipping {meta['name']}: run {run_id} of the same configuration is complete")
         return Outcome(run_id, True, len(items), int(store.run_meta(run_id).get("n_errors", 0)))
@@ -500,12 +507,12 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
 
 
 def record_failed_run(store: Store, suite, model_name: str, name: str | None, checkpoint, shard: Shard,
-                      exc: BaseException) -> str:
+                      error: str, error_traceback: str | None = None) -> str:
     """Store a run that failed before it could start, with its error, as a record for bulk runs."""
     writer = store.begin_run({"name": name or model_name, "model": model_name, "kind": "run", "suite": suite.name,
                               "dataset": suite.dataset, "checkpoint": str(checkpoint) if checkpoint else None,
                               "world_size": shard.world_size})
-    writer.fail(describe_error(exc), error_traceback=traceback.format_exc())
+    writer.fail(error, error_traceback=error_traceback)
     return writer.run_id
 
 

@@ -132,3 +132,53 @@ def test_resume_continues_the_named_partial_run(store):
     assert store.sql("SELECT count(DISTINCT key) AS n FROM predictions")["n"][0] == 24
     finished = harness(store, *common, "--resume", partial["run_id"], check=2)
     assert "is already complete; nothing to resume" in finished.stderr
+
+
+def model_processes(bulk_pid: int) -> list[int]:
+    """The child processes a bulk run started for its models (not multiprocessing's resource tracker)."""
+    children = [int(pid) for task in Path(f"/proc/{bulk_pid}/task").iterdir()
+                for pid in (task / "children").read_text().split()]
+    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_a_model_whose_process_dies_is_recorded_and_the_next_one_runs(store, images):
+    args = ["run", "--model", "efficientnet-lite1,efficientnet-lite0", "--suite", "imagenet",
+            "--data-dir", str(images), "--batch-size", "1", "--chunk-images", "1", "--workers", "0", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "--store", str(store.root), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 600
+    while True:  # until the first model has stored a row: then its process segfaults
+        runs = {m.get("model"): m["run_id"] for m in store.list_runs()}
+        if "efficientnet-lite1" in runs and any(store.run_dir(runs["efficientnet-lite1"]).glob("predictions-*")):
+            break
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    [child] = model_processes(proc.pid)
+    os.kill(child, signal.SIGSEGV)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 2, err
+    assert "error: efficientnet-lite1: the process running efficientnet-lite1 died from signal SIGSEGV" in err
+    assert "2 models: 1 complete, 0 skipped (complete before), 1 failed" in out
+    stored = store.sql("SELECT model, run_id, status, meta->>'error' AS error FROM runs").set_index("model")
+    assert stored["status"].to_dict() == {"efficientnet-lite1": "failed", "efficientnet-lite0": "complete"}
+    assert stored.loc["efficientnet-lite1", "run_id"] == runs["efficientnet-lite1"]  # its own run, marked
+    assert "SIGSEGV" in stored.loc["efficientnet-lite1", "error"]
+
+    again = harness(store, *args, check=0)  # the dead model's run is resumed, the others skipped
+    assert "2 models: 1 complete, 1 skipped (complete before), 0 failed" in again.stdout
+    rows = store.sql("SELECT run_id, count(*) AS n, count(DISTINCT key) AS keys FROM predictions GROUP BY run_id")
+    assert len(rows) == 2 and set(rows["n"]) == {7} and set(rows["keys"]) == {7}
+    assert runs["efficientnet-lite1"] in set(rows["run_id"])
+
+
+def test_a_failure_while_claiming_the_run_is_recorded(store):
+    from harness.runner import evaluate_classification
+    from harness.suites import get_suite
+
+    (store.root / "labelsets" / ".lock").mkdir()  # the label sets cannot be stored: their lock is a folder
+    with pytest.raises(IsADirectoryError):
+        evaluate_classification(store, get_suite("real"), "efficientnet-lite0", limit=2, workers=0, quiet=True,
+                                skip_complete=True, record_failures=True)
+    [meta] = store.list_runs()
+    assert meta["status"] == "failed" and meta["model"] == "efficientnet-lite0"
+    assert meta["error"].startswith("IsADirectoryError") and "ensure_label_sets" in meta["error_traceback"]

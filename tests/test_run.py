@@ -263,3 +263,22 @@ def test_split_eval_transform_gives_the_models_exact_inputs(shared_data):
     fallback = EvalTransform(other)
     img = Image.open(cifar[0]).convert("RGB")
     assert fallback.whole is other and torch.equal(fallback.finish(fallback(img)[None]), other(img)[None])
+
+
+def test_mixed_layouts_are_refused_before_any_work(store, tmp_path, shared_data):
+    from harness.imagenet import synsets
+
+    images = sorted((shared_data / "imagenet-val-subset").iterdir())[:3]
+    root = tmp_path / "images"
+    (root / synsets()[0]).mkdir(parents=True)
+    os.symlink(images[0], root / synsets()[0] / images[0].name)
+    os.symlink(images[1], root / images[1].name)  # a loose image next to a class folder
+    with pytest.raises(HarnessError, match=rf"{root} mixes two layouts: class folders \(e.g. {synsets()[0]}/\) "
+                                           rf"and images at the top \(e.g. {images[1].name}\)"):
+        run_classification(store, get_suite("imagenet"), "efficientnet-lite0", data_dir=root, quiet=True)
+    (root / images[1].name).unlink()
+    (root / synsets()[0] / "more").mkdir()  # a folder below a class folder
+    with pytest.raises(HarnessError, match=rf"{root} has folders inside its class folders \(e.g. {synsets()[0]}/more/\)"
+                                           rf" besides images in class folders \(e.g. {synsets()[0]}/{images[0].name}"):
+        run_classification(store, get_suite("imagenet"), "efficientnet-lite0", data_dir=root, quiet=True)
+    assert store.list_runs() == []
