@@ -23,7 +23,7 @@ rated keep the labels they arrive with (real.json's, from the models' unanimous 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -42,6 +42,7 @@ ANIMAL_CLASSES = frozenset(range(398))
 DEFAULT_THRESHOLD = 0.8
 METHODS = ("golden", "em")
 VIRTUAL_FITS = ("golden", "golden-classes", "em")
+MAYBE_HANDLING = ("maybe", "no", "yes", "drop")
 
 
 def val_file_name(index: int) -> str:
@@ -155,6 +156,31 @@ def golden_virtual_confusion(data: RealData, truth: np.ndarray, classes=None,
     return confusion[0]
 
 
+def _keep_answers(ratings: Ratings, keep: np.ndarray) -> Ratings:
+    return Ratings(ratings.questions, ratings.raters, ratings.scale, ratings.question[keep],
+                   ratings.rater[keep], ratings.answer[keep])
+
+
+def recode_maybe(data: RealData, maybe: str) -> RealData:
+    """The raters' "maybe" answers (main and golden) kept (``maybe``), counted as ``no`` or
+    ``yes``, or dropped (``drop``). The scale stays no/maybe/yes, so a recoded "maybe" is
+    simply never given. The experts' answers, the reference, are left as they are."""
+    if maybe not in MAYBE_HANDLING:
+        raise HarnessError(f"unknown maybe handling {maybe!r}; choose one of {', '.join(MAYBE_HANDLING)}")
+    if maybe == "maybe":
+        return data
+
+    def recode(ratings: Ratings) -> Ratings:
+        is_maybe = ratings.answer == ratings.scale.index("maybe")
+        if maybe == "drop":
+            return _keep_answers(ratings, ~is_maybe)
+        answer = np.where(is_maybe, ratings.scale.index(maybe), ratings.answer)
+        return Ratings(ratings.questions, ratings.raters, ratings.scale, ratings.question,
+                       ratings.rater, answer)
+
+    return replace(data, ratings=recode(data.ratings), raters_golden=recode(data.raters_golden))
+
+
 def golden_question_index(ratings: Ratings, golden: Ratings) -> np.ndarray:
     """Position in ``ratings.questions`` of each golden question (−1 if absent)."""
     index = pd.MultiIndex.from_frame(ratings.questions[["key", "label"]])
@@ -176,14 +202,15 @@ def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFA
                  virtual_classes=ANIMAL_CLASSES, golden_smoothing: float = 1.0,
                  max_iter: int = 500, tol: float = 1e-10, fixed_iterations: int | None = None,
                  smoothing: float = 0.0, virtual_fit: str = "golden",
-                 virtual_confusion: np.ndarray | None = None) -> Rebuild:
+                 virtual_confusion: np.ndarray | None = None, init: np.ndarray | None = None) -> Rebuild:
     """Aggregate the raw ratings into ReaL label sets.
 
     ``virtual_classes=None``: no virtual rater. With ``method="golden"``, ``virtual_fit``
     says how the virtual rater's matrix is found: ``golden`` measured like the humans' on
     all golden questions (it answers each: yes iff the label is the original one),
     ``golden-classes`` on the golden questions of its classes only, ``em`` learnt by EM on
-    the main answers. ``virtual_confusion`` (2×3) fixes it outright.
+    the main answers. ``virtual_confusion`` (2×3) fixes it outright. ``init``: EM's starting
+    posterior (questions × 2), instead of the soft majority vote ("maybe" = half a vote).
     """
     if method not in METHODS:
         raise HarnessError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -196,6 +223,8 @@ def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFA
         ratings = ratings.with_virtual(original_label_rater(data.original, virtual_classes))
     options: dict = {"max_iter": max_iter, "tol": tol, "fixed_iterations": fixed_iterations,
                      "smoothing": smoothing}
+    if init is not None:
+        options.update(init=init)
     fixed = np.full((len(ratings.raters), 2, len(ratings.scale)), np.nan)
     if virtual_confusion is not None:
         if virtual_classes is None:
@@ -222,6 +251,7 @@ def rebuild_real(data: RealData, method: str = "golden", threshold: float = DEFA
               "virtual_fit": (None if virtual_classes is None or virtual_confusion is not None
                               else virtual_fit if method == "golden" else "em"),
               "smoothing": smoothing, "fixed_iterations": fixed_iterations,
+              "init": "majority vote" if init is None else "given",
               "virtual_confusion": None if virtual_confusion is None else np.asarray(virtual_confusion).tolist(),
               "iterations": fit.iterations, "converged": fit.converged,
               "log_likelihood": fit.log_likelihood}
@@ -348,3 +378,47 @@ def golden_precision_recall(decisions: np.ndarray, data: RealData) -> dict:
             "decided_yes": int(ours.sum()), "true_positives": tp,
             "precision": tp / max(int(ours.sum()), 1), "recall": tp / max(int(truth.sum()), 1),
             "accuracy": float(np.mean(ours == truth))}
+
+
+def _keep_questions(ratings: Ratings, keep: np.ndarray) -> Ratings:
+    """The ratings of the questions where ``keep`` is true, renumbered."""
+    code = np.cumsum(keep) - 1
+    on = keep[ratings.question]
+    return Ratings(ratings.questions[keep].reset_index(drop=True), ratings.raters, ratings.scale,
+                   code[ratings.question[on]], ratings.rater[on], ratings.answer[on])
+
+
+def golden_cross_validation(data: RealData, folds: int = 5, **options) -> dict:
+    """Out-of-sample precision/recall of the golden recipe on the golden questions.
+
+    The golden recipe measures its confusions and prior on the very questions
+    :func:`golden_precision_recall` scores it on. Here the golden images are split into
+    ``folds`` groups (sorted by file name, the i-th image into group i mod ``folds``; all
+    questions of an image stay together); for each group the recipe is measured on the
+    other groups' questions only (``rebuild_real(method="golden", **options)``) and its
+    decisions on this group's questions are scored against the experts. Counts are pooled.
+    """
+    if not 2 <= folds <= 155:
+        raise HarnessError(f"folds must be between 2 and the number of golden images, got {folds}")
+    if options.get("method", "golden") != "golden":
+        raise HarnessError("cross-validation is for the golden recipe (method='golden')")
+    if not np.array_equal(data.golden.questions.to_numpy(), data.raters_golden.questions.to_numpy()):
+        raise HarnessError("golden.npz and raters_golden.npz list different questions")
+    position = golden_question_index(data.ratings, data.golden)
+    if (position < 0).any():
+        raise HarnessError(f"{(position < 0).sum()} golden questions are not among the rated questions")
+    _, image_rank = np.unique(data.golden.questions["key"].to_numpy(), return_inverse=True)
+    fold = image_rank % folds
+    truth = expert_truth(data.golden).astype(bool)
+    decided = np.zeros(len(truth), bool)
+    for f in range(folds):
+        train = fold != f
+        train_data = replace(data, golden=_keep_questions(data.golden, train),
+                             raters_golden=_keep_questions(data.raters_golden, train))
+        rebuild = rebuild_real(train_data, method="golden", **options)
+        decided[~train] = (rebuild.p_yes >= rebuild.threshold)[position[~train]]
+    tp = int(np.sum(decided & truth))
+    return {"folds": folds, "golden_questions": int(len(truth)), "expert_yes": int(truth.sum()),
+            "decided_yes": int(decided.sum()), "true_positives": tp,
+            "precision": tp / max(int(decided.sum()), 1), "recall": tp / max(int(truth.sum()), 1),
+            "accuracy": float(np.mean(decided == truth))}
