@@ -1,10 +1,13 @@
 """``python -m reports``: statistics and leaderboards from the store.
 
     python -m reports build-store              # label sets, the shipped predictions, timm's tables
+    python -m reports cifar-study              # the CIFAR-10 study: leaderboards/cifar-study.md|csv|png
     python -m reports leaderboard [NAME ...]   # regenerate leaderboards/<name>.md|html|png
     python -m reports leaderboard --check      # fail if a committed leaderboard is stale
     python -m reports import-timm              # only timm's two result tables
     python -m reports compare A B --label-set real
+
+--store DIR and --quiet go before or after the command.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def _store(args) -> Store:
 def cmd_build_store(args) -> int:
     from .shipped import build_store
 
-    done = build_store(_store(args))
+    done = build_store(_store(args), quiet=args.quiet)
     for kind, run_ids in done.items():
         for run_id in run_ids:
             print(f"{kind}: {run_id}")
@@ -51,7 +54,8 @@ def cmd_leaderboard(args) -> int:
     stale, failed = [], []
     for name in names:
         try:
-            files = render_leaderboard(store, name, directory)
+            files = render_leaderboard(store, name, directory, left_out=lambda note: print(
+                f"{name}: {note}", file=sys.stderr))
         except HarnessError as exc:
             # one leaderboard whose inputs are not in this store must not stop the others
             print(f"{name}: error: {exc}", file=sys.stderr)
@@ -72,6 +76,18 @@ def cmd_leaderboard(args) -> int:
     return 1 if stale else 0
 
 
+def label_set_text(store: Store, label_set: str) -> str:
+    """``label set NAME (suite S, dataset D)``: the suite whose own labels these are, if any (a relabelled
+    set such as ``real-rebuilt`` has none; it labels a dataset that suites run on)."""
+    from harness.suites import get_suite, suite_names
+
+    dataset = store.label_set_meta(label_set).get("dataset")
+    suites = sorted({s.name for s in map(get_suite, suite_names())
+                     if getattr(s, "default_label_set", None) == label_set})
+    where = (f"suite {', '.join(suites)}, " if suites else "relabelled, ") + f"dataset {dataset}"
+    return f"label set {label_set} ({where})"
+
+
 def cmd_compare(args) -> int:
     from harness.score import per_sample
 
@@ -88,8 +104,7 @@ def cmd_compare(args) -> int:
     test = stats.mcnemar_test(a, b)
     diff = stats.paired_bootstrap_difference(a, b, args.confidence, args.resamples, args.seed)
     conf = f"{round(100 * args.confidence)}%"
-    print(f"label set {args.label_set}, n = {len(keys):,} shared samples "
-          f"(suites {runs[0].get('suite')}, {runs[1].get('suite')})")
+    print(f"{label_set_text(store, args.label_set)}, n = {len(keys):,} shared samples")
     for name, correct in ((args.a, a), (args.b, b)):
         wilson = stats.accuracy_wilson(correct, args.confidence)
         print(f"  {name}: top-1 {100 * wilson.estimate:.2f}% ({conf} Wilson {100 * wilson.low:.2f}"
@@ -101,20 +116,48 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_cifar_study(args) -> int:
+    from .cifar_study import OWN_RUNS, run_study
+
+    changed, stale = run_study(_store(args), Path(args.dir), check=args.check,
+                               own_runs=() if args.no_runs else OWN_RUNS, quiet=args.quiet)
+    if args.check:
+        for path in stale:
+            print(f"stale: {path}; run `python -m reports cifar-study`", file=sys.stderr)
+        return 1 if stale else 0
+    print(f"cifar-study: {len(changed)} files changed" + (f" ({', '.join(p.name for p in changed)})" if changed
+                                                          else ""))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
+    # --store and --quiet are accepted before and after the command. SUPPRESS keeps a subcommand's
+    # unset option from overwriting the value given before it (argparse applies the subparser's
+    # defaults last); main() fills in the defaults.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", default=argparse.SUPPRESS,
+                        help="store folder (default: $REALBENCH_HOME or the user data folder)")
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    p = argparse.ArgumentParser(prog="python -m reports", description=__doc__, parents=[common],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", help="store folder (default: $REALBENCH_HOME or the user data folder)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("build-store", help="fill the store from the shipped data").set_defaults(func=cmd_build_store)
-    sub.add_parser("import-timm", help="import timm's ImageNet and ReaL result tables").set_defaults(
-        func=cmd_import_timm)
-    lb = sub.add_parser("leaderboard", help="regenerate leaderboards from the store")
+    sub.add_parser("build-store", parents=[common], help="fill the store from the shipped data").set_defaults(
+        func=cmd_build_store)
+    sub.add_parser("import-timm", parents=[common], help="import timm's ImageNet and ReaL result tables"
+                   ).set_defaults(func=cmd_import_timm)
+    cs = sub.add_parser("cifar-study", parents=[common], help="the CIFAR-10 relabelling study (fills the store "
+                        "with the shipped CIFAR files and runs the four CIFAR ResNets where missing)")
+    cs.add_argument("--dir", default=str(LEADERBOARD_DIR), help="folder of the outputs and cifar10h.toml")
+    cs.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
+    cs.add_argument("--no-runs", action="store_true",
+                    help="do not run the CIFAR ResNets; own runs already in the store still join the table")
+    cs.set_defaults(func=cmd_cifar_study)
+    lb = sub.add_parser("leaderboard", parents=[common], help="regenerate leaderboards from the store")
     lb.add_argument("names", nargs="*", metavar="NAME", help="spec names (default: every leaderboards/*.toml)")
     lb.add_argument("--dir", default=str(LEADERBOARD_DIR), help="folder of the specs and outputs")
     lb.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
     lb.set_defaults(func=cmd_leaderboard)
-    cmp = sub.add_parser("compare", help="McNemar and paired bootstrap of two runs on one label set")
+    cmp = sub.add_parser("compare", parents=[common], help="McNemar and paired bootstrap of two runs on one label set")
     cmp.add_argument("a", help="run id or name")
     cmp.add_argument("b", help="run id or name")
     cmp.add_argument("--label-set", required=True)
@@ -127,6 +170,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.store = getattr(args, "store", None)
+    args.quiet = getattr(args, "quiet", False)
     try:
         return args.func(args)
     except HarnessError as exc:

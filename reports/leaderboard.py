@@ -24,6 +24,7 @@ from . import stats
 from .external import EXTERNAL_KIND, load_aggregates
 from .spec import Axis, Spec
 
+DASH = "–"
 SOURCE_OWN = "own run"
 SOURCE_IMPORT = "imported predictions"
 SOURCE_EXTERNAL = "external table"
@@ -49,6 +50,7 @@ class AxisScore:
     n: int
     wilson: stats.Interval
     bootstrap: stats.Interval | None
+    top5: float | None = None  # only when the spec's metrics ask for it and the row has it
 
 
 @dataclass
@@ -98,6 +100,11 @@ class Board:
     regimes: list[stats.TwoRegimes]
     notes: list[str]
     sources: list[tuple[str, str]]  # (run name, description) of every input
+    # Runs the spec's patterns select but the board cannot show (a subset of the samples, no run of the
+    # same name on the other axis's dataset). Reported by the CLI, not written into the files: the files
+    # state the rule instead, so a store with extra runs (an own run on the 1,300-image subset) gives
+    # the same files as one rebuilt by `python -m reports build-store`.
+    left_out: list[str] = field(default_factory=list)
 
 
 def _row_seed(spec: Spec, name: str, axis: str) -> int:
@@ -148,13 +155,17 @@ def _source_of(meta: dict) -> str:
     return SOURCE_IMPORT if meta.get("kind") in _IMPORT_KINDS else SOURCE_OWN
 
 
-def _score_axis(spec: Spec, name: str, axis_name: str, correct: np.ndarray) -> AxisScore:
+def _score_axis(spec: Spec, name: str, axis_name: str, scored: pd.DataFrame) -> AxisScore:
+    correct = scored["correct_top1"].to_numpy()
+    # as harness.score: top-5 only when every scored sample keeps at least five classes
+    top5 = (float(scored["correct_top5"].mean()) if "top5" in spec.metrics and scored["k"].notna().all()
+            and scored["k"].min() >= 5 else None)
     return AxisScore(float(correct.mean()), int(correct.size), stats.accuracy_wilson(correct, spec.confidence),
                      stats.bootstrap_accuracy(correct, spec.confidence, spec.bootstrap_resamples,
-                                              _row_seed(spec, name, axis_name)))
+                                              _row_seed(spec, name, axis_name)), top5)
 
 
-def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, notes: list[str],
+def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, left_out: list[str],
                      sources: list[tuple[str, str]]) -> list[Row]:
     infos = {"reference": ref, "relabelled": rel}
     runs_by_axis = {
@@ -167,9 +178,9 @@ def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, not
     names = sorted(set(runs_by_axis["reference"]) & set(runs_by_axis["relabelled"]))
     for axis_name, other in (("reference", "relabelled"), ("relabelled", "reference")):
         for name in sorted(set(runs_by_axis[axis_name]) - set(names)):
-            notes.append(f"{name} is left out: it has a run on {infos[axis_name].axis.dataset} but none of "
+            left_out.append(f"{name} is left out: it has a run on {infos[axis_name].axis.dataset} but none of "
                          f"that name on {infos[other].axis.dataset}")
-    scored: dict[str, dict[str, pd.Series]] = {}
+    scored: dict[str, dict[str, pd.DataFrame]] = {}
     # harness.score.per_sample's own query (one definition of correctness), on one connection: opening
     # the catalog once per run dominated the build time of leaderboards with many runs.
     con = store.connect()
@@ -179,14 +190,15 @@ def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, not
             for axis_name, info in infos.items():
                 table = con.execute(PER_SAMPLE_SQL, {"run": runs_by_axis[axis_name][name]["run_id"],
                                                      "labels": info.axis.label_set}).df()
-                scored[name][axis_name] = table.set_index("key")["correct_top1"].astype(bool)
+                table = table.set_index("key")[["correct_top1", "correct_top5", "k"]]
+                scored[name][axis_name] = table.astype({"correct_top1": bool, "correct_top5": bool})
     finally:
         con.close()
     for axis_name, info in infos.items():
         if spec.samples == "full":
-            partial = sorted(n for n in scored if scored[n][axis_name].size < info.n_labelled)
+            partial = sorted(n for n in scored if len(scored[n][axis_name]) < info.n_labelled)
             for n in partial:
-                notes.append(f"{n} is left out: it predicts {scored[n][axis_name].size:,} of the "
+                left_out.append(f"{n} is left out: it predicts {len(scored[n][axis_name]):,} of the "
                              f"{info.n_labelled:,} samples labelled by {info.axis.label_set} "
                              "(a leaderboard with samples = \"common\" compares it on shared samples)")
                 del scored[n]
@@ -205,10 +217,11 @@ def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, not
         meta = runs_by_axis["relabelled"][name]
         by_axis = {a: s.sort_index() for a, s in by_axis.items()}
         row = Row(name, _source_of(meta), _provenance(meta),
-                  _score_axis(spec, name, "relabelled", by_axis["relabelled"].to_numpy()),
-                  _score_axis(spec, name, "reference", by_axis["reference"].to_numpy()),
-                  gap_interval=_gap(spec, name, by_axis["reference"], by_axis["relabelled"], same_samples),
-                  correct=by_axis["relabelled"].to_numpy())
+                  _score_axis(spec, name, "relabelled", by_axis["relabelled"]),
+                  _score_axis(spec, name, "reference", by_axis["reference"]),
+                  gap_interval=_gap(spec, name, by_axis["reference"]["correct_top1"],
+                                    by_axis["relabelled"]["correct_top1"], same_samples),
+                  correct=by_axis["relabelled"]["correct_top1"].to_numpy())
         rows.append(row)
         sources.append((name, f"{row.source}; {row.provenance}"))
     if spec.samples == "full" and rows:
@@ -258,15 +271,17 @@ def _external_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, notes
         name = f"{rec.model} @{rec.img_size}" if rec.model in multi_size else rec.model
         rows.append(Row(
             name, SOURCE_EXTERNAL, f"{ref_meta['name']} + {rel_meta['name']}",
-            _aggregate_axis(spec, rec.top1_rel, n_rel), _aggregate_axis(spec, rec.top1_ref, n_ref),
+            _aggregate_axis(spec, rec.top1_rel, rec.top5_rel, n_rel),
+            _aggregate_axis(spec, rec.top1_ref, rec.top5_ref, n_ref),
             img_size=int(rec.img_size), params_m=float(rec.param_count_m_ref)))
     return rows
 
 
-def _aggregate_axis(spec: Spec, accuracy: float, n: int) -> AxisScore:
+def _aggregate_axis(spec: Spec, accuracy: float, top5: float, n: int) -> AxisScore:
     # A published percentage with three decimals and its n give back the count of correct samples.
     k = int(round(accuracy * n))
-    return AxisScore(float(accuracy), n, stats.wilson_interval(k, n, spec.confidence), None)
+    return AxisScore(float(accuracy), n, stats.wilson_interval(k, n, spec.confidence), None,
+                     float(top5) if "top5" in spec.metrics and np.isfinite(top5) else None)
 
 
 def _pairs_and_ranks(spec: Spec, rows: list[Row]) -> list[Pair]:
@@ -299,13 +314,19 @@ def build(store: Store, spec: Spec) -> Board:
     ref = _axis_info(store, spec.reference)
     rel = _axis_info(store, spec.relabelled)
     notes: list[str] = []
+    left_out: list[str] = []
     sources: list[tuple[str, str]] = []
-    rows = _per_sample_rows(store, spec, ref, rel, notes, sources) if spec.runs else []
+    rows = _per_sample_rows(store, spec, ref, rel, left_out, sources) if spec.runs else []
     rows += _external_rows(store, spec, ref, rel, notes, sources)
     if not rows:
         raise HarnessError(f"{spec.path} selects no complete run in store {store.root}; import or run models "
                            "first (python -m reports build-store rebuilds it from the shipped data)")
     rows.sort(key=lambda r: (-r.relabelled.accuracy, -r.reference.accuracy, r.name))
+    if "top5" in spec.metrics:
+        no_top5 = [r.name for r in rows if r.relabelled.top5 is None or r.reference.top5 is None]
+        if no_top5:
+            notes.append(f"top-5 shows {DASH} for {', '.join(no_top5)}: the stored predictions keep fewer than "
+                         "five classes per sample (an imported file of top-1 classes), so top-5 cannot be scored")
     pairs = _pairs_and_ranks(spec, rows)
     x = np.array([r.reference.accuracy for r in rows]) * 100
     y = np.array([r.relabelled.accuracy for r in rows]) * 100
@@ -318,4 +339,4 @@ def build(store: Store, spec: Spec) -> Board:
     regimes = []
     for bp in spec.breakpoints:
         regimes.append(stats.two_regimes(x, y, None if bp == "fit" else bp, spec.confidence, spec.min_side))
-    return Board(spec, rows, ref, rel, pairs, correlation, regimes, notes, sources)
+    return Board(spec, rows, ref, rel, pairs, correlation, regimes, notes, sources, left_out)

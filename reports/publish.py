@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from harness.store import Store, atomic_write_bytes
 
@@ -10,9 +11,14 @@ from .render import render_html, render_markdown, render_png
 from .spec import LEADERBOARD_DIR, load_spec
 
 
-def render_leaderboard(store: Store, name: str, directory: Path = LEADERBOARD_DIR) -> dict[Path, bytes]:
-    """The files of one leaderboard (``.md``, ``.html``, ``.png`` next to its spec), as bytes."""
+def render_leaderboard(store: Store, name: str, directory: Path = LEADERBOARD_DIR,
+                       left_out: Callable[[str], None] | None = None) -> dict[Path, bytes]:
+    """The files of one leaderboard (``.md``, ``.html``, ``.png`` next to its spec), as bytes.
+
+    ``left_out`` is told each selected run the board leaves out (the files state only the rule)."""
     board = build(store, load_spec(name, directory))
+    for note in board.left_out if left_out else ():
+        left_out(note)
     png = render_png(board)
     return {directory / f"{name}.md": render_markdown(board), directory / f"{name}.html": render_html(board, png),
             directory / f"{name}.png": png}

@@ -16,10 +16,8 @@ import numpy as np
 
 from harness.score import METRIC_VERSION
 
-from .leaderboard import SOURCE_EXTERNAL, SOURCE_IMPORT, SOURCE_OWN, AxisScore, Board, Row
+from .leaderboard import DASH, SOURCE_EXTERNAL, SOURCE_IMPORT, SOURCE_OWN, AxisScore, Board, Row
 from .stats import Interval, TwoRegimes
-
-DASH = "–"
 
 
 def conf_text(board: Board) -> str:
@@ -71,6 +69,9 @@ def _axis_cols(which: str) -> dict[str, Column]:
             lambda r: None if score(r).bootstrap is None else score(r).bootstrap.low),
         f"n_{which}": Column(lambda b: f"n ({axis(b).label_set})", lambda r: f"{score(r).n:,}",
                              lambda r: score(r).n),
+        f"{which}_top5": Column(lambda b: f"top-5 % ({axis(b).label_set})",
+                                lambda r: DASH if score(r).top5 is None else pct(score(r).top5),
+                                lambda r: score(r).top5),
     }
 
 
@@ -104,9 +105,31 @@ def axis_line(board: Board, which: str, code: Callable[[str], str] = str) -> str
 
 
 def metric_line(board: Board) -> str:
+    many = len(board.spec.metrics) > 1
+    metrics = f"metric{'s' if many else ''} {', '.join(board.spec.metrics)}" + (
+        f" ({board.spec.metric} ranks the rows and drives the statistics)" if many else "")
     if all(r.correct is None for r in board.rows):
-        return f"metric {board.spec.metric}, as published by the external tables"
-    return f"metric {board.spec.metric}, scored from the stored predictions by harness.score {METRIC_VERSION}"
+        return f"{metrics}, as published by the external tables"
+    return f"{metrics}, scored from the stored predictions by harness.score {METRIC_VERSION}"
+
+
+def rows_lines(board: Board) -> list[str]:
+    """Which per-sample runs qualify: the rule, not the runs that fail it (those depend on the store)."""
+    s = board.spec
+    if not s.runs:
+        return []
+    paired = board.reference.axis.dataset != board.relabelled.axis.dataset
+    text = "Rows: the latest complete run of each selected name"
+    if paired:
+        text += ", paired with its run of the same name on the other dataset"
+    if s.samples == "common":
+        text += "; rows are compared on the samples all of them predict."
+        excluded = "Runs without such a partner" if paired else ""
+    else:
+        text += "; a run must predict every sample its axis's label set labels."
+        excluded = "Runs that do not" + (" or have no partner" if paired else "") + \
+            " (e.g. an own run on an image subset)"
+    return [text + (f" {excluded} are left out; `python -m reports leaderboard` names them." if excluded else "")]
 
 
 def method_lines(board: Board) -> list[str]:
@@ -196,7 +219,10 @@ def regime_sentences(board: Board, reg: TwoRegimes) -> list[str]:
         f"{reg.below.line.slope:.3f} below vs {reg.above.line.slope:.3f} above, difference "
         f"{reg.slope_difference:+.3f} ± {reg.slope_difference_se:.3f} (se), "
         f"{p_equals(reg.slope_difference_pvalue)}.",
-    ]
+    ] + ([] if reg.breakpoint_source == "given" else [
+        "Caveat: the breakpoint was fitted to these same models, where the two sides differ most, so both "
+        "p-values are optimistic (they do not count the search); read them as descriptive, and test a "
+        "breakpoint fixed in advance (a given one) for a confirmatory p-value."])
 
 
 # ----- markdown ----------------------------------------------------------------------
@@ -224,7 +250,7 @@ def render_markdown(board: Board) -> bytes:
               f"Sortable table: [{s.name}.html]({s.name}.html).", ""]
     lines += ["## Setup", "", f"- {metric_line(board)}",
               f"- {axis_line(board, 'relabelled', _md_code)}", f"- {axis_line(board, 'reference', _md_code)}"]
-    lines += [f"- {m}" for m in method_lines(board)] + [""]
+    lines += [f"- {m}" for m in rows_lines(board) + method_lines(board)] + [""]
     cols = [COLUMNS[c] for c in s.columns]
     shown = board.rows if not s.markdown_rows else board.rows[: s.markdown_rows]
     lines += ["## Leaderboard", ""]
@@ -400,7 +426,8 @@ def render_html(board: Board, png: bytes) -> bytes:
                f"</code>; click a column header to sort.</p>")
     out.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in
                                 [metric_line(board), axis_line(board, "relabelled"),
-                                 axis_line(board, "reference"), *method_lines(board)]) + "</ul>")
+                                 axis_line(board, "reference"), *rows_lines(board), *method_lines(board)])
+               + "</ul>")
     out.append('<table id="leaderboard"><thead><tr>')
     for cid, col in cols:
         kind = "num" if col.numeric else "text"

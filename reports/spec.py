@@ -7,6 +7,10 @@ rows' samples are aligned, the statistics' settings and the columns. Example::
 
     title = "ReaL leaderboard"
     dataset = "imagenet-val"  # the samples both axes label
+    metrics = ["top1"]        # or ["top1", "top5"]: top-1 ranks the rows and drives the statistics;
+                              # top-5 adds the columns relabelled_top5 and reference_top5 (after relabelled
+                              # and reference unless [table] columns places them), "–" where a row has no
+                              # top-5 (e.g. an imported file of top-1 classes). A single metric = "top1" also works.
     [reference]
     suite = "imagenet"
     label_set = "imagenet-original"
@@ -48,9 +52,9 @@ LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboards"
 COLUMNS = (
     "rank", "model", "source", "relabelled", "relabelled_wilson", "relabelled_bootstrap", "reference",
     "reference_wilson", "reference_bootstrap", "gap", "gap_bootstrap", "n_relabelled", "n_reference", "img_size", "params_m",
-    "provenance",
+    "provenance", "relabelled_top5", "reference_top5",
 )
-METRICS = ("top1",)
+METRICS = ("top1", "top5")
 SAMPLE_POLICIES = ("full", "common")
 
 
@@ -67,7 +71,7 @@ class Spec:
     path: Path
     title: str
     description: str
-    metric: str
+    metrics: tuple[str, ...]  # the first (top1) ranks the rows and drives the statistics
     reference: Axis
     relabelled: Axis
     runs: tuple[str, ...]
@@ -81,6 +85,10 @@ class Spec:
     min_side: int
     columns: tuple[str, ...]
     markdown_rows: int
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
 
 
 class _Section:
@@ -148,6 +156,30 @@ def _breakpoints(section: _Section) -> tuple:
     return tuple(out)
 
 
+def _metrics(root: _Section) -> tuple[str, ...]:
+    expected = f'a list of distinct metrics from {", ".join(METRICS)}, starting with "top1" (it ranks the rows)'
+    if "metric" in root.data and "metrics" in root.data:
+        raise HarnessError(f"{root.where} gives both 'metric' and 'metrics'; keep one (metrics = [\"top1\", ...])")
+    if "metrics" in root.data:
+        return tuple(root.get("metrics", list, check=lambda v: bool(v) and v[0] == "top1" and len(set(v)) == len(v)
+                              and all(m in METRICS for m in v), expected=expected))
+    return (root.get("metric", str, "top1", lambda m: m == "top1", '"top1" (metrics = [...] adds top5)'),)
+
+
+def _metric_columns(columns: tuple[str, ...], metrics: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Each metric beyond top-1 gets its column after each axis's top-1 column, unless placed explicitly."""
+    out = list(columns)
+    for axis in ("relabelled", "reference"):
+        for metric in METRICS[1:]:
+            column = f"{axis}_{metric}"
+            if column in out and metric not in metrics:
+                raise HarnessError(f"{where}: column {column} needs {metric!r} in metrics "
+                                   f"(metrics = [\"top1\", \"{metric}\"])")
+            if metric in metrics and column not in out and axis in out:
+                out.insert(out.index(axis) + 1, column)
+    return tuple(out)
+
+
 def parse_spec(text: str, name: str, path: Path) -> Spec:
     where = str(path)
     try:
@@ -158,7 +190,7 @@ def parse_spec(text: str, name: str, path: Path) -> Spec:
     title = root.get("title", str)
     description = root.get("description", str, "")
     dataset = root.get("dataset", str, None)
-    metric = root.get("metric", str, "top1", lambda m: m in METRICS, f"one of {', '.join(METRICS)}")
+    metrics = _metrics(root)
     reference, relabelled = _axis(root, "reference", dataset), _axis(root, "relabelled", dataset)
     rows = root.section("rows")
     runs = _string_list(rows, "runs")
@@ -184,10 +216,11 @@ def parse_spec(text: str, name: str, path: Path) -> Spec:
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown:
         raise HarnessError(f"{where}: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}")
+    columns = _metric_columns(columns, metrics, where)
     markdown_rows = tb.get("markdown_rows", int, 0, lambda n: n >= 0, "a non-negative integer")
     tb.done()
     root.done()
-    return Spec(name, path, title, description, metric, reference, relabelled, runs, external, samples,
+    return Spec(name, path, title, description, metrics, reference, relabelled, runs, external, samples,
                 confidence, resamples, seed, alpha, breakpoints, min_side, columns, markdown_rows)
 
 
