@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from .cliargs import common_options, parse_args
 from .errors import HarnessError
 
 
@@ -280,13 +281,7 @@ def _max_dets(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # The common options are accepted before and after the command. SUPPRESS keeps a subcommand's
-    # unset option from overwriting the value given before the command (argparse applies the
-    # subparser's defaults last); main() fills in the real defaults.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", default=argparse.SUPPRESS,
-                        help="store directory (default: $REALBENCH_HOME, else the user data directory)")
-    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    common = common_options()
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -365,9 +360,7 @@ COMMANDS = {"models": cmd_models, "suites": cmd_suites, "run": cmd_run, "import"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.store = getattr(args, "store", None)
-    args.quiet = getattr(args, "quiet", False)
+    args = parse_args(build_parser(), argv)
     try:
         return COMMANDS[args.command](args)
     except HarnessError as exc:

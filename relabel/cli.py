@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.cliargs import common_options, parse_args
 from harness.errors import HarnessError
 
 
@@ -256,8 +257,7 @@ def cmd_cifar10h(args) -> int:
 
         keys = [str(i) for i in range(len(labels))]
         register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
-                           dataset=args.dataset, description="CIFAR-10H: classes chosen by at least "
-                           f"{args.min_share:.0%} of the annotators (weights: shares)",
+                           dataset=args.dataset, description=cifar.label_sets_description(args.min_share),
                            provenance=summary, replace=args.replace)
         summary["registered"] = args.register
     if args.soft_out:
@@ -436,9 +436,7 @@ def _replace_arg(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", default=None,
-                        help="store directory (default: $REALBENCH_HOME, else the user data directory)")
+    common = common_options(quiet=False)
     parser = argparse.ArgumentParser(prog="python -m relabel", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -538,7 +536,7 @@ COMMANDS = {"real": cmd_real, "raters": cmd_raters, "aggregate": cmd_aggregate,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return COMMANDS[args.command](args)
     except HarnessError as exc:

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cliargs import common_options, parse_args
 from harness.errors import HarnessError
 from harness.store import Store
 
@@ -131,13 +132,7 @@ def cmd_cifar_study(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    # --store and --quiet are accepted before and after the command. SUPPRESS keeps a subcommand's
-    # unset option from overwriting the value given before it (argparse applies the subparser's
-    # defaults last); main() fills in the defaults.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", default=argparse.SUPPRESS,
-                        help="store folder (default: $REALBENCH_HOME or the user data folder)")
-    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    common = common_options()
     p = argparse.ArgumentParser(prog="python -m reports", description=__doc__, parents=[common],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -169,9 +164,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    args.store = getattr(args, "store", None)
-    args.quiet = getattr(args, "quiet", False)
+    args = parse_args(parser(), argv)
     try:
         return args.func(args)
     except HarnessError as exc:
