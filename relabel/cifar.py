@@ -155,6 +155,12 @@ def soft_labels(counts: np.ndarray) -> np.ndarray:
     return counts / counts.sum(1, keepdims=True)
 
 
+def label_sets_description(min_share: float) -> str:
+    """How a label set from :func:`label_sets` is described in the store, wherever it is registered."""
+    return (f"CIFAR-10H, ReaL-style: every class chosen by at least {min_share:.0%} of the annotators "
+            "(relabel.cifar.label_sets); weights are the shares")
+
+
 def label_sets(counts: np.ndarray, min_share: float = 0.2) -> tuple[list, list]:
     """ReaL-style sets: the classes chosen by at least ``min_share`` of the annotators, with
     their shares as weights (an image with no such class gets an empty set: left out)."""

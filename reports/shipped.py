@@ -43,11 +43,10 @@ def register_cifar10h_real(store: Store, min_share: float = CIFAR10H_MIN_SHARE, 
     behind ``cifar10h-real`` for build-store and the CIFAR study; kept as it is when the store already
     holds it built the same way, else (re)registered."""
     from harness.cifar import CIFAR10_TEST
-    from relabel.cifar import cifar10h_counts, label_sets
+    from relabel.cifar import cifar10h_counts, label_sets, label_sets_description
     from relabel.labelsets import label_set_frame, register_label_set
 
-    description = (f"CIFAR-10H, ReaL-style: every class chosen by at least {min_share:.0%} of the annotators "
-                   "(relabel.cifar.label_sets); weights are the shares")
+    description = label_sets_description(min_share)
     provenance = {"min_share": min_share, "source": "cifar/cifar10h-counts.npy"}
     if store.has_label_set(name):
         old = store.label_set_meta(name)

@@ -167,3 +167,16 @@ def test_aggregate_multiclass_registers_the_datasets_class_ids(tmp_path, capsys)
     assert "multi-class answers ['lorry'] are neither integer class ids nor class names of dataset " \
            "cifar10-test" in capsys.readouterr().err
     assert not store.has_label_set("bad")
+
+
+def test_cifar10h_cli_and_reports_register_the_same_label_set(store, counts, capsys):
+    from relabel.cli import main
+    from reports.shipped import register_cifar10h_real
+
+    assert main(["--store", str(store.root), "cifar10h", "--register", "from-cli"]) == 0
+    register_cifar10h_real(store, name="from-reports")
+    cli, rep = store.label_set_meta("from-cli"), store.label_set_meta("from-reports")
+    assert cli["description"] == rep["description"] == cifar.label_sets_description(0.2)
+    same = store.sql("SELECT count(*) AS n FROM labels a JOIN labels b USING (key) WHERE a.label_set = 'from-cli' "
+                     "AND b.label_set = 'from-reports' AND a.labels = b.labels")
+    assert int(same["n"][0]) == len(counts) == 10_000
