@@ -182,3 +182,37 @@ def test_a_failure_while_claiming_the_run_is_recorded(store):
     [meta] = store.list_runs()
     assert meta["status"] == "failed" and meta["model"] == "efficientnet-lite0"
     assert meta["error"].startswith("IsADirectoryError") and "ensure_label_sets" in meta["error_traceback"]
+
+
+class _Hungry:
+    """A model whose forward asks the CPU allocator for ``bytes_per_image`` per image of any batch larger
+    than ``fits`` images: a real allocation failure, not a raised stand-in."""
+
+    def __init__(self, fits: int, bytes_per_image: int = 2**50):
+        self.fits, self.bytes_per_image = fits, bytes_per_image
+
+    def __call__(self, x):
+        import torch
+
+        if len(x) > self.fits:
+            torch.empty(len(x) * self.bytes_per_image, dtype=torch.uint8)
+        return x.flatten(1)[:, :3] * 2
+
+
+def test_backoff_halves_to_what_fits_and_gives_up_below_one_image():
+    import torch
+
+    from harness.runner import BackoffForward
+
+    warnings = []
+    x = torch.arange(8 * 5, dtype=torch.float32).reshape(8, 5)
+    forward = BackoffForward(_Hungry(fits=2), "cpu", False, 8, warnings.append)
+    assert torch.equal(forward(x), x[:, :3] * 2)
+    assert (forward.slice, forward.oom_retries) == (2, 2)
+    assert warnings == ["out of memory on cpu at batch size 8; retrying with 4",
+                        "out of memory on cpu at batch size 4; retrying with 2"]
+
+    starving = BackoffForward(_Hungry(fits=0), "cpu", False, 8, warnings.append)
+    with pytest.raises(HarnessError, match="out of memory on cpu even at batch size 1"):
+        starving(x)
+    assert starving.oom_retries == 3
