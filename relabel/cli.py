@@ -25,6 +25,8 @@ import pandas as pd
 from harness.cliargs import common_options, parse_args
 from harness.errors import HarnessError
 
+from .real import MAYBE_HANDLING
+
 
 def _store(args):
     from harness.store import Store
@@ -68,12 +70,12 @@ def cmd_real(args) -> int:
     virtual = None if args.no_virtual else real.parse_ranges(args.virtual_classes)
     if args.register:
         check_registration(_store(args), args.register, "imagenet-val", replace=args.replace)
-    data = real.load_real_data()
+    data = real.recode_maybe(real.load_real_data(), args.maybe)
     rebuild = real.rebuild_real(data, method=args.method, threshold=args.threshold,
                                 virtual_classes=virtual, golden_smoothing=args.golden_smoothing,
                                 virtual_fit=args.virtual_fit,
                                 **_fit_options(args))
-    report = {"config": rebuild.config,
+    report = {"config": {**rebuild.config, "maybe": args.maybe},
               "objective": _objective_summary(rebuild.fit.objective),
               "release": real.compare_with_release(rebuild, data),
               "golden": real.golden_precision_recall(rebuild.p_yes >= args.threshold, data),
@@ -93,7 +95,7 @@ def cmd_real(args) -> int:
         meta = register_label_set(_store(args), args.register, real.label_set_table(rebuild),
                                   dataset="imagenet-val",
                                   description=f"ReaL rebuilt from raw ratings ({args.method})",
-                                  provenance={"relabel": rebuild.config,
+                                  provenance={"relabel": report["config"],
                                               "agreement_with_release": report["release"]},
                                   replace=args.replace)
         report["registered"] = meta["name"]
@@ -448,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--virtual-classes", default="0-397",
                    help="classes on which the original label acts as a virtual rater")
     p.add_argument("--no-virtual", action="store_true", help="no virtual rater")
+    p.add_argument("--maybe", choices=MAYBE_HANDLING, default="maybe",
+                   help="the raters' maybe answers: kept as a third answer (the released recipe), counted as "
+                        "no or yes, or dropped (benchmarks/results/relabel.md shows what each costs)")
     p.add_argument("--golden-smoothing", type=float, default=1.0, help="pseudo-count per confusion cell")
     p.add_argument("--virtual-fit", choices=["golden", "golden-classes", "em"], default="golden",
                    help="with --method golden: measure the virtual rater on all golden questions, on "
