@@ -54,6 +54,7 @@ def test_summary_equals_pycocotools_exactly(coco_store, shared_data, iou_type):
     theirs = official(shared_data / GT_2014, shared_data / RESULTS[iou_type], iou_type)
     assert ours == list(theirs.stats)
     assert result["label_set"] == "coco-val2014-100" and result["n"] == 100 and result["n_detections"] == 734
+    assert result["n_images_in_label_set"] == 100 and not result["partial"]  # an imported file covers them all
     # Whole arrays too; categories without ground truth on these images are -1 there and left out here.
     ev, _, _ = COCO.evaluate(coco_store, run_id, iou_type=iou_type)
     evaluated = np.isin(theirs.params.catIds, ev.category_ids)

@@ -73,6 +73,7 @@ def test_torchvision_detector_from_checkpoint(store, shared_data, checkpoint):
 
     result = COCO.score(store, run_id)
     assert result["n"] == 10 and result["label_set"] == "coco-val2017-tiny"
+    assert result["n_images_in_label_set"] == 80 and result["partial"]  # 10 of its 80 images ship as JPEGs
     assert all(-1 <= v <= 1 for v in result["bbox"].values())
 
 
@@ -143,6 +144,7 @@ def test_cli_runs_a_detector_with_name_limit_and_label_set(store, shared_data):
     assert printed == json.loads(json.dumps(COCO.score(store, run_id)))
     # Boxes and masks are scored; keypoints cannot be on instance ground truth, and the result says so.
     assert printed["n"] == 4 and printed["iou_types"] == ["bbox", "segm"] and printed["official_max_dets"]
+    assert printed["partial"] and printed["n_images_in_label_set"] == 80
     assert printed["not_scored"] == {"keypoints": "label set 'coco-val2017-tiny' has no keypoint ground truth"}
 
     refused = subprocess.run(cmd + ["--workers", "2", "--topk", "3"], capture_output=True, text=True, env=env,

@@ -59,6 +59,7 @@ class Evaluation:
     n_detections: int
     summary: dict[str, float] = field(default_factory=dict)
     n_outside_label_set: int = 0  # detections on images the label set does not have (not evaluated)
+    n_label_set_images: int = 0  # images in the label set; more than image_ids when the run saw only some
 
     def mean(self, ap: bool, iou_thr: float | None = None, area: str = "all", max_dets: int | None = None,
              category_index: list[int] | None = None) -> float:

@@ -159,6 +159,7 @@ class DetectionSuite:
                     raise HarnessError(f"run {run_id} ran on none of the images of label set {label_set!r}")
             ev = evaluate(gt, records, iou_type, lvis=self.lvis, max_dets=max_dets, image_ids=image_ids)
             ev.n_outside_label_set = detections.num_rows - len(records)
+            ev.n_label_set_images = len(known)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -187,7 +188,9 @@ class DetectionSuite:
             summaries[iou_type], max_dets_used[iou_type] = ev.summary, ev.max_dets
         result = {"run_id": run_id, "name": run.get("name"), "suite": self.name, "label_set": label_set,
                   "dataset": self.dataset, "metric_version": self.metric_version,
-                  "n": len(ev.image_ids), "n_detections": ev.n_detections,
+                  "n": len(ev.image_ids), "n_images_in_label_set": ev.n_label_set_images,
+                  # a run on some of the images (--limit) is scored on those: not the label set's AP
+                  "partial": len(ev.image_ids) < ev.n_label_set_images, "n_detections": ev.n_detections,
                   "n_detections_outside_label_set": ev.n_outside_label_set,
                   "iou_types": list(iou_types), "max_dets": max_dets_used, "official_max_dets": all(
                       tuple(m) == default_max_dets(t, self.lvis) for t, m in max_dets_used.items())}
