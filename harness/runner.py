@@ -258,7 +258,7 @@ def claim_resumable(store: Store, fingerprint: str) -> tuple[str, FolderLock] | 
         if meta.get("status") != "complete" and meta.get("fingerprint") == fingerprint:
             lock = FolderLock(store.run_dir(meta["run_id"]))
             if not lock.try_acquire():
-                lock.file.close()
+                lock.release()
                 continue
             if store.run_meta(meta["run_id"]).get("status") != "complete":  # not finished meanwhile
                 return meta["run_id"], lock
@@ -290,7 +290,7 @@ def claim_run(store: Store, meta: dict, config: dict, fresh: bool, resume: str |
                                "that started it to resume it")
         lock = FolderLock(store.run_dir(resume))
         if not lock.try_acquire():
-            lock.file.close()
+            lock.release()
             raise HarnessError(f"run {resume} is being written by another process")
         claimed = resume, lock
     elif not fresh:
