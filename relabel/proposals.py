@@ -22,7 +22,8 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.store import Store, atomic_write_bytes
 
-from .ratings import YES_NO_MAYBE, Ratings, long_table_problems, normalised_votes, raise_row_problems
+from .ratings import (YES_NO_MAYBE, Ratings, long_table_problems, normalised_votes, not_integer_ids,
+                      raise_row_problems)
 
 Ranked = Mapping[str, list]          # sample key -> labels, best first
 
@@ -191,7 +192,7 @@ def read_tasks(path: Path) -> pd.DataFrame:
 def integer_labels(table: pd.DataFrame, path: Path, what: str, col: str = "label") -> pd.Series:
     """The column as integer class ids, or one HarnessError naming the file and the first bad line."""
     label = pd.to_numeric(table[col].str.strip(), errors="coerce")
-    bad = np.nonzero((~(label.abs() < 2 ** 53) | (label != label.round())).to_numpy())[0]
+    bad = np.nonzero(not_integer_ids(label).to_numpy())[0]
     if len(bad):
         raise HarnessError(f"{what} {path}: {len(bad)} of {len(table)} rows have a {col} that is not an "
                            f"integer class id; the first is line {bad[0] + 2}: {dict(table.iloc[bad[0]])}")
@@ -212,7 +213,7 @@ def read_answers(path: Path, tasks: pd.DataFrame, raters: Iterable[str] | None =
     problems: list[tuple[int, str]] = []
     votes = normalised_votes(table)
     label_num = votes["label"]
-    bad_label = ~(label_num.abs() < 2 ** 53) | (label_num != label_num.round())  # reported below
+    bad_label = not_integer_ids(label_num)  # reported below
     asked_keys = set(tasks["key"].astype(str))
     asked = set(zip(tasks["key"].astype(str), tasks["label"].astype(np.int64)))
     keys = votes["key"]

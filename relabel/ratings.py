@@ -179,6 +179,12 @@ def normalised_votes(table: pd.DataFrame, rater_col: str = "rater", key_col: str
     return out
 
 
+def not_integer_ids(label: pd.Series) -> pd.Series:
+    """True where a numeric label (NaN when it was not a number) is no integer class id (exactly
+    representable: below 2**53)."""
+    return ~(label.abs() < 2 ** 53) | (label != label.round())
+
+
 def long_table_problems(table: pd.DataFrame, scale: tuple, rater_col: str = "rater",
                         key_col: str = "key", label_col: str | None = "label",
                         answer_col: str = "answer") -> list[tuple[int, str]]:
@@ -195,7 +201,7 @@ def long_table_problems(table: pd.DataFrame, scale: tuple, rater_col: str = "rat
     problems += [(i, f"answer {answers[i]!r} is not one of {list(scale)}")
                  for i in np.nonzero((~answers.isin(scale)).to_numpy())[0]]
     if label_col:
-        bad = (~(votes["label"].abs() < 2 ** 53) | (votes["label"] != votes["label"].round())).to_numpy()
+        bad = not_integer_ids(votes["label"]).to_numpy()
         problems += [(i, f"label {table[label_col][i]!r} is not an integer class id")
                      for i in np.nonzero(bad)[0]]
     dup = votes.duplicated(keep="first").to_numpy()
