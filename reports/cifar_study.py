@@ -163,7 +163,7 @@ def render_markdown(table: pd.DataFrame, st: dict, sw: pd.DataFrame, label_meta:
     lines = ["# CIFAR-10: original labels, CIFAR-10H and CIFAR-10.1", "",
              "Generated from the store by `python -m reports cifar-study`; do not edit by hand. "
              "Per-model numbers: [cifar-study.csv](cifar-study.csv); the significance-ranked leaderboard on the "
-             f"ReaL-style labels: [cifar10h.md](cifar10h.md).", "",
+             "ReaL-style labels: [cifar10h.md](cifar10h.md).", "",
              "## Setup", "",
              f"- {len(pub)} published models (Recht et al. 2018, CIFAR-10.1 study), top-1 predictions on the "
              "10,000 CIFAR-10 test images and on CIFAR-10.1 v4 (2,021) and v6 (2,000); imported from the shipped "
