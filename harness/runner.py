@@ -374,7 +374,6 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
     load, label sets that cannot be stored, say) is stored as a failed run too, so that a bulk run
     keeps a record of every model. ``on_claim`` hears the run id once the run is claimed (rank 0).
     """
-    import torch
     from timm.data import create_transform
 
     from .models import load_model

@@ -10,7 +10,6 @@ text sent to them are pycocoevalcap's own, so the numbers are the same.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
