@@ -44,6 +44,19 @@ def test_scores_order_the_matching():
     assert r["mAP"] == pytest.approx([1.0, 0.5])
 
 
+def test_a_tiou_exactly_at_the_threshold_matches():
+    # [0, 5] on [0, 10] and [0, 3] on [0, 4]: tIoU exactly 0.5 and 0.75 in binary floating point.
+    assert temporal.segment_iou(np.array([0.0, 5.0]), np.array([[0.0, 10.0]]))[0] == 0.5
+    assert temporal.segment_iou(np.array([0.0, 3.0]), np.array([[0.0, 4.0]]))[0] == 0.75
+    gt = frame([("v1", "A", 0, 10), ("v2", "A", 0, 4)])
+    det = frame([("v1", "A", 0, 5, 0.9), ("v2", "A", 0, 3, 0.8)], score=True)
+    r = temporal.evaluate_detection(gt, det, tious=[0.5, 0.75, 0.8])
+    # At 0.5 both are hits (AP 1); at 0.75 the first is a FP and the second a hit, precision 1/2 at recall
+    # 1/2: AP 1/4; at 0.8 neither.
+    assert r["mAP"] == pytest.approx([1.0, 0.25, 0.0])
+    assert temporal.evaluate_detection(gt, det)["mAP"][0] == 1.0  # the official first threshold, 0.5
+
+
 def test_detection_labels_must_be_ground_truth_classes():
     gt = frame([("v1", "A", 0, 10)])
     with pytest.raises(HarnessError, match=r"not classes of the ground truth, first \['Z'\]"):
@@ -63,6 +76,13 @@ def test_proposal_recall_by_hand():
     # Area: 0.02 * 0.5 / 2 + 1.0 * 0.5 = 0.505, over AN 2 -> 25.25 %.
     assert r["AUC"] == pytest.approx(25.25)
     assert r["AR@1"] == pytest.approx(0.5)
+
+
+def test_a_proposal_exactly_at_the_threshold_recalls():
+    gt = frame([("v1", None, 0, 10), ("v2", None, 0, 4)])
+    props = frame([("v1", None, 0, 5, 0.9), ("v2", None, 0, 3, 0.8)], score=True)  # tIoU 0.5 and 0.75
+    r = temporal.evaluate_proposals(gt, props, tious=[0.5, 0.75, 0.8], max_avg_nr_proposals=1)
+    assert [row[-1] for row in r["recall"]] == [1.0, 0.5, 0.0]
 
 
 def test_proposal_budget_is_scaled_to_the_average():

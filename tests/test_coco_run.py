@@ -67,6 +67,7 @@ def test_torchvision_detector_from_checkpoint(store, shared_data, checkpoint):
     boxes = out["boxes"].double().numpy()[known]
     np.testing.assert_allclose(mine[["bbox_x", "bbox_y"]].to_numpy(), boxes[:, :2], rtol=0, atol=1e-3)
     np.testing.assert_allclose(mine["bbox_w"].to_numpy(), boxes[:, 2] - boxes[:, 0], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(mine["bbox_h"].to_numpy(), boxes[:, 3] - boxes[:, 1], rtol=0, atol=1e-3)
     np.testing.assert_allclose(mine["score"].to_numpy(), out["scores"].double().numpy()[known], atol=1e-5)
     assert (mine["bbox_x"] >= 0).all() and (mine["bbox_x"] + mine["bbox_w"] <= width + 1e-3).all()
     assert (mine["bbox_y"] + mine["bbox_h"] <= height + 1e-3).all()

@@ -99,6 +99,51 @@ def test_fetch_downloads_verifies_and_caches(tmp_path, shared_data, monkeypatch)
         data.fetch_entries([unreachable])
 
 
+@pytest.fixture
+def http_folder(tmp_path):
+    """A real HTTP server (the standard library's, on a free local port) serving a folder; yields (folder, url)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_http_download_of_a_same_size_wrong_file_fails_on_sha256(tmp_path, shared_data, monkeypatch, http_folder):
+    folder, url = http_folder
+    entry = data.load_manifest("imagenet-val-labels").entry("imagenet/imagenet_synsets.txt")
+    original = (shared_data / entry.path).read_bytes()
+    (folder / "good.txt").write_bytes(original)
+    wrong = original.replace(b"n01440764", b"n01440765")  # one digit: the same size, another file
+    assert len(wrong) == entry.size and wrong != original
+    (folder / "wrong.txt").write_bytes(wrong)
+    monkeypatch.setenv("REALBENCH_CACHE", str(tmp_path / "cache"))
+
+    data.fetch_entries([data.FileEntry(entry.path, f"{url}/good.txt", entry.sha256, entry.size)])
+    assert (tmp_path / "cache" / entry.path).read_bytes() == original
+
+    target = "imagenet/other.txt"
+    with pytest.raises(HarnessError, match=f"sha256 {data.sha256_file(folder / 'wrong.txt')} but the manifest "
+                                           f"expects {entry.sha256} .{target}."):
+        data.fetch_entries([data.FileEntry(target, f"{url}/wrong.txt", entry.sha256, entry.size)])
+    assert not (tmp_path / "cache" / target).exists()
+    assert not [p for p in (tmp_path / "cache" / "imagenet").iterdir() if p.name.startswith(".")]
+    with pytest.raises(HarnessError, match=f"could not download {target} from {url}/missing.txt: HTTP Error 404"):
+        data.fetch_entries([data.FileEntry(target, f"{url}/missing.txt", entry.sha256, entry.size)])
+
+
 def test_cli_data_verify_and_list(shared_data):
     import subprocess
     import sys

@@ -94,6 +94,42 @@ def test_fixed_iterations_fixed_raters_known_truth():
     assert np.all(np.diff(fit.objective) >= -1e-9 * abs(fit.objective[-1]))
 
 
+def _em_by_the_book(q, r, a, answer_votes, smoothing, iterations):
+    """Dawid & Skene's EM written out answer by answer (no sparse products, no class-major layout): the
+    soft majority vote to start, then per iteration the smoothed confusion counts and the class prior
+    from the posterior, and the posterior from Bayes' rule."""
+    votes = np.asarray(answer_votes, float)
+    n_q, n_r, (n_a, k) = q.max() + 1, r.max() + 1, votes.shape
+    posterior = np.zeros((n_q, k))
+    for qi, ai in zip(q, a):
+        posterior[qi] += votes[ai]
+    posterior /= posterior.sum(1, keepdims=True)
+    for _ in range(iterations):
+        counts = np.zeros((n_r, k, n_a)) + smoothing
+        for qi, ri, ai in zip(q, r, a):
+            counts[ri, :, ai] += posterior[qi]
+        confusion = counts / counts.sum(2, keepdims=True)
+        prior = posterior.mean(0)
+        log_joint = np.tile(np.log(prior), (n_q, 1))
+        for qi, ri, ai in zip(q, r, a):
+            log_joint[qi] += np.log(confusion[ri, :, ai])
+        joint = np.exp(log_joint - log_joint.max(1, keepdims=True))
+        posterior = joint / joint.sum(1, keepdims=True)
+    return posterior, confusion, prior
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 1.5, np.array([[3.0, 0.5, 0.2], [0.2, 0.5, 3.0]])])
+def test_smoothed_fit_equals_the_textbook_em(smoothing):
+    q, r, a, _, _ = _simulate(seed=5, n_q=120, n_r=6, per_q=3)
+    votes = [[1, 0], [.5, .5], [0, 1]]
+    fit = dawid_skene(q, r, a, n_classes=2, n_answers=3, answer_votes=votes, smoothing=smoothing,
+                      fixed_iterations=4)
+    posterior, confusion, prior = _em_by_the_book(q, r, a, votes, smoothing, 4)
+    np.testing.assert_allclose(fit.confusion, confusion, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(fit.prior, prior, rtol=1e-10)
+    np.testing.assert_allclose(fit.posterior, posterior, rtol=1e-9, atol=1e-13)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"question": [0, 1], "rater": [0], "answer": [0, 1]}, "equal lengths"),
     ({"question": [0, -1], "rater": [0, 0], "answer": [0, 1]}, "negative"),
