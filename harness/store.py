@@ -4,6 +4,7 @@ Layout of a store directory (the single source of truth)::
 
     runs/run_id=<id>/run.json                 run metadata (status running|complete|failed)
     runs/run_id=<id>/<table>-<part>.parquet   per-sample rows of that run, one file per chunk
+    runs/run_id=<id>/scores/<digest>.json     a stored score of that run (put_score/get_score)
     labelsets/label_set=<name>/meta.json      label set metadata
     labelsets/label_set=<name>/<table>.parquet
     catalog.duckdb                            views over the files, for plain DuckDB users
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -443,6 +445,32 @@ class Store:
         shutil.rmtree(self.run_dir(run_id))
         self.refresh_catalog()
 
+    # ----- stored scores -----------------------------------------------------
+    def _score_path(self, run_id: str, key: Mapping[str, Any]) -> Path:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return self.run_dir(run_id) / "scores" / f"{digest}.json"
+
+    def put_score(self, run_id: str, key: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
+        """Keep a computed score of a run under ``key`` (JSON values: label set, metric version, options).
+
+        ``entry`` is stored with the key and ``stored_at``; its top-level fields are the columns of
+        the catalog's ``scores`` view. Deleting the run deletes its scores."""
+        if not (self.run_dir(run_id) / "run.json").exists():
+            raise HarnessError(f"no run {run_id!r} in store {self.root} to keep a score for")
+        path = self._score_path(run_id, key)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_json(path, {**entry, "run_id": run_id, "key": dict(key), "stored_at": now_iso()})
+        self.refresh_catalog()  # catalog.duckdb's scores view exists once the first score does
+
+    def get_score(self, run_id: str, key: Mapping[str, Any]) -> dict | None:
+        """The entry kept by :meth:`put_score` under ``key``, or None (never stored, or unreadable)."""
+        path = self._score_path(run_id, key)
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return entry if entry.get("key") == json.loads(json.dumps(dict(key), default=str)) else None
+
     # ----- label sets --------------------------------------------------------
     def label_set_dir(self, name: str) -> Path:
         return self.root / "labelsets" / f"label_set={name}"
@@ -523,6 +551,10 @@ class Store:
             else:
                 src = _empty_select(LABEL_TABLES[table], "label_set")
             stmts.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {src}")
+        stmts.append(_json_view(
+            "scores", root / "runs" / "run_id=*" / "scores" / "*.json",
+            any((self.root / "runs").glob("run_id=*/scores/*.json")),
+            ["run_id", "label_set", "metric_version", "stored_at"]))
         stmts.append(_json_view(
             "label_sets", root / "labelsets" / "label_set=*" / "meta.json",
             any((self.root / "labelsets").glob("label_set=*/meta.json")),

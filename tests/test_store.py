@@ -64,3 +64,22 @@ def test_concurrent_writers_both_land(tmp_path):
     assert sorted(counts["run_id"]) == sorted(ids) and set(counts["n"]) == {100}
     meta = json.loads((store.run_dir(ids[0]) / "run.json").read_text())
     assert meta["status"] == "complete" and meta["n_rows"] == {"predictions": 100}
+
+
+def test_stored_scores_are_kept_per_key_and_go_with_their_run(store):
+    run_id = store.write_run({"name": "m", "suite": "s"}, {"predictions": pd.DataFrame(
+        {"key": ["a"], "top_classes": [[1]], "top_scores": [[0.5]], "logits": [None], "error": [None]})})
+    key = {"label_set": "ls", "metric_version": "m-1", "options": {"max_dets": [1, 10, 100]}}
+    assert store.get_score(run_id, key) is None
+    store.put_score(run_id, key, {"label_set": "ls", "metric_version": "m-1", "result": {"AP": 0.5}})
+    assert store.get_score(run_id, key)["result"] == {"AP": 0.5}
+    assert store.get_score(run_id, {**key, "metric_version": "m-2"}) is None
+    assert store.sql("SELECT run_id, label_set, metric_version FROM scores").values.tolist() == [
+        [run_id, "ls", "m-1"]]
+    path = next((store.run_dir(run_id) / "scores").glob("*.json"))
+    path.write_text("{not json")  # a damaged entry is recomputed, not an error
+    assert store.get_score(run_id, key) is None
+    with pytest.raises(HarnessError, match="no run 'nope'"):
+        store.put_score("nope", key, {})
+    store.delete_run(run_id)
+    assert store.sql("SELECT count(*) AS n FROM scores")["n"][0] == 0
