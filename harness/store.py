@@ -450,26 +450,45 @@ class Store:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
         return self.run_dir(run_id) / "scores" / f"{digest}.json"
 
-    def put_score(self, run_id: str, key: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
+    def put_score(self, run_id: str, key: Mapping[str, Any], entry: Mapping[str, Any],
+                  label_sets: Iterable[str] = ()) -> None:
         """Keep a computed score of a run under ``key`` (JSON values: label set, metric version, options).
 
         ``entry`` is stored with the key and ``stored_at``; its top-level fields are the columns of
-        the catalog's ``scores`` view. Deleting the run deletes its scores."""
+        the catalog's ``scores`` view. The entry remembers the versions of the run and of the
+        ``label_sets`` it was computed from: once either is rewritten (a resumed run, a replaced
+        label set), :meth:`get_score` no longer returns it. Deleting the run deletes its scores."""
         if not (self.run_dir(run_id) / "run.json").exists():
             raise HarnessError(f"no run {run_id!r} in store {self.root} to keep a score for")
         path = self._score_path(run_id, key)
         path.parent.mkdir(exist_ok=True)
-        atomic_write_json(path, {**entry, "run_id": run_id, "key": dict(key), "stored_at": now_iso()})
+        atomic_write_json(path, {**entry, "run_id": run_id, "key": dict(key), "stored_at": now_iso(),
+                                 "sources": self._score_sources(run_id, list(label_sets))})
         self.refresh_catalog()  # catalog.duckdb's scores view exists once the first score does
 
     def get_score(self, run_id: str, key: Mapping[str, Any]) -> dict | None:
-        """The entry kept by :meth:`put_score` under ``key``, or None (never stored, or unreadable)."""
+        """The entry kept by :meth:`put_score` under ``key``, or None (never stored, unreadable, or computed
+        from a run or label set that has been rewritten since)."""
         path = self._score_path(run_id, key)
         try:
             entry = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return entry if entry.get("key") == json.loads(json.dumps(dict(key), default=str)) else None
+        if entry.get("key") != json.loads(json.dumps(dict(key), default=str)):
+            return None
+        sources = entry.get("sources") or {}
+        current = self._score_sources(run_id, [n for n in sources.get("label_sets", {})])
+        return entry if sources == current else None
+
+    def _score_sources(self, run_id: str, label_sets: list[str]) -> dict:
+        def version(path: Path):
+            try:
+                return path.stat().st_mtime_ns
+            except OSError:
+                return None
+
+        return {"run": version(self.run_dir(run_id) / "run.json"),
+                "label_sets": {n: version(self.label_set_dir(n) / "meta.json") for n in label_sets}}
 
     # ----- label sets --------------------------------------------------------
     def label_set_dir(self, name: str) -> Path:

@@ -79,6 +79,11 @@ def test_stored_scores_are_kept_per_key_and_go_with_their_run(store):
     path = next((store.run_dir(run_id) / "scores").glob("*.json"))
     path.write_text("{not json")  # a damaged entry is recomputed, not an error
     assert store.get_score(run_id, key) is None
+    store.put_label_set("ls", {"dataset": "d"}, {"labels": pd.DataFrame({"key": ["a"], "labels": [[1]]})})
+    store.put_score(run_id, key, {"result": {"AP": 0.5}}, label_sets=["ls"])
+    assert store.get_score(run_id, key)["result"] == {"AP": 0.5}
+    store.put_label_set("ls", {"dataset": "d"}, {"labels": pd.DataFrame({"key": ["a"], "labels": [[2]]})})
+    assert store.get_score(run_id, key) is None  # computed from a label set since replaced
     with pytest.raises(HarnessError, match="no run 'nope'"):
         store.put_score("nope", key, {})
     store.delete_run(run_id)
