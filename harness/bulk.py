@@ -50,9 +50,13 @@ def read_model_requests(models: str | None, models_file: str | Path | None,
 
     The list file has one model per line, optionally followed by its checkpoint file (else
     ``checkpoint``, which also applies to every model of ``models``); blank lines and ``#`` comments
-    are ignored.
+    are ignored. Wildcards expand over the aliases and timm's names; the whole list is checked
+    (names, checkpoints) before it is returned, so a typo on its last line stops it before any model runs.
     """
+    from .models import expand_model_names, model_problem
+
     requests = [ModelRequest(m.strip(), checkpoint) for m in (models or "").split(",") if m.strip()]
+    origins = ["--model"] * len(requests)
     if models_file is not None:
         path = Path(models_file)
         if not path.is_file():
@@ -67,9 +71,26 @@ def read_model_requests(models: str | None, models_file: str | Path | None,
             if ckpt is not None and not Path(ckpt).is_absolute():
                 ckpt = str(path.parent / ckpt)  # relative to the list, so the list can travel with its files
             requests.append(ModelRequest(fields[0], ckpt or checkpoint))
+            origins.append(f"{path}:{number}")
     if not requests:
         raise HarnessError("no model to run: pass --model NAME[,NAME...] or --models-file FILE")
-    return list(dict.fromkeys(requests))
+    expanded, problems = [], []
+    for request, origin in zip(requests, origins):
+        try:
+            names = expand_model_names(request.model)
+        except HarnessError as exc:
+            problems.append((origin, str(exc)))
+            continue
+        for name in names:
+            problem = model_problem(name, request.checkpoint)
+            if problem:
+                problems.append((origin, problem))
+            expanded.append(ModelRequest(name, request.checkpoint))
+    if problems:
+        lines = [problem if origin == "--model" else f"{origin}: {problem}" for origin, problem in problems]
+        raise HarnessError(lines[0] if len(lines) == 1 else
+                           f"{len(lines)} models cannot run, so none was run: " + " | ".join(lines))
+    return list(dict.fromkeys(expanded))
 
 
 def run_bulk(store: Store, suite, requests: list[ModelRequest], shard: Shard | None = None,

@@ -45,8 +45,9 @@ def cmd_run(args) -> int:
     from .suites import get_suite
 
     suite = get_suite(args.suite)
-    store = _store(args)
+    # Every name and checkpoint is checked before the store is opened or torch imported.
     requests = read_model_requests(args.model, args.models_file, args.checkpoint)
+    store = _store(args)
     if args.resume and len(requests) > 1:
         raise HarnessError("--resume RUN_ID continues one run; give exactly one model")
     if args.name and len(requests) > 1:
@@ -182,6 +183,7 @@ def cmd_score(args) -> int:
     run = store.resolve_run(args.run)
     suite = get_suite(run["suite"])
     label_sets = args.labels or [None]
+    check_label_sets(suite, store, args.labels or [])
     options = {k: v for k, v in (("max_dets", args.max_dets), ("iou_types", args.iou_type)) if v}
     if options and getattr(suite, "task", "classification") != "detection":
         flags = {"max_dets": "--max-dets", "iou_types": "--iou-type"}
@@ -196,6 +198,17 @@ def cmd_score(args) -> int:
         else:
             print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def check_label_sets(suite, store, names: list[str]) -> None:
+    """Refuse a label set neither the suite ships nor the store holds, naming the closest ones."""
+    from .errors import did_you_mean
+
+    known = list(dict.fromkeys([*getattr(suite, "label_sets", ()), *(m["name"] for m in store.list_label_sets())]))
+    for name in names:
+        if name not in known:
+            raise HarnessError(f"no label set {name!r} for suite {suite.name}{did_you_mean(name, known)} (known: "
+                               f"{', '.join(known) or 'none'})")
 
 
 def _score_per_split(args, store) -> int:

@@ -6,13 +6,22 @@ when online or from ``--checkpoint FILE``.
 """
 from __future__ import annotations
 
+import fnmatch
+import functools
 import hashlib
 import importlib
+import importlib.metadata
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import HarnessError
+from .errors import HarnessError, did_you_mean
+
+# timm's model names as of the timm version they were taken from, so that a name is checked (and a
+# wildcard expanded) in a moment, without importing torch; ``write_timm_names`` regenerates the file.
+TIMM_NAMES_FILE = Path(__file__).with_name("timm_names.json")
+WILDCARD_CHARACTERS = "*?["
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,9 @@ ALIASES: dict[str, ModelSpec] = {s.alias: s for s in [
               "BiT-M R152x4, the largest released BiT-M ImageNet-1k fine-tune"),
     ModelSpec("bit-l", "resnetv2_152x4_bit.goog_in21k_ft_in1k",
               "BiT-L R152x4 (JFT-300M pretraining) in the BiT-M R152x4 architecture", weights="unreleased",
-              note="BiT-L weights were never released by Google (JFT-300M is private); "
-                   "pass --checkpoint FILE with your own BiT-L R152x4 weights, or use bit-m"),
+              note="BiT-L (JFT-300M pretraining, Kolesnikov et al. 2020) was never released by Google, so "
+                   "there are no weights to download; pass --checkpoint FILE with your own BiT-L R152x4 weights, "
+                   "or run bit-m (R50x1) or bit-m-r152x4, the released ImageNet-21k models"),
     ModelSpec("vit-b16", "vit_base_patch16_224.augreg_in21k_ft_in1k",
               "ViT-B/16 at 224, AugReg ImageNet-21k pretraining, ImageNet-1k fine-tune"),
     ModelSpec("resnet50", "resnet50.tv_in1k",
@@ -59,6 +69,73 @@ def lookup(name: str) -> ModelSpec:
     if not name or any(c.isspace() for c in name):
         raise HarnessError(f"unknown model {name!r}")
     return ModelSpec(name, name, f"timm model {name}")
+
+
+@functools.lru_cache(maxsize=1)
+def timm_names() -> dict:
+    """``{"timm_version", "architectures", "pretrained"}`` from the shipped list (no torch, no timm import)."""
+    return json.loads(TIMM_NAMES_FILE.read_text())
+
+
+def write_timm_names() -> Path:
+    """Regenerate the shipped list from the installed timm (after upgrading timm)."""
+    import timm
+
+    from .store import atomic_write_json
+
+    atomic_write_json(TIMM_NAMES_FILE, {
+        "timm_version": timm.__version__,
+        "architectures": sorted(timm.list_models()), "pretrained": sorted(timm.list_pretrained())})
+    timm_names.cache_clear()
+    return TIMM_NAMES_FILE
+
+
+def _timm_list_is_current() -> bool:
+    try:
+        return importlib.metadata.version("timm") == timm_names()["timm_version"]
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def expand_model_names(pattern: str) -> list[str]:
+    """``pattern`` itself, or, with a wildcard (``*?[``), the aliases and timm's pretrained names
+    (``arch.tag``, as timm's ``validate.py --model 'pattern'`` lists them) that it matches, sorted."""
+    if not any(c in pattern for c in WILDCARD_CHARACTERS):
+        return [pattern]
+    names = timm_names()
+    matched = [a for a in ALIASES if fnmatch.fnmatchcase(a, pattern)] + \
+        [n for n in names["pretrained"] if fnmatch.fnmatchcase(n, pattern)]
+    if not matched:
+        raise HarnessError(f"no model matches {pattern!r} (wildcards match the aliases of `python -m harness "
+                           f"models` and timm {names['timm_version']}'s pretrained names such as "
+                           f"'efficientnet_lite*' or 'efficientnet-lite*')")
+    return matched
+
+
+def model_problem(name: str, checkpoint: str | Path | None = None) -> str | None:
+    """Why ``name`` cannot run, in one sentence with the nearest known names, or None; imports no torch.
+
+    A name the shipped timm list does not know is left to timm when the installed timm is of another
+    version than the list.
+    """
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        return f"checkpoint {checkpoint} for model {name} does not exist"
+    spec = ALIASES.get(name)
+    if spec is not None:
+        if spec.weights == "unreleased" and checkpoint is None:
+            return f"{name}: {spec.note}"
+        return None
+    names = timm_names()
+    arch, _, tag = name.partition(".")
+    if name in names["architectures"] or name in names["pretrained"] or not _timm_list_is_current():
+        return None
+    if arch in names["architectures"]:
+        tags = [n.partition(".")[2] for n in names["pretrained"] if n.partition(".")[0] == arch]
+        return (f"timm has no weights tagged {tag!r} for {arch}; its tags: {', '.join(tags) or 'none'}"
+                + ("" if checkpoint is None else " (with --checkpoint, give the architecture name alone)"))
+    known = [*ALIASES, *names["architectures"], *names["pretrained"]]
+    return (f"unknown model {name!r}: neither an alias of `python -m harness models` nor a timm "
+            f"{names['timm_version']} model name{did_you_mean(name, known)}")
 
 
 @dataclass
@@ -157,15 +234,12 @@ def load_model(name: str, checkpoint: str | Path | None = None, num_classes: int
         _, module, function = spec.weights.split(":", 2)
         return getattr(importlib.import_module(module), function)(spec, checkpoint)
     if spec.weights == "unreleased" and checkpoint is None:
-        raise HarnessError(f"model {spec.alias}: {spec.note}")
+        raise HarnessError(model_problem(name))
     try:
         model = timm.create_model(arch, pretrained=False, **({"num_classes": num_classes} if num_classes else {}))
     except RuntimeError as exc:
         if "Unknown model" in str(exc) or "Invalid pretrained tag" in str(exc):
-            aliases = ", ".join(ALIASES)
-            raise HarnessError(
-                f"unknown model {name!r}: not an alias ({aliases}) nor a timm model name "
-                "(see timm.list_models())") from None
+            raise HarnessError(model_problem(name, checkpoint) or f"unknown model {name!r}") from None
         raise
 
     if checkpoint is not None:

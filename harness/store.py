@@ -40,7 +40,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import HarnessError
+from .errors import HarnessError, did_you_mean
 
 STORE_ENV = "REALBENCH_HOME"
 
@@ -436,10 +436,14 @@ class Store:
         """A run by id, or the latest complete run whose name is ``ref``."""
         if (self.run_dir(ref) / "run.json").exists():
             return self.run_meta(ref)
-        named = [m for m in self.list_runs("complete") if m.get("name") == ref]
+        runs = self.list_runs()
+        named = [m for m in runs if m.get("name") == ref and m.get("status") == "complete"]
         if named:
             return named[-1]
-        return self.run_meta(ref)  # raises with the list of known runs
+        known = [m["run_id"] for m in runs[-10:]]
+        raise HarnessError(f"no run {ref!r} in store {self.root}"
+                           f"{did_you_mean(ref, [m.get('name', '') for m in runs] + [m['run_id'] for m in runs])} "
+                           f"(latest runs: {', '.join(known) or 'none'})")
 
     def delete_run(self, run_id: str) -> None:
         shutil.rmtree(self.run_dir(run_id))
@@ -522,8 +526,9 @@ class Store:
     def label_set_meta(self, name: str) -> dict:
         path = self.label_set_dir(name) / "meta.json"
         if not path.exists():
-            known = ", ".join(m["name"] for m in self.list_label_sets()) or "none"
-            raise HarnessError(f"no label set {name!r} in store {self.root} (known: {known})")
+            known = [m["name"] for m in self.list_label_sets()]
+            raise HarnessError(f"no label set {name!r} in store {self.root}{did_you_mean(name, known)} "
+                               f"(known: {', '.join(known) or 'none'})")
         return json.loads(path.read_text())
 
     def has_label_set(self, name: str) -> bool:

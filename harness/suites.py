@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import HarnessError
+from .errors import HarnessError, did_you_mean
 
 SUITES: dict[str, str] = {
     "imagenet": "harness.imagenet:IMAGENET",
@@ -38,6 +38,7 @@ def get_suite(name: str):
         target = SUITES[name]
     except KeyError:
         raise HarnessError(
-            f"unknown suite {name!r}; known suites: {', '.join(suite_names())}") from None
+            f"unknown suite {name!r}{did_you_mean(name, suite_names())} (known suites: "
+            f"{', '.join(suite_names())})") from None
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)

@@ -60,6 +60,8 @@ def images(tmp_path, shared_data):
 def test_model_list_file_is_read_with_clear_errors(tmp_path):
     listing = tmp_path / "models.txt"
     listing.write_text("# leaderboard\nefficientnet-lite0\n\nresnet50  weights/r50.pth  # ours\nefficientnet-lite0\n")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "r50.pth").write_bytes(b"")  # checked to exist before any model runs
     assert read_model_requests("vit-b16", listing) == [
         ModelRequest("vit-b16"), ModelRequest("efficientnet-lite0"),
         ModelRequest("resnet50", str(tmp_path / "weights" / "r50.pth"))]

@@ -177,7 +177,7 @@ def test_cli_errors_are_one_clear_line(store):
     for args, message in [
         (["run", "--model", "no-such-model-xyz", "--suite", "real"], "unknown model 'no-such-model-xyz'"),
         (["run", "--model", "resnet50", "--suite", "imagenet-21k"], "unknown suite 'imagenet-21k'"),
-        (["run", "--model", "bit-l", "--suite", "real"], "BiT-L weights were never released"),
+        (["run", "--model", "bit-l", "--suite", "real"], "was never released by Google"),
         (["score", "--run", "nope"], "no run 'nope'"),
         (["sql", "SELECT * FROM nowhere"], "SQL error"),
     ]:
