@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .cliargs import common_options, parse_args
 from .errors import HarnessError
+from .inference import DECODERS, INTERPOLATIONS, PRECISIONS
 
 
 def _store(args):
@@ -47,6 +48,9 @@ def cmd_run(args) -> int:
     suite = get_suite(args.suite)
     # Every name and checkpoint is checked before the store is opened or torch imported.
     requests = read_model_requests(args.model, args.models_file, args.checkpoint)
+    if args.results_file and Path(args.results_file).suffix.lower() not in (".csv", ".json"):
+        raise HarnessError(f"--results-file {args.results_file}: expected a .csv or .json file name (as timm's)")
+    inference = inference_options(args)
     store = _store(args)
     if args.resume and len(requests) > 1:
         raise HarnessError("--resume RUN_ID continues one run; give exactly one model")
@@ -74,14 +78,27 @@ def cmd_run(args) -> int:
     if args.labels:
         raise HarnessError(f"--labels applies to detection runs; a {suite.name} run is scored against every "
                            "label set of its suite")
-    return _run_classification(args, suite, store, requests)
+    return _run_classification(args, suite, store, requests, inference)
 
 
 # Options of `run` that detection runs do not take (one process, whole images, every detection stored).
-_CLASSIFICATION_RUN_OPTIONS = ("workers", "topk", "save_logits", "fresh", "resume", "chunk_images")
+_CLASSIFICATION_RUN_OPTIONS = ("workers", "topk", "save_logits", "fresh", "resume", "chunk_images", "img_size",
+                               "crop_pct", "interpolation", "precision", "amp", "channels_last", "decode",
+                               "results_file")
 
 
-def _run_classification(args, suite, store, requests) -> int:
+def inference_options(args):
+    """The run flags of :mod:`harness.inference` as its options (checked there)."""
+    from .inference import InferenceOptions
+
+    if args.amp and args.precision not in (None, "fp16"):
+        raise HarnessError(f"--amp is --precision fp16; it cannot be combined with --precision {args.precision}")
+    return InferenceOptions(img_size=args.img_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
+                            precision="fp16" if args.amp else args.precision, channels_last=args.channels_last,
+                            decode=args.decode)
+
+
+def _run_classification(args, suite, store, requests, inference) -> int:
     from . import distributed
     from .bulk import run_bulk
     from .distributed import describe_error
@@ -91,6 +108,7 @@ def _run_classification(args, suite, store, requests) -> int:
     label_sets = [suite.default_label_set] + [n for n in suite.label_sets if n != suite.default_label_set]
 
     unscored = []
+    rows = []
 
     def report(result) -> None:
         if not shard.is_leader:
@@ -99,8 +117,10 @@ def _run_classification(args, suite, store, requests) -> int:
             print(f"error: {result.request.model}: {result.error}", file=sys.stderr)
             return
         try:
-            for label_set in label_sets:
-                print(describe(suite.score(store, result.run_id, label_set)))
+            scores = [suite.score(store, result.run_id, label_set) for label_set in label_sets]
+            for score in scores:
+                print(describe(score))
+            rows.append(results_row(store.run_meta(result.run_id), scores))
         except Exception as exc:  # noqa: BLE001 - the run is stored; the next model must still run
             unscored.append(result.run_id)
             print(f"error: {result.request.model}: run {result.run_id} is stored but could not be scored: "
@@ -113,7 +133,7 @@ def _run_classification(args, suite, store, requests) -> int:
         results = run_bulk(store, suite, requests, shard, on_result=report, data_dir=args.data_dir,
                            batch_size=args.batch_size or 64, workers=args.workers, device=args.device, topk=args.topk,
                            save_logits=args.save_logits, limit=args.limit, fresh=args.fresh, name=args.name,
-                           quiet=args.quiet, chunk_images=args.chunk_images, resume=args.resume)
+                           quiet=args.quiet, chunk_images=args.chunk_images, resume=args.resume, inference=inference)
     finally:
         distributed.shutdown(shard)
     if len(results) > 1 and shard.is_leader:
@@ -121,10 +141,49 @@ def _run_classification(args, suite, store, requests) -> int:
         print(f"{len(results)} models: {counts['complete']} complete, {counts['skipped']} skipped (complete "
               f"before), {counts['failed']} failed" + "".join(
                   f"\n  failed: {r.request.model}: {r.error}" for r in results if r.status == "failed"))
+    if args.results_file and shard.is_leader and rows:
+        write_results_file(Path(args.results_file), rows)
+        print(f"results of {len(rows)} models written to {args.results_file}")
     failed = unscored or any(r.status == "failed" for r in results)
     # Under torchrun a failed model is a recorded outcome, not a crash: exiting non-zero would make torchrun
     # restart the whole group (--max-restarts), which cannot mend bad weights.
     return 2 if failed and not shard.sharded else 0
+
+
+def results_row(meta: dict, scores: list[dict]) -> dict:
+    """One model's row in timm validate.py's columns (percentages, millions of parameters), then realbench's:
+    the number of images scored, the label set of top1/top5, and top-1/5 against every label set."""
+    first = scores[0]
+    pct = (lambda v: None if v is None else round(100 * v, 4))
+    cfg = meta["preprocessing"]
+    row = {"model": meta["model"], "top1": pct(first["top1"]), "top1_err": pct(1 - first["top1"]),
+           "top5": pct(first.get("top5")), "top5_err": pct(1 - first["top5"]) if "top5" in first else None,
+           "param_count": round(meta["param_count"] / 1e6, 2) if meta.get("param_count") else None,
+           "img_size": cfg["input_size"][-1], "crop_pct": cfg["crop_pct"], "interpolation": cfg["interpolation"],
+           "n": first["n"], "label_set": first["label_set"], "run_id": meta["run_id"]}
+    for score in scores:
+        row[f"top1_{score['label_set']}"] = pct(score["top1"])
+        row[f"top5_{score['label_set']}"] = pct(score.get("top5"))
+    return row
+
+
+def write_results_file(path: Path, rows: list[dict]) -> None:
+    """timm's results file: CSV with a header, or a JSON list of rows; written whole or not at all."""
+    import csv
+    import io
+
+    from .store import atomic_write_bytes
+
+    if path.suffix.lower() == ".json":
+        data = json.dumps(rows, indent=4) + "\n"
+    else:
+        columns = list(dict.fromkeys(c for row in rows for c in row))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        data = out.getvalue()
+    atomic_write_bytes(path, data.encode())
 
 
 def _print_scores(suite, store, run_id, label_sets) -> None:
@@ -323,6 +382,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue this unfinished run (by default the newest unfinished run of the same "
                         "configuration is resumed and a complete one is skipped)")
     p.add_argument("--chunk-images", type=int, default=4096, help="rows per stored Parquet chunk")
+    g = p.add_argument_group("how the model runs (timm validate.py's flags; each is part of the run's configuration)")
+    g.add_argument("--img-size", type=int, default=None, help="input side in pixels (default: the model's)")
+    g.add_argument("--crop-pct", type=float, default=None, help="center crop fraction (default: the model's)")
+    g.add_argument("--interpolation", default=None, choices=INTERPOLATIONS, help="resize interpolation "
+                   "(default: the model's)")
+    g.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="fp16 and bf16 are mixed precision (autocast); default: fp16 on CUDA, fp32 on the CPU "
+                        "(fp16 is refused on the CPU)")
+    g.add_argument("--amp", action="store_true", help="timm's name for --precision fp16 (CUDA)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="channels_last memory format (default: on; on the CPU the fp32 model is also traced and "
+                        "frozen, batch norm folded)")
+    g.add_argument("--decode", default="pil", choices=DECODERS,
+                   help="JPEG decoding: pil in the loader's workers (default), or device: torchvision's decode_jpeg "
+                        "on the run's device (nvjpeg on CUDA), PIL for other formats")
+    g.add_argument("--results-file", default=None, metavar="FILE.csv|FILE.json",
+                   help="also write one row per model in timm validate.py's columns (model, top1, top1_err, top5, "
+                        "top5_err, param_count, img_size, crop_pct, interpolation) plus n, label_set and top-1/5 "
+                        "per label set")
 
     p = sub.add_parser("import", parents=[common], help="import predictions made elsewhere as a run")
     p.add_argument("file")

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import HarnessError
+from .inference import (InferenceOptions, autocast, default_workers, is_out_of_memory, pick_device,
+                        prepare_model)
 from .distributed import Shard, ShardFailed, describe_error
 from .store import FolderLock, RunWriter, Store, check_identifier
 
@@ -133,7 +135,7 @@ class EvalTransform:
     def _same_size(self, step, img) -> bool:
         from torchvision import transforms as T
 
-        w, h = img.size
+        w, h = (img.shape[-1], img.shape[-2]) if hasattr(img, "shape") else img.size
         if isinstance(step, T.CenterCrop):
             return tuple(step.size) == (h, w)
         size = step.size
@@ -157,6 +159,19 @@ class EvalTransform:
             arr = arr[:, :, None]
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
+    def resize_crop(self, img):
+        """A decoded CHW ``uint8`` tensor (on any device) resized and cropped by the same steps as the PIL half.
+
+        Tensor resizing (antialiased) is close to PIL's, not identical: see ``harness.inference``.
+        """
+        if self.whole is not None:
+            raise HarnessError("decoding on the device needs a resize / crop / normalize transform; this model's "
+                               "transform runs whole on PIL images: use --decode pil")
+        for step in self.pil:
+            if not self._same_size(step, img):
+                img = step(img)
+        return img
+
     def finish(self, x):
         """A collated batch -> the model's float32 input."""
         import torch
@@ -171,12 +186,26 @@ class EvalTransform:
         return x
 
 
-class ImageDataset:
-    """Decodes and preprocesses images; an unreadable image yields its error instead of a tensor."""
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
 
-    def __init__(self, items: list[tuple[str, Path]], transform):
+
+@dataclass(frozen=True)
+class EncodedJpeg:
+    """A JPEG file's bytes (a ``uint8`` tensor), to be decoded on the run's device."""
+    path: Path
+    data: object
+
+
+class ImageDataset:
+    """Decodes and preprocesses images; an unreadable image yields its error instead of a tensor.
+
+    With ``encoded_jpeg``, JPEG files are only read (:class:`EncodedJpeg`), for :func:`decode_on_device`.
+    """
+
+    def __init__(self, items: list[tuple[str, Path]], transform, encoded_jpeg: bool = False):
         self.items = items
         self.transform = transform
+        self.encoded_jpeg = encoded_jpeg
 
     def __len__(self) -> int:
         return len(self.items)
@@ -185,6 +214,13 @@ class ImageDataset:
         from PIL import Image
 
         key, path = self.items[i]
+        if self.encoded_jpeg and path.suffix.lower() in JPEG_SUFFIXES:
+            import torch
+
+            try:
+                return key, EncodedJpeg(path, torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)), None
+            except OSError as exc:
+                return key, None, f"{type(exc).__name__}: {exc}"
         try:
             with Image.open(path) as img:
                 x = self.transform(img.convert("RGB"))
@@ -198,9 +234,45 @@ def collate(batch):
 
     keys = [k for k, _, _ in batch]
     good = [i for i, (_, x, _) in enumerate(batch) if x is not None]
-    x = torch.stack([batch[i][1] for i in good]) if good else None
+    xs = [batch[i][1] for i in good]
+    x = (xs if any(isinstance(v, EncodedJpeg) for v in xs) else torch.stack(xs)) if good else None
     errors = [(k, e) for k, _, e in batch if e is not None]
     return keys, good, x, errors
+
+
+def decode_on_device(keys: list[str], good: list[int], images: list, split: EvalTransform, device: str):
+    """A batch of :class:`EncodedJpeg` (and already decoded tensors) -> (good, uint8 batch on ``device``, errors).
+
+    The JPEGs are decoded in one ``torchvision.io.decode_jpeg`` call on ``device`` (nvjpeg on CUDA),
+    then resized and cropped there; a file the device's decoder refuses is decoded by PIL on the CPU
+    (the fallback), and one PIL refuses too becomes an error row.
+    """
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    jpegs = [j for j, v in enumerate(images) if isinstance(v, EncodedJpeg)]
+    try:
+        decoded = decode_jpeg([images[j].data for j in jpegs], mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:  # one bad file fails the batched call: decode them one by one
+        decoded = []
+        for j in jpegs:
+            try:
+                decoded.append(decode_jpeg(images[j].data, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                decoded.append(None)
+    out = {j: v.to(device) for j, v in enumerate(images) if not isinstance(v, EncodedJpeg)}
+    errors = []
+    for j, img in zip(jpegs, decoded):
+        if img is not None:
+            out[j] = split.resize_crop(img)
+            continue
+        _, x, error = ImageDataset([(keys[good[j]], images[j].path)], split)[0]
+        if error is None:
+            out[j] = x.to(device)
+        else:
+            errors.append((keys[good[j]], error))
+    kept = sorted(out)
+    return [good[j] for j in kept], (torch.stack([out[j] for j in kept]) if kept else None), errors
 
 
 def environment(device: str) -> dict:
@@ -236,16 +308,6 @@ def git_state() -> dict | None:
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired):
         return None
-
-
-def pick_device(requested: str | None) -> str:
-    import torch
-
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise HarnessError(f"device {requested!r} was asked for but no CUDA GPU is available")
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def claim_resumable(store: Store, fingerprint: str) -> tuple[str, FolderLock] | None:
@@ -329,8 +391,8 @@ def run_classification(store: Store, suite, model_name: str, data_dir: str | Pat
                        device: str | None = None, topk: int = 5, save_logits: bool = False,
                        limit: int | None = None, chunk_images: int = 4096, fresh: bool = False,
                        name: str | None = None, quiet: bool = False, log: Callable[[str], None] | None = None,
-                       skip_complete: bool = False, resume: str | None = None, shard: Shard | None = None
-                       ) -> str:
+                       skip_complete: bool = False, resume: str | None = None, shard: Shard | None = None,
+                       inference: InferenceOptions | None = None) -> str:
     """Run ``model_name`` on ``suite``'s images and store every prediction; returns the run id.
 
     ``skip_complete`` returns an existing complete run of the same configuration instead of
@@ -341,7 +403,7 @@ def run_classification(store: Store, suite, model_name: str, data_dir: str | Pat
         store, suite, model_name, data_dir=data_dir, checkpoint=checkpoint, batch_size=batch_size,
         workers=workers, device=device, topk=topk, save_logits=save_logits, limit=limit,
         chunk_images=chunk_images, fresh=fresh, name=name, quiet=quiet, log=log, skip_complete=skip_complete,
-        resume=resume, shard=shard).run_id
+        resume=resume, shard=shard, inference=inference).run_id
 
 
 def list_suite_images(suite, data_dir: str | Path | None, quiet: bool = True) -> tuple[ImageList, dict | None]:
@@ -366,19 +428,22 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
                             fresh: bool = False, name: str | None = None, quiet: bool = False,
                             log: Callable[[str], None] | None = None, skip_complete: bool = False,
                             resume: str | None = None, shard: Shard | None = None,
-                            record_failures: bool = False, on_claim: Callable[[str], None] | None = None
-                            ) -> Outcome:
+                            record_failures: bool = False, on_claim: Callable[[str], None] | None = None,
+                            inference: InferenceOptions | None = None) -> Outcome:
     """:func:`run_classification`, telling also whether the run was skipped and how many images failed.
 
     With ``record_failures``, a model that fails before its run is claimed (weights that do not
     load, label sets that cannot be stored, say) is stored as a failed run too, so that a bulk run
     keeps a record of every model. ``on_claim`` hears the run id once the run is claimed (rank 0).
+    ``inference`` says how the model runs (preprocessing overrides, precision, memory format, decoding;
+    :mod:`harness.inference`); each is part of the run's configuration.
     """
     from timm.data import create_transform
 
     from .models import load_model
 
     shard = shard or Shard()
+    options = inference or InferenceOptions()
     quiet = quiet or not shard.is_leader  # one voice and one progress bar per launch
     say = log or (lambda msg: None if quiet else print(msg, file=sys.stderr))
     t_start = time.perf_counter()
@@ -395,17 +460,19 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
 
     try:
         images, manifest_info, items, device, loaded = shard.agree(prepare)
-        cfg = loaded.preprocessing
+        cfg = options.preprocessing(loaded.preprocessing)
+        model, graph = prepare_model(loaded.model, device, options, cfg["input_size"],
+                                     eager_only="inference_form" in loaded.extra)
         transform = create_transform(input_size=tuple(cfg["input_size"]), interpolation=cfg["interpolation"],
                                      mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg["crop_pct"],
                                      crop_mode=cfg["crop_mode"], is_training=False)
-        use_amp = device.startswith("cuda")
-        precision = "amp-float16" if use_amp else "float32"
+        run_form = options.config(device, graph)
+        precision = run_form["precision"]
         config = {
             "model": model_name, "timm_name": loaded.spec.timm_name, "weights_sha256": loaded.weights_sha256,
             "suite": suite.name, "data_dir": str(images.root.resolve()),
             "listing_sha256": images.listing_sha256, "limit": limit, "topk": topk, "save_logits": save_logits,
-            "preprocessing": cfg, "precision": precision,
+            "preprocessing": cfg, **run_form,
         }
         fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
         if len(set(shard.gather(fingerprint))) > 1:
@@ -415,7 +482,8 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
             "name": name or model_name, "kind": "run", "dataset": suite.dataset,
             "weights_source": loaded.weights_source, "num_classes": loaded.num_classes,
             "data_layout": images.layout, "data_manifest": manifest_info, "n_images": len(items),
-            "batch_size": batch_size, "fingerprint": fingerprint, "environment": environment(device),
+            "batch_size": batch_size, "fingerprint": fingerprint,
+            "param_count": sum(p.numel() for p in loaded.model.parameters()), "environment": environment(device),
             "world_size": shard.world_size,
             "metric_version": __import__("harness.score", fromlist=["METRIC_VERSION"]).METRIC_VERSION,
             **config,
@@ -468,8 +536,8 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
             # Chunks of this session belong to other ranks' shards, so reading them here is harmless.
             done = writer.stored_keys() if state == "resumed" else set()
             todo = [it for it in shard.take(items) if it[0] not in done]
-            stats = _predict(writer, loaded.model, transform, todo, device, use_amp, batch_size, workers, topk,
-                             save_logits, chunk_images, quiet, shard)
+            stats = _predict(writer, model, transform, todo, device, precision, batch_size, workers, topk,
+                             save_logits, chunk_images, quiet, shard, options)
             return {**stats, "rank": shard.rank, "host": platform.node(), "device": device,
                     "images_this_session": len(todo)}
 
@@ -547,22 +615,14 @@ def verify_rows(writer: RunWriter, keys: list[str], shard: Shard) -> tuple[int, 
     return len(stored), n_errors
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's out-of-memory error, or the CPU allocator's (a plain RuntimeError)."""
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and ("out of memory" in str(exc) or "can't allocate memory" in str(exc)))
-
-
 class BackoffForward:
     """The model over a batch in slices that halve whenever memory runs out, down to one image.
 
     The smaller slice is kept for the rest of the run: what did not fit once will not fit later.
     """
 
-    def __init__(self, model, device: str, use_amp: bool, batch_size: int, warn: Callable[[str], None]):
-        self.model, self.device, self.use_amp, self.warn = model, device, use_amp, warn
+    def __init__(self, model, device: str, precision: str, batch_size: int, warn: Callable[[str], None]):
+        self.model, self.device, self.precision, self.warn = model, device, precision, warn
         self.slice = batch_size
         self.oom_retries = 0
 
@@ -573,7 +633,7 @@ class BackoffForward:
         while start < len(x):
             piece = x[start:start + self.slice]
             try:
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.use_amp):
+                with autocast(self.device, self.precision):
                     outputs.append(self.model(piece).float())
                 start += len(piece)
                 continue
@@ -592,22 +652,19 @@ class BackoffForward:
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
 
-def _predict(writer: RunWriter, model, transform, todo, device, use_amp, batch_size, workers, topk,
-             save_logits, chunk_images, quiet, shard: Shard) -> dict:
+def _predict(writer: RunWriter, model, transform, todo, device, precision, batch_size, workers, topk,
+             save_logits, chunk_images, quiet, shard: Shard, options: InferenceOptions) -> dict:
     import pyarrow as pa
     import torch
     from tqdm import tqdm
 
-    model = model.to(device)
-    if device.startswith("cuda"):
-        model = model.to(memory_format=torch.channels_last)
     # Every rank speaks here: a rank that runs out of memory is worth hearing about.
-    forward = BackoffForward(model, device, use_amp, batch_size,
+    forward = BackoffForward(model, device, precision, batch_size,
                              lambda msg: print(f"rank {shard.rank}: {msg}" if shard.sharded else msg, file=sys.stderr))
-    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    workers = default_workers(device) if workers is None else workers
     split = transform if isinstance(transform, EvalTransform) else EvalTransform(transform)
     loader = torch.utils.data.DataLoader(
-        ImageDataset(todo, split), batch_size=batch_size, num_workers=workers, collate_fn=collate,
+        ImageDataset(todo, split, encoded_jpeg=options.decode == "device"), batch_size=batch_size, num_workers=workers, collate_fn=collate,
         pin_memory=device.startswith("cuda"), persistent_workers=False,
         prefetch_factor=4 if workers else None)
     buffer: dict[str, list] = {"key": [], "top_classes": [], "top_scores": [], "logits": [], "error": []}
@@ -633,9 +690,12 @@ def _predict(writer: RunWriter, model, transform, todo, device, use_amp, batch_s
                desc=f"rank 0 of {shard.world_size}" if shard.sharded else None)
     with torch.inference_mode():
         for keys, good, x, batch_errors in loader:
+            if isinstance(x, list):
+                good, x, decode_errors = decode_on_device(keys, good, x, split, device)
+                batch_errors = batch_errors + decode_errors
             if x is not None:
                 x = split.finish(x.to(device, non_blocking=True))
-                if device.startswith("cuda"):
+                if options.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 logits = forward(x)
                 probs = logits.softmax(dim=-1)

@@ -210,13 +210,13 @@ def test_backoff_halves_to_what_fits_and_gives_up_below_one_image():
 
     warnings = []
     x = torch.arange(8 * 5, dtype=torch.float32).reshape(8, 5)
-    forward = BackoffForward(_Hungry(fits=2), "cpu", False, 8, warnings.append)
+    forward = BackoffForward(_Hungry(fits=2), "cpu", "fp32", 8, warnings.append)
     assert torch.equal(forward(x), x[:, :3] * 2)
     assert (forward.slice, forward.oom_retries) == (2, 2)
     assert warnings == ["out of memory on cpu at batch size 8; retrying with 4",
                         "out of memory on cpu at batch size 4; retrying with 2"]
 
-    starving = BackoffForward(_Hungry(fits=0), "cpu", False, 8, warnings.append)
+    starving = BackoffForward(_Hungry(fits=0), "cpu", "fp32", 8, warnings.append)
     with pytest.raises(HarnessError, match="out of memory on cpu even at batch size 1"):
         starving(x)
     assert starving.oom_retries == 3

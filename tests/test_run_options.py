@@ -6,6 +6,7 @@ nothing stored; the options are recorded in the run and part of its fingerprint.
 from __future__ import annotations
 
 import json
+import json
 import os
 import subprocess
 import sys
@@ -104,3 +105,154 @@ def test_shipped_timm_names_are_those_of_the_installed_timm():
                     "installed; regenerate it with harness.models.write_timm_names()")
     assert names["architectures"] == sorted(timm.list_models())
     assert names["pretrained"] == sorted(timm.list_pretrained())
+
+
+def test_a_results_file_must_be_csv_or_json_and_fp16_is_refused_on_the_cpu(tmp_path):
+    status, stderr = harness_without_torch(tmp_path / "store", "run", "--model", "efficientnet-lite0", "--suite",
+                                           "real", "--results-file", str(tmp_path / "out.txt"))
+    assert status == "2 False False" and "expected a .csv or .json file name" in stderr
+    status, stderr = harness_without_torch(tmp_path / "store", "run", "--model", "efficientnet-lite0", "--suite",
+                                           "real", "--crop-pct", "1.5")
+    assert status == "2 False False" and "--crop-pct 1.5: expected a fraction in (0, 1]" in stderr
+    status, stderr = harness_without_torch(tmp_path / "store", "run", "--model", "efficientnet-lite0", "--suite",
+                                           "real", "--amp", "--precision", "bf16")
+    assert status == "2 False False" and "--amp is --precision fp16" in stderr
+    assert not (tmp_path / "store").exists()
+
+
+# ----- device logic, on the CPU ----------------------------------------------------------------------------
+def test_device_choice_and_precision_are_checked():
+    import torch
+
+    from harness.distributed import Shard
+    from harness.inference import InferenceOptions, device_type, pick_device
+    from harness.runner import shard_device
+
+    if not torch.cuda.is_available():
+        with pytest.raises(HarnessError, match="'cuda' was asked for but no CUDA GPU is available"):
+            pick_device("cuda")
+        with pytest.raises(HarnessError, match="no CUDA GPU"):
+            pick_device("cuda:1")
+        assert pick_device(None) == "cpu"
+    with pytest.raises(HarnessError, match="expected cpu, cuda or cuda:N"):
+        pick_device("tpu")
+    assert pick_device("cpu") == "cpu"
+    assert shard_device("cpu", Shard(rank=1, world_size=2, local_rank=1)) == "cpu"
+    assert device_type("cuda:3") == "cuda"
+
+    default = InferenceOptions()
+    assert default.precision_on("cpu") == "fp32" and default.precision_on("cuda:0") == "fp16"
+    assert InferenceOptions(precision="bf16").precision_on("cpu") == "bf16"
+    with pytest.raises(HarnessError, match="on the CPU use --precision bf16 or fp32"):
+        InferenceOptions(precision="fp16").precision_on("cpu")
+    with pytest.raises(HarnessError, match="expected one of fp32, fp16, bf16"):
+        InferenceOptions(precision="fp8")
+    # The device class, precision and memory format are part of the configuration: a CPU run and a GPU run of
+    # the same model never resume or skip each other; two GPUs of one machine are the same configuration.
+    cpu, gpu = default.config("cpu", "eager"), default.config("cuda:0", "eager")
+    assert cpu["device_type"] == "cpu" and gpu["device_type"] == "cuda" and cpu["precision"] != gpu["precision"]
+    assert default.config("cuda:0", "eager") == default.config("cuda:1", "eager")
+    assert InferenceOptions(channels_last=False).config("cpu", "eager") != cpu
+
+
+def test_out_of_memory_is_told_apart_from_other_errors():
+    import torch
+
+    from harness.inference import is_out_of_memory
+
+    with pytest.raises(RuntimeError) as cpu_failure:
+        torch.empty(2 ** 60, dtype=torch.uint8)  # the CPU allocator's real failure
+    assert is_out_of_memory(cpu_failure.value)
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("Given groups=1, weight of size [32, 3, 3, 3], expected input"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+
+
+def lite0_batch(shared_data, n: int):
+    import torch
+    from PIL import Image
+    from timm.data import create_transform
+
+    from harness.models import load_model
+
+    loaded = load_model("efficientnet-lite0")
+    cfg = loaded.preprocessing
+    transform = create_transform(input_size=tuple(cfg["input_size"]), interpolation=cfg["interpolation"],
+                                 mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg["crop_pct"],
+                                 crop_mode=cfg["crop_mode"], is_training=False)
+    files = sorted((shared_data / "imagenet-val-subset").iterdir())[:n]
+    return loaded, torch.stack([transform(Image.open(f).convert("RGB")) for f in files])
+
+
+def test_the_cpu_fast_form_predicts_what_the_plain_model_does(shared_data):
+    """channels_last + TorchScript freezing (batch norm folded) vs the eager NCHW model, image by image."""
+    import torch
+
+    from harness.inference import InferenceOptions, prepare_model
+
+    loaded, x = lite0_batch(shared_data, 32)
+    with torch.inference_mode():
+        plain = loaded.model.eval()(x)
+    fast, graph = prepare_model(loaded.model, "cpu", InferenceOptions(), [3, 224, 224])
+    assert graph == "torchscript-frozen"
+    with torch.no_grad():
+        out = fast(x.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(out.argmax(1), plain.argmax(1))
+    assert torch.equal(out.topk(5).indices, plain.topk(5).indices)
+    assert (out - plain).abs().max() < 1e-3
+    eager, graph = prepare_model(loaded.model, "cpu", InferenceOptions(precision="bf16"), [3, 224, 224])
+    assert graph == "eager"  # autocast runs the eager model
+
+
+@pytest.mark.slow
+def test_run_options_are_recorded_and_make_a_different_run(store):
+    from harness.inference import InferenceOptions
+    from harness.runner import run_classification
+    from harness.suites import get_suite
+
+    suite = get_suite("real")
+    run = (lambda **kw: run_classification(store, suite, "efficientnet-lite0", limit=4, batch_size=4, workers=0,
+                                           quiet=True, skip_complete=True, **kw))
+    first = run()
+    meta = store.run_meta(first)
+    assert {k: meta[k] for k in ("precision", "channels_last", "graph", "device_type", "decode")} == {
+        "precision": "fp32", "channels_last": True, "graph": "torchscript-frozen", "device_type": "cpu",
+        "decode": "pil"}
+    assert meta["param_count"] == 4_652_008 and meta["preprocessing"]["crop_pct"] == 0.875
+    assert run() == first  # the same configuration: skipped
+    resized = run(inference=InferenceOptions(img_size=256, crop_pct=0.95, interpolation="bilinear"))
+    other = store.run_meta(resized)
+    assert resized != first and other["fingerprint"] != meta["fingerprint"]
+    assert other["preprocessing"]["input_size"] == [3, 256, 256] and other["preprocessing"]["crop_pct"] == 0.95
+    assert other["preprocessing"]["interpolation"] == "bilinear"
+    bf16 = run(inference=InferenceOptions(precision="bf16"))
+    assert bf16 not in (first, resized) and store.run_meta(bf16)["precision"] == "bf16"
+    nchw = run(inference=InferenceOptions(channels_last=False))
+    assert nchw not in (first, resized, bf16) and store.run_meta(nchw)["channels_last"] is False
+    same = store.sql(f"""SELECT count(*) AS n, sum((a.top_classes[1] = b.top_classes[1])::INT) AS equal FROM predictions a
+                         JOIN predictions b USING (key) WHERE a.run_id = '{first}' AND b.run_id = '{nchw}'""").iloc[0]
+    assert (same["n"], same["equal"]) == (4, 4)
+
+
+@pytest.mark.slow
+def test_results_file_has_timms_columns_and_the_stored_scores(store, tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "harness", "--store", str(store.root), "run", "--model",
+                           "efficientnet-lite0", "--suite", "real", "--limit", "8", "--batch-size", "8", "--workers",
+                           "0", "--quiet", "--results-file", str(out)], capture_output=True, text=True, cwd=REPO,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    [row] = json.loads(out.read_text())
+    assert list(row)[:9] == ["model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size",
+                             "crop_pct", "interpolation"]
+    from harness.suites import get_suite
+
+    [meta] = store.list_runs()
+    real = get_suite("real").score(store, meta["run_id"], "real")
+    original = get_suite("real").score(store, meta["run_id"], "imagenet-original")
+    assert row["model"] == "efficientnet-lite0" and row["label_set"] == "real" and row["n"] == real["n"]
+    assert row["top1"] == round(100 * real["top1"], 4) and row["top1_err"] == round(100 - row["top1"], 4)
+    assert row["top1_imagenet-original"] == round(100 * original["top1"], 4)
+    assert (row["param_count"], row["img_size"], row["crop_pct"], row["interpolation"]) == (4.65, 224, 0.875,
+                                                                                            "bicubic")

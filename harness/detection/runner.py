@@ -168,7 +168,8 @@ def run_detector(store: Store, suite, model_name: str, data_dir: str | Path | No
     from tqdm import tqdm
 
     from ..data import load_manifest, resolve
-    from ..runner import environment, pick_device
+    from ..inference import pick_device
+    from ..runner import environment
 
     if data_dir is None:
         if suite.default_images is None:
