@@ -247,8 +247,13 @@ def decode_on_device(keys: list[str], good: list[int], images: list, split: Eval
     then resized and cropped there; a file the device's decoder refuses is decoded by PIL on the CPU
     (the fallback), and one PIL refuses too becomes an error row.
     """
+    import warnings
+
     import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to TorchCodec; same decoder
+        from torchvision.io import ImageReadMode, decode_jpeg
 
     jpegs = [j for j, v in enumerate(images) if isinstance(v, EncodedJpeg)]
     try:

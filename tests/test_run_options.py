@@ -256,3 +256,37 @@ def test_results_file_has_timms_columns_and_the_stored_scores(store, tmp_path):
     assert row["top1_imagenet-original"] == round(100 * original["top1"], 4)
     assert (row["param_count"], row["img_size"], row["crop_pct"], row["interpolation"]) == (4.65, 224, 0.875,
                                                                                             "bicubic")
+
+
+@pytest.mark.slow
+def test_decoding_on_the_device_falls_back_to_pil_and_agrees_with_it(store, tmp_path, shared_data):
+    """--decode device exercised on the CPU (torchvision's decode_jpeg there): the same images, an unreadable
+    one as an error row, a PNG through the PIL fallback, and the same top-1 as the PIL run on these images."""
+    from PIL import Image
+
+    from harness.inference import InferenceOptions
+    from harness.runner import run_classification
+    from harness.suites import get_suite
+
+    files = sorted((shared_data / "imagenet-val-subset").iterdir())[:12]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for f in files[:10]:
+        os.symlink(f, folder / f.name)
+    (folder / files[10].name).write_bytes(files[10].read_bytes()[:400])  # truncated: neither decoder reads it
+    Image.open(files[11]).save(folder / f"{files[11].stem}.png")
+    suite = get_suite("imagenet")
+    runs = {decode: run_classification(store, suite, "efficientnet-lite0", data_dir=folder, batch_size=6,
+                                       workers=0, quiet=True, inference=InferenceOptions(decode=decode))
+            for decode in ("pil", "device")}
+    assert runs["pil"] != runs["device"] and store.run_meta(runs["device"])["decode"] == "device"
+    rows = store.sql(f"""SELECT a.key, a.top_classes[1] AS pil, b.top_classes[1] AS device, a.error AS pil_error,
+                                b.error AS device_error
+                         FROM predictions a JOIN predictions b USING (key)
+                         WHERE a.run_id = '{runs["pil"]}' AND b.run_id = '{runs["device"]}'""")
+    assert len(rows) == 12
+    bad = rows[rows["key"] == files[10].stem].iloc[0]
+    assert bad["pil_error"] and bad["device_error"]
+    good = rows[rows["pil_error"].isna()]
+    assert len(good) == 11 and good["device_error"].isna().all()
+    assert (good["pil"] == good["device"]).all()  # tensor resizing is close to PIL's: same class on these
