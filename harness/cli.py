@@ -187,9 +187,19 @@ def write_results_file(path: Path, rows: list[dict]) -> None:
 
 
 def _print_scores(suite, store, run_id, label_sets) -> None:
+    from . import scoring
+
     for label_set in label_sets:
-        result = suite.score(store, run_id, label_set)
-        print(json.dumps(result, indent=2, default=str))
+        print(_describe(suite, scoring.score(store, suite, run_id, label_set)))
+
+
+def _describe(suite, result: dict) -> str:
+    """The short summary a person reads: the suite's own (COCO's 12 lines, ActivityNet's tables) or the
+    classification line."""
+    describe = getattr(suite, "describe", None)
+    if describe is None:
+        from .score import describe
+    return describe(result)
 
 
 def cmd_import(args) -> int:
@@ -233,7 +243,7 @@ def cmd_import_labels(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .score import describe
+    from . import scoring
     from .suites import get_suite
 
     store = _store(args)
@@ -248,14 +258,9 @@ def cmd_score(args) -> int:
         flags = {"max_dets": "--max-dets", "iou_types": "--iou-type"}
         raise HarnessError(f"run {args.run} is a {suite.name} run; only COCO and LVIS runs are scored with "
                            f"{' and '.join(flags[o] for o in options)}")
-    results = [suite.score(store, run["run_id"], ls, **options) for ls in label_sets]
-    for result in results:
-        if args.json:
-            print(json.dumps(result, default=str))
-        elif getattr(suite, "task", "classification") == "classification":
-            print(describe(result))
-        else:
-            print(json.dumps(result, indent=2, default=str))
+    for ls in label_sets:
+        result = scoring.score(store, suite, run["run_id"], ls, recompute=args.recompute, **options)
+        print(json.dumps(result, default=str) if args.json else _describe(suite, result))
     return 0
 
 
@@ -283,8 +288,11 @@ def _score_per_split(args, store) -> int:
     if len(runs) not in (1, len(label_sets)):
         raise HarnessError(f"--per-split pairs runs with label sets: {len(runs)} runs for {len(label_sets)} label "
                            f"sets ({', '.join(label_sets)}); give one run, or one per label set in that order")
-    result = suite.score_per_split(store, {ls: run["run_id"] for ls, run in zip(label_sets, runs * len(label_sets))})
-    print(json.dumps(result, indent=None if args.json else 2, default=str))
+    from . import scoring
+
+    pairs = {ls: run["run_id"] for ls, run in zip(label_sets, runs * len(label_sets))}
+    result = scoring.score_per_split(store, suite, pairs, recompute=args.recompute)
+    print(json.dumps(result, default=str) if args.json else _describe(suite, result))
     return 0
 
 
@@ -424,7 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-split", action="store_true",
                    help="anet-captions: score against each label set separately (default val_1 and val_2) and "
                         "average, the ground-truth-proposal protocol (harness/activitynet/README.md)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the whole result as one JSON object per label set")
+    p.add_argument("--recompute", action="store_true",
+                   help="compute again and replace the stored score (COCO, LVIS and ActivityNet scores are kept "
+                        "per run, label set, metric version and options, and returned from the store)")
     p.add_argument("--max-dets", type=_max_dets, default=None, metavar="N,N,...",
                    help="COCO: detections per image counted, e.g. 1,10,100 (the official default; AP is read at "
                         "the largest, see harness/detection/README.md)")

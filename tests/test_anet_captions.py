@@ -267,6 +267,13 @@ def test_per_split_protocol_is_the_mean(tmp_path, store, shared_data, meteor):
     from_cli = json.loads(proc.stdout)
     assert {m: from_cli[m] for m in CAPTION_METRICS} == {m: both[m] for m in CAPTION_METRICS}
     assert from_cli["protocol"] == "per-split mean" and set(from_cli["splits"]) == {"mini-val_1", "mini-val_2"}
+    # Each split's score is stored with its run and reused: the table comes from the store.
+    assert store.sql("SELECT label_set FROM scores ORDER BY label_set")["label_set"].tolist() == [
+        "mini-val_1", "mini-val_2"]
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    mean_row = next(line for line in proc.stdout.splitlines() if line.startswith("mean"))
+    assert mean_row.split()[1:] == [f"{100 * both[m]:.2f}" for m in (*CAPTION_METRICS, "Precision", "Recall")]
     proc = subprocess.run([*cli[:-6], "m1,m2,m1", "--per-split"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "3 runs for 2 label sets" in proc.stderr and "Traceback" not in proc.stderr
 

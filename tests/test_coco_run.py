@@ -2,7 +2,6 @@
 plumbing is the point, not the AP)."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from faster_coco_eval.core import mask as mask_utils
+from pycocotools import mask as mask_utils
 from torchvision.transforms.functional import pil_to_tensor
 
 from harness.detection.suite import COCO, read_detections
@@ -141,12 +140,19 @@ def test_cli_runs_a_detector_with_name_limit_and_label_set(store, shared_data):
     assert meta["image_ids"] == first_four and meta["n_detections"] == 4 and meta["n_dropped_unknown_category"] == 4
     stored, printed = proc.stdout.split("\n", 1)
     assert stored == f"stored as run {run_id} in {store.root}"
-    printed = json.loads(printed)
-    assert printed == json.loads(json.dumps(COCO.score(store, run_id)))
+    scored = COCO.score(store, run_id)
+    assert printed == COCO.describe(scored) + "\n"  # pycocotools' summary lines, not JSON
+    lines = printed.splitlines()
+    assert lines[0].startswith("bright on coco-val2017-tiny, PARTIAL run: not the label set's AP: 4 of 80 images")
+    ap_line = lines[lines.index("bbox:") + 1]
+    assert ap_line == (" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = "
+                       f"{scored['bbox']['AP']:0.3f}")
     # Boxes and masks are scored; keypoints cannot be on instance ground truth, and the result says so.
-    assert printed["n"] == 4 and printed["iou_types"] == ["bbox", "segm"] and printed["official_max_dets"]
-    assert printed["partial"] and printed["n_images_in_label_set"] == 80
-    assert printed["not_scored"] == {"keypoints": "label set 'coco-val2017-tiny' has no keypoint ground truth"}
+    assert scored["n"] == 4 and scored["iou_types"] == ["bbox", "segm"] and scored["official_max_dets"]
+    assert scored["partial"] and scored["n_images_in_label_set"] == 80
+    assert scored["not_scored"] == {"keypoints": "label set 'coco-val2017-tiny' has no keypoint ground truth"}
+    assert lines[-1] == "keypoints: not scored (label set 'coco-val2017-tiny' has no keypoint ground truth)"
+    assert len([line for line in lines if line.startswith(" Average")]) == 24  # 12 per IoU type
 
     refused = subprocess.run(cmd + ["--workers", "2", "--topk", "3"], capture_output=True, text=True, env=env,
                              cwd=tests.parent, timeout=600)

@@ -184,11 +184,37 @@ class CaptionsSuite(_ActivityNetSuite):
             if meteor is None:  # one METEOR process for all splits
                 meteor = stack.enter_context(MeteorSession())
             parts = {ls: self.score(store, run, ls, meteor=meteor, **kwargs) for ls, run in runs.items()}
+        return self.per_split_mean(parts)
+
+    def per_split_mean(self, parts: Mapping[str, dict]) -> dict:
+        """Per-split scores (label set -> :meth:`score` result) averaged, metric by metric."""
         metrics = [*densevid.METRICS, "Precision", "Recall", "F1"]
         out = {m: float(np.mean([p[m] for p in parts.values()])) for m in metrics}
         out.update(suite=self.name, label_set="|".join(parts), protocol="per-split mean",
-                   n=sum(p["n"] for p in parts.values()), metric_version=self.metric_version, splits=parts)
+                   n=sum(p["n"] for p in parts.values()), metric_version=self.metric_version, splits=dict(parts))
         return out
+
+    def describe(self, result: dict) -> str:
+        """A table a person reads: each metric in percent per tIoU and averaged (per split for --per-split)."""
+        columns = [*densevid.METRICS, "Precision", "Recall"]
+        head = f"{'':<14}" + "".join(f"{c:>10}" for c in columns)
+        if "splits" in result:
+            lines = [f"{result['label_set']}: per-split mean (ground-truth-proposal protocol), n={result['n']:,} "
+                     f"videos, percent ({result['metric_version']})", head]
+            for name, part in result["splits"].items():
+                lines.append(f"{name[-14:]:<14}" + "".join(f"{100 * part[c]:>10.2f}" for c in columns))
+            lines.append(f"{'mean':<14}" + "".join(f"{100 * result[c]:>10.2f}" for c in columns))
+            lines.append(f"F1 {100 * result['F1']:.2f}")
+            return "\n".join(lines)
+        lines = [f"run {result['run_id']} on {result['label_set']}: n={result['n']:,} videos "
+                 f"({result['n_videos_predicted']:,} predicted, {result['n_unknown_videos']:,} unknown), "
+                 f"at most {result['max_proposals']} segments per video, percent ({result['metric_version']})", head]
+        for i, t in enumerate(result["tious"]):
+            lines.append(f"{'tIoU ' + format(t, '.2f'):<14}" + "".join(
+                f"{100 * result['per_tiou'][c][i]:>10.2f}" for c in columns))
+        lines.append(f"{'mean':<14}" + "".join(f"{100 * result[c]:>10.2f}" for c in columns))
+        lines.append(f"F1 {100 * result['F1']:.2f}")
+        return "\n".join(lines)
 
 
 @dataclass
@@ -249,6 +275,19 @@ class DetectionSuite(_ActivityNetSuite):
                       metric_version=self.metric_version,
                       n_unknown_videos=len(set(rows["key"]) - set(gt["key"])))
         return result
+
+    def describe(self, result: dict) -> str:
+        """mAP per tIoU and its average (detections), or AR@AN and AUC (proposals), in percent."""
+        head = (f"run {result['run_id']} on {result['label_set']}: n={result['n']:,} videos, "
+                f"{result['n_unknown_videos']:,} unknown ({result['metric_version']})")
+        if "AUC" in result:
+            ars = [k for k in ("AR@1", "AR@5", "AR@10", "AR@50", "AR@100") if k in result]
+            return "\n".join([head, "".join(f"{k:>10}" for k in [*ars, "AUC"]),
+                              "".join(f"{100 * result[k]:>10.2f}" for k in ars) + f"{result['AUC']:>10.2f}"])
+        tious = result.get("tious") or list(temporal.TIOUS)
+        return "\n".join([head, "tIoU " + "".join(f"{t:>7.2f}" for t in tious) + f"{'average':>9}",
+                          "mAP  " + "".join(f"{100 * v:>7.2f}" for v in result["mAP"])
+                          + f"{100 * result['average_mAP']:>9.2f}"])
 
 
 ANET_CAPTIONS = CaptionsSuite()

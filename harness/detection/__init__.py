@@ -18,6 +18,6 @@ own annotation file.
 COCO numbers equal pycocotools' exactly (tested by running both). LVIS follows LVIS's rules
 (federated negatives, not-exhaustive categories, 300 detections per image), tested by the
 properties they fix on the real LVIS ground truth, not against lvis-api (which does not run on
-numpy 2). faster-coco-eval does the work (see ``evaluate``). Rows and tables are described in
+numpy 2). ultrafast-pycocotools does the work (see ``evaluate``). Rows and tables are described in
 ``suite``; the user guide, with the maxDets rule, is README.md beside this file.
 """

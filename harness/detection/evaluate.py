@@ -1,19 +1,16 @@
-"""COCO and LVIS evaluation with faster-coco-eval as the engine.
+"""COCO and LVIS evaluation with ultrafast-pycocotools as the engine.
 
-COCO numbers equal pycocotools' bit for bit (tests/test_coco.py runs both). For LVIS, whose
-reference code (lvis-api) does not run on numpy 2, the rules are faster-coco-eval's
-``lvis_style`` plus the 300-per-image limit below; tests/test_lvis.py checks the properties
-those rules fix (federated negatives, not-exhaustive categories, the limit, perfect results
-score 1), not equality with lvis-api's numbers.
+ultrafast-pycocotools (BSD-2-Clause) is pycocotools' matching and accumulation in Rust: its
+``precision``, ``recall`` and ``scores`` arrays are bit for bit pycocotools' (tests/test_coco.py
+runs both on boxes, masks, keypoints, crowd regions and other maxDets), and it reads box results
+as an ``N x 7`` array without building a dict per detection. Why this engine and not hotcoco or
+faster-coco-eval is measured in benchmarks/results/coco.md.
 
-faster-coco-eval matches detections to ground truth as pycocotools does, in C++. One difference
-remains in its accumulation: the official code computes precision as ``tp / (fp + tp +
-np.spacing(1))``, faster-coco-eval as ``tp / (tp + fp)``. The two differ only where exactly one
-valid detection has been seen so far (``1 / (1 + eps)`` is 1 - 2.2e-16, while ``n / (n + eps)
-== n`` for n >= 2), which moves summary numbers by an ulp. ``_accumulate``
-restores the official value: such an entry is the curve's maximum only when the first valid
-detection of a category is a true positive and the second is not, which extra recall thresholds
-at 2/G (G the valid ground truth count) in the same accumulation reveal without re-matching.
+For LVIS, whose reference code (lvis-api) does not run on numpy 2, the rules are
+ultrafast-pycocotools' ``lvis_style`` official protocol (lvis-api's federated negatives,
+not-exhaustive categories and the global 300-per-image limit, applied here as lvis-api's
+``limit_dets_per_image`` does); tests/test_lvis.py checks the properties those rules fix, not
+equality with lvis-api's numbers.
 
 Summaries are computed from the precision and recall arrays with the official indexing, so
 they are bit-identical. One deliberate departure: pycocotools' ``summarize`` reads overall AP
@@ -24,7 +21,8 @@ maxDets than its 300 per image.
 """
 from __future__ import annotations
 
-import copy
+import contextlib
+import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -37,7 +35,6 @@ IOU_TYPES = ("bbox", "segm", "keypoints")
 COCO_MAX_DETS = (1, 10, 100)
 KEYPOINT_MAX_DETS = (20,)
 LVIS_MAX_DETS = 300
-_OFFICIAL_ONE = 1.0 / (1.0 + np.spacing(1))
 
 
 @dataclass
@@ -115,11 +112,14 @@ def default_max_dets(iou_type: str, lvis: bool = False) -> tuple[int, ...]:
     return KEYPOINT_MAX_DETS if iou_type == "keypoints" else COCO_MAX_DETS
 
 
-def evaluate(gt: dict, results: list[dict], iou_type: str, lvis: bool = False,
+def evaluate(gt: dict, results: list[dict] | np.ndarray, iou_type: str, lvis: bool = False,
              max_dets: tuple[int, ...] | None = None, image_ids: list[int] | None = None,
              kpt_oks_sigmas: list[float] | None = None) -> Evaluation:
-    """Evaluate result records against a COCO/LVIS annotation dict (both are consumed)."""
-    from faster_coco_eval import COCO, COCOeval_faster
+    """Evaluate results against a COCO/LVIS annotation dict (both are consumed).
+
+    ``results`` are result records as in a result file, or for boxes pycocotools' ``loadRes`` array
+    form: one row ``[image_id, x, y, width, height, score, category_id]`` per detection, float64."""
+    from ultrafast_pycocotools import COCO, COCOeval
 
     if iou_type not in IOU_TYPES or (lvis and iou_type == "keypoints"):
         allowed = "bbox, segm" if lvis else ", ".join(IOU_TYPES)
@@ -128,6 +128,9 @@ def evaluate(gt: dict, results: list[dict], iou_type: str, lvis: bool = False,
         raise HarnessError(f"max_dets {tuple(max_dets)!r} does not apply to LVIS: its rules count the "
                            f"{LVIS_MAX_DETS} highest-scoring detections per image (AR@{LVIS_MAX_DETS}); leave "
                            "max_dets unset")
+    if isinstance(results, np.ndarray) and (iou_type != "bbox" or lvis):
+        raise HarnessError("an array of results holds boxes only; pass result records for "
+                           f"{'LVIS' if lvis else iou_type} evaluation")
     if lvis:
         results = limit_per_image(results, LVIS_MAX_DETS)
     max_dets = default_max_dets(iou_type, lvis) if max_dets is None else tuple(max_dets)
@@ -135,81 +138,55 @@ def evaluate(gt: dict, results: list[dict], iou_type: str, lvis: bool = False,
         raise HarnessError(f"max_dets {max_dets!r} must be increasing positive integers, e.g. (1, 10, 100)")
 
     quiet = lambda *args, **kwargs: None  # noqa: E731 - the engine prints through this hook
-    coco_gt = COCO(gt, print_function=quiet)
     n_detections = len(results)
-    coco_dt = coco_gt.loadRes(results)
-    engine = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=quiet, lvis_style=lvis,
-                             separate_eval=True, kpt_oks_sigmas=kpt_oks_sigmas)
+    coco_gt = COCO(gt, verbose=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # loadRes of an array prints pycocotools' progress lines
+        coco_dt = coco_gt.loadRes(results)
+    engine = COCOeval(coco_gt, coco_dt, iou_type, print_function=quiet, lvis_style=lvis,
+                      kpt_oks_sigmas=kpt_oks_sigmas)
     engine.params.maxDets = list(max_dets)
     if image_ids is not None:
         engine.params.imgIds = sorted(set(image_ids))
     # A category without ground truth on the evaluated images has no precision (-1, left out of every
     # mean); leaving it out of the evaluation changes no number and spares most of LVIS's 1,230.
     evaluated = set(engine.params.imgIds)
-    annotated = {a["category_id"] for a in coco_gt.dataset["annotations"] if a["image_id"] in evaluated}
+    annotated = {a["category_id"] for a in gt["annotations"] if a["image_id"] in evaluated}
     engine.params.catIds = [c for c in engine.params.catIds if c in annotated]
     engine.evaluate()
+    engine.accumulate()
     p = engine.params
-    num_gt = _valid_ground_truth(coco_gt, p, iou_type)
-    precision = _accumulate(engine, num_gt)
+    num_gt = _valid_ground_truth(gt, p, iou_type)
     ev = Evaluation(
         iou_type=iou_type, lvis=lvis, iou_thrs=np.asarray(p.iouThrs), rec_thrs=np.asarray(p.recThrs),
         max_dets=list(p.maxDets), area_labels=list(p.areaRngLbl), category_ids=[int(c) for c in p.catIds],
-        image_ids=[int(i) for i in p.imgIds], precision=precision, recall=np.asarray(engine.eval["recall"]),
-        num_gt=num_gt, categories=dict(coco_gt.cats), n_detections=n_detections)
+        image_ids=[int(i) for i in p.imgIds], precision=np.asarray(engine.eval["precision"]),
+        recall=np.asarray(engine.eval["recall"]), num_gt=num_gt, categories=dict(coco_gt.cats),
+        n_detections=n_detections)
     ev.summary = summarize(ev)
     return ev
 
 
-def _valid_ground_truth(coco_gt, p, iou_type: str) -> np.ndarray:
+def _valid_ground_truth(gt: dict, p, iou_type: str) -> np.ndarray:
     """Ground truth counted by the accumulation, per [category, area range]: not crowd (for keypoints:
     with keypoints), area within the range, on an evaluated image."""
-    anns = coco_gt.dataset["annotations"]
-    images = set(p.imgIds)
-    cat_index = {c: k for k, c in enumerate(p.catIds)}
+    anns = gt["annotations"]
     counts = np.zeros((len(p.catIds), len(p.areaRng)), dtype=np.int64)
-    for a in anns:
-        k = cat_index.get(a["category_id"])
-        if k is None or a["image_id"] not in images or a.get("iscrowd", 0):
-            continue
-        if iou_type == "keypoints" and a.get("num_keypoints", 0) == 0:
-            continue
-        for j, (lo, hi) in enumerate(p.areaRng):
-            if lo <= a["area"] <= hi:
-                counts[k, j] += 1
+    if not anns or not p.catIds:
+        return counts
+    category = np.fromiter((a["category_id"] for a in anns), np.int64, len(anns))
+    image = np.fromiter((a["image_id"] for a in anns), np.int64, len(anns))
+    area = np.fromiter((a["area"] for a in anns), np.float64, len(anns))
+    valid = ~np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), bool, len(anns))
+    if iou_type == "keypoints":
+        valid &= np.fromiter((bool(a.get("num_keypoints", 0)) for a in anns), bool, len(anns))
+    cat_ids = np.asarray(p.catIds, dtype=np.int64)
+    k = np.searchsorted(cat_ids, category)  # catIds are sorted (the engine sorts them)
+    valid &= (k < len(cat_ids)) & (cat_ids[np.minimum(k, len(cat_ids) - 1)] == category)
+    valid &= np.isin(image, np.asarray(p.imgIds, dtype=np.int64))
+    for j, (lo, hi) in enumerate(p.areaRng):
+        in_range = valid & (lo <= area) & (area <= hi)
+        counts[:, j] = np.bincount(k[in_range], minlength=len(cat_ids))
     return counts
-
-
-def _accumulate(engine, num_gt: np.ndarray) -> np.ndarray:
-    """faster-coco-eval's accumulation with the official ``tp / (fp + tp + eps)`` precision (see top).
-
-    Returns the precision array; recall and the rest are left in ``engine.eval``.
-    """
-    import faster_coco_eval.faster_eval_api_cpp as engine_cpp
-
-    rec_thrs = np.asarray(engine._paramsEval.recThrs)
-    with np.errstate(divide="ignore"):
-        first_recall = np.where(num_gt > 0, 1.0 / num_gt, 0.0)  # rc after one true positive, as computed there
-        probe = np.where(num_gt > 0, 2.0 / num_gt, np.inf)  # rc after two
-    probes = np.unique(probe[np.isfinite(probe)])
-    # Extra thresholds only add columns: each is looked up on its own in the same precision curves.
-    params = copy.copy(engine._paramsEval)
-    params.recThrs = np.concatenate([rec_thrs, probes])
-    engine.eval = engine_cpp.COCOevalAccumulate(params, engine._evalImgs_cpp)
-    both = np.asarray(engine.eval["precision"], dtype=np.float64)
-    precision, probed = both[:, :len(rec_thrs)].copy(), both[:, len(rec_thrs):]
-    first_is_tp = precision[:, 0] == 1.0  # [T, K, A, M]: the first valid detection matched
-    if not first_is_tp.any():
-        return precision
-    probe_index = np.minimum(np.searchsorted(probes, probe), len(probes) - 1)  # [K, A]
-    k_idx, a_idx = np.meshgrid(np.arange(num_gt.shape[0]), np.arange(num_gt.shape[1]), indexing="ij")
-    second_is_tp = probed[:, probe_index, k_idx, a_idx, :] == 1.0  # [T, K, A, M]
-    fix = first_is_tp & ~second_is_tp
-    in_first = rec_thrs[None, None, :] <= first_recall[:, :, None]  # [K, A, R]
-    mask = fix[:, None, :, :, :] & np.moveaxis(in_first, 2, 0)[None, :, :, :, None]
-    assert np.all(precision[mask] == 1.0), "the precision curve is 1 up to the first true positive's recall"
-    precision[mask] = _OFFICIAL_ONE
-    return precision
 
 
 def summarize(ev: Evaluation) -> dict[str, float]:
@@ -248,3 +225,33 @@ def summarize(ev: Evaluation) -> dict[str, float]:
 COCO_SUMMARY_ORDER = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR@1", "AR@10", "AR@100", "ARs@100", "ARm@100",
                       "ARl@100")
 KEYPOINT_SUMMARY_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def summary_lines(summary: dict[str, float], iou_type: str, max_dets: list[int], lvis: bool = False) -> list[str]:
+    """The summary as pycocotools' ``summarize`` prints it (lvis-api's ``print_results`` for LVIS, with its
+    catIds column): the 12 lines of boxes and masks, the 10 of keypoints, 13 for LVIS."""
+    if lvis:
+        template = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} catIds={:>3s}] = {:0.3f}"
+    else:
+        template = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
+    m = max_dets[-1]
+    rows = []  # (key, is AP, IoU, area, maxDets, categories)
+    if iou_type == "keypoints":
+        for ap, prefix in ((True, "AP"), (False, "AR")):
+            rows += [(prefix, ap, "0.50:0.95", "all", m, "all"), (f"{prefix}50", ap, "0.50", "all", m, "all"),
+                     (f"{prefix}75", ap, "0.75", "all", m, "all"), (f"{prefix}m", ap, "0.50:0.95", "medium", m, "all"),
+                     (f"{prefix}l", ap, "0.50:0.95", "large", m, "all")]
+    else:
+        rows += [("AP", True, "0.50:0.95", "all", m, "all"), ("AP50", True, "0.50", "all", m, "all"),
+                 ("AP75", True, "0.75", "all", m, "all")]
+        rows += [(f"AP{a[0]}", True, "0.50:0.95", a, m, "all") for a in ("small", "medium", "large")]
+        if lvis:
+            rows += [(f"AP{f}", True, "0.50:0.95", "all", m, f) for f in ("r", "c", "f")]
+        rows += [(f"AR@{md}", False, "0.50:0.95", "all", md, "all") for md in max_dets]
+        rows += [(f"AR{a[0]}@{m}", False, "0.50:0.95", a, m, "all") for a in ("small", "medium", "large")]
+    out = []
+    for key, ap, iou, area, md, cats in rows:
+        title, kind = ("Average Precision", "(AP)") if ap else ("Average Recall", "(AR)")
+        values = (title, kind, iou, area, md, cats, summary[key]) if lvis else (title, kind, iou, area, md, summary[key])
+        out.append(template.format(*values))
+    return out

@@ -423,6 +423,19 @@ def result_records(table: pa.Table, with_fields: Iterable[str] = GEOMETRY) -> li
     return [dict(zip(names, values)) for values in zip(*columns)]
 
 
+def result_box_array(table: pa.Table) -> np.ndarray | None:
+    """Stored box detections as pycocotools' ``loadRes`` array: ``[image_id, x, y, w, h, score, category_id]``
+    per row in file order, float64 (the stored floats, so the same numbers as the records); None when
+    some detection has no box."""
+    if table.num_rows == 0 or table.column("bbox_x").null_count:
+        return None
+    ids = [table.column(c).to_numpy() for c in ("image_id", "category_id")]
+    if any(np.abs(i).max() > 2 ** 53 for i in ids):  # not exact as float64
+        return None
+    columns = ("image_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "score", "category_id")
+    return np.column_stack([table.column(c).to_numpy().astype(np.float64, copy=False) for c in columns])
+
+
 def ground_truth_dataset(tables: dict[str, pa.Table], with_segmentation: bool = True) -> dict:
     """Label set tables back to a COCO annotation dict (for faster-coco-eval or pycocotools).
 

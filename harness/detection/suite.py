@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
 from ..store import Store
 from . import formats
-from .evaluate import IOU_TYPES, default_max_dets, evaluate
+from .evaluate import IOU_TYPES, default_max_dets, evaluate, summary_lines
 
 GT_TABLES = ("coco_images", "coco_annotations", "coco_categories")
 DETECTIONS = "coco_detections"
@@ -151,7 +152,11 @@ class DetectionSuite:
                     "score keypoints against a person_keypoints annotation file stored with import_ground_truth")
             # Another label set of the dataset may cover other images: it scores the images it has.
             known = {im["id"] for im in gt["images"]}
-            records = [r for r in formats.result_records(detections) if r["image_id"] in known]
+            inside = pc.is_in(detections.column("image_id"), pa.array(sorted(known), pa.int64()))
+            detections_inside = detections.filter(inside)
+            records = formats.result_box_array(detections_inside) if iou_type == "bbox" and not self.lvis else None
+            if records is None:
+                records = formats.result_records(detections_inside)
             image_ids = run.get("image_ids")
             if image_ids is not None:
                 image_ids = [i for i in image_ids if i in known]
@@ -197,6 +202,24 @@ class DetectionSuite:
         if not_scored:
             result["not_scored"] = not_scored
         return {**result, **summaries}
+
+    def describe(self, result: dict) -> str:
+        """pycocotools' summary lines (lvis-api's for LVIS) per IoU type, under one line saying what was scored."""
+        partial = ", PARTIAL run: not the label set's AP" if result.get("partial") else ""
+        lines = [f"{result['name']} on {result['label_set']}{partial}: {result['n']:,} of "
+                 f"{result['n_images_in_label_set']:,} images, {result['n_detections']:,} detections "
+                 f"({result['metric_version']})"]
+        if result.get("n_detections_outside_label_set"):
+            lines.append(f"{result['n_detections_outside_label_set']:,} detections on images outside the label set "
+                         "are not evaluated")
+        if not result.get("official_max_dets", True):
+            lines.append("maxDets are not the official protocol's: AP is read at the largest (not comparable)")
+        for iou_type in result["iou_types"]:
+            lines.append(f"{iou_type}:")
+            lines += summary_lines(result[iou_type], iou_type, result["max_dets"][iou_type], self.lvis)
+        for iou_type, why in result.get("not_scored", {}).items():
+            lines.append(f"{iou_type}: not scored ({why})")
+        return "\n".join(lines)
 
     def import_ground_truth(self, store: Store, path: str | Path, name: str) -> str:
         """Register an annotation file of this suite's format as a label set."""
@@ -259,7 +282,7 @@ def read_detections(store: Store, run_id: str) -> pa.Table:
 
 COCO = DetectionSuite(
     name="coco", dataset="coco",
-    description="COCO detection, segmentation and keypoints (official numbers via faster-coco-eval)",
+    description="COCO detection, segmentation and keypoints (official numbers via ultrafast-pycocotools)",
     default_label_set="coco-val2014-100",
     label_sets={
         "coco-val2014-100": GroundTruthFile("coco-val2014-100", "coco/instances_val2014_100.json",
