@@ -3,7 +3,8 @@
 Subcommands:
   real            rebuild ImageNet-ReaL from the raw ratings; compare with the release
   raters          per-rater quality on the golden questions
-  aggregate       Dawid–Skene on any long CSV of answers (rater,key[,label],answer)
+  aggregate       any registered aggregation model (Dawid–Skene, one-coin, majority vote) on a long
+                  CSV of answers (rater,key[,label],answer)
   cifar10s        multi-class Dawid–Skene on the raw CIFAR-10S answers vs the majority vote
   cifar10h        soft labels and ReaL-style label sets from the CIFAR-10H counts
   propose         candidate labels from stored runs (the paper's rules); model-subset search
@@ -45,15 +46,25 @@ def _write_csv(frame: pd.DataFrame, path: str) -> None:
     print(f"wrote {path} ({len(frame)} rows)", file=sys.stderr)
 
 
-def _fit_options(args, n_classes: int | None = None) -> dict:
+# The fit flags' defaults; a flag left at its default is not passed to the aggregation model,
+# so a model that has no such option (majority-vote has no --tol) is not refused for it.
+FIT_DEFAULTS = {"iterations": None, "max_iter": 500, "tol": 1e-10, "smoothing": 0.0}
+
+
+def _fit_options(args, n_classes: int | None = None, changed_only: bool = False) -> dict:
     smoothing = getattr(args, "smoothing", 0.0)
     diagonal = getattr(args, "diagonal_smoothing", 0.0)
     if diagonal:
         if not n_classes:
             raise HarnessError("--diagonal-smoothing is for multi-class questions (answers = classes)")
         smoothing = smoothing + diagonal * np.eye(n_classes)
-    return {"max_iter": args.max_iter, "tol": args.tol, "fixed_iterations": args.iterations,
-            "smoothing": smoothing}
+    options = {"max_iter": args.max_iter, "tol": args.tol, "fixed_iterations": args.iterations,
+               "smoothing": smoothing}
+    if changed_only:
+        given = {"max_iter": "max_iter", "tol": "tol", "fixed_iterations": "iterations", "smoothing": "smoothing"}
+        options = {k: v for k, v in options.items()
+                   if not (np.ndim(v) == 0 and v == FIT_DEFAULTS[given[k]])}
+    return options
 
 
 def _objective_summary(objective: list[float]) -> dict:
@@ -190,7 +201,8 @@ def cmd_aggregate(args) -> int:
         check_registration(_store(args), args.register, args.dataset, keys, args.replace)
         class_ids = None if ratings.is_label_questions else _class_ids(ratings.scale, args.dataset)
 
-    fit = ratings.fit(**_fit_options(args, None if ratings.is_label_questions else len(ratings.scale)))
+    fit = ratings.fit(args.aggregator, **_fit_options(args, None if ratings.is_label_questions
+                                                      else len(ratings.scale), changed_only=True))
     if ratings.is_label_questions:
         out = q.assign(p_yes=fit.posterior[:, 1])
         labels, weights = _kept_labels(out, keys, args.threshold)
@@ -200,15 +212,16 @@ def cmd_aggregate(args) -> int:
         if args.register:
             labels = [[class_ids[i]] for i in fit.posterior.argmax(1)]
             weights = [[float(p)] for p in fit.posterior.max(1)]
-    print(f"{ratings.n_answers:,} answers, {len(ratings.raters)} raters, {len(q):,} questions; "
+    print(f"{ratings.n_answers:,} answers, {len(ratings.raters)} raters, {len(q):,} questions; {args.aggregator}: "
           f"{fit.iterations} iterations, converged {fit.converged}, log-likelihood {fit.log_likelihood:.3f}")
     if args.out:
         _write_csv(out, args.out)
     if args.register:
         register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
-                           dataset=args.dataset, description=f"Dawid–Skene on {args.answers}",
+                           dataset=args.dataset, description=f"{args.aggregator} on {args.answers}",
                            provenance={"answers": str(args.answers), "threshold": args.threshold,
-                                       "iterations": fit.iterations}, replace=args.replace)
+                                       "aggregator": args.aggregator, "iterations": fit.iterations},
+                           replace=args.replace)
         print(f"registered label set {args.register}")
     return 0
 
@@ -368,18 +381,18 @@ def cmd_import_answers(args) -> int:
             raise HarnessError(f"rater file {args.raters} does not exist; expected the allowed rater ids, one a line")
         roster = [line.strip() for line in Path(args.raters).read_text().splitlines() if line.strip()]
     ratings = read_answers(Path(args.answers), tasks, roster)
-    fit = ratings.fit(**_fit_options(args))
+    fit = ratings.fit(args.aggregator, **_fit_options(args, changed_only=True))
     q = ratings.questions.assign(p_yes=fit.posterior[:, 1])
     print(f"{ratings.n_answers:,} answers from {len(ratings.raters)} raters on {len(q):,} questions; "
-          f"{fit.iterations} iterations, log-likelihood {fit.log_likelihood:.3f}")
+          f"{args.aggregator}: {fit.iterations} iterations, log-likelihood {fit.log_likelihood:.3f}")
     labels, weights = _kept_labels(q, keys, args.threshold)
     if args.out:
         _write_csv(q, args.out)
     if args.register:
         register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
                            dataset=args.dataset, description=f"relabel of {args.tasks}",
-                           provenance={"answers": str(args.answers), "threshold": args.threshold},
-                           replace=args.replace)
+                           provenance={"answers": str(args.answers), "threshold": args.threshold,
+                                       "aggregator": args.aggregator}, replace=args.replace)
         print(f"registered label set {args.register} ({sum(1 for x in labels if x):,} samples keep labels)")
     return 0
 
@@ -419,13 +432,18 @@ def cmd_oracle(args) -> int:
 
 
 # ----- parser -----------------------------------------------------------------------------
-def _fit_args(p, multiclass: bool = False, diagonal: float = 0.0) -> None:
-    p.add_argument("--iterations", type=int, default=None, help="run exactly N EM iterations")
-    p.add_argument("--max-iter", type=int, default=500)
-    p.add_argument("--tol", type=float, default=1e-10, help="stop when the log-likelihood rises by less "
-                   "than tol × |log-likelihood|")
-    p.add_argument("--smoothing", type=float, default=0.0, help="Dirichlet pseudo-count on every "
-                   "confusion cell of the raters EM learns")
+def _fit_args(p, multiclass: bool = False, diagonal: float = 0.0, aggregator: bool = False) -> None:
+    if aggregator:
+        from .aggregation import list_aggregators
+
+        p.add_argument("--aggregator", choices=list_aggregators(), default="dawid-skene",
+                       help="the aggregation model (relabel.aggregation); options it does not take are refused")
+    p.add_argument("--iterations", type=int, default=FIT_DEFAULTS["iterations"], help="run exactly N EM iterations")
+    p.add_argument("--max-iter", type=int, default=FIT_DEFAULTS["max_iter"])
+    p.add_argument("--tol", type=float, default=FIT_DEFAULTS["tol"], help="stop when the log-likelihood rises "
+                   "by less than tol × |log-likelihood|")
+    p.add_argument("--smoothing", type=float, default=FIT_DEFAULTS["smoothing"], help="Dirichlet pseudo-count "
+                   "on every confusion cell of the raters EM learns (dawid-skene)")
     if multiclass:
         p.add_argument("--diagonal-smoothing", type=float, default=diagonal,
                        help="extra pseudo-count on the diagonal (answer = class): with few answers "
@@ -467,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("raters", parents=[common], help="rater quality on the golden questions")
     p.add_argument("--out", help="CSV file")
 
-    p = sub.add_parser("aggregate", parents=[common], help="Dawid–Skene on a long CSV of answers")
+    p = sub.add_parser("aggregate", parents=[common], help="aggregate a long CSV of answers")
     p.add_argument("answers", help="CSV with rater,key,label,answer (or rater,key,answer with --multiclass)")
     p.add_argument("--scale", default=None, help="answer names in order, comma-separated (default "
                    "no,maybe,yes; multi-class: the classes, default the answers seen, sorted)")
@@ -479,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--register", metavar="NAME")
     p.add_argument("--dataset", help="dataset of the sample keys, for --register")
     _replace_arg(p)
-    _fit_args(p, multiclass=True)
+    _fit_args(p, multiclass=True, aggregator=True)
 
     p = sub.add_parser("cifar10s", parents=[common], help="multi-class Dawid–Skene on CIFAR-10S")
     p.add_argument("--out", help="per-image CSV")
@@ -520,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--register", metavar="NAME")
     p.add_argument("--dataset", default="imagenet-val")
     _replace_arg(p)
-    _fit_args(p)
+    _fit_args(p, aggregator=True)
 
     p = sub.add_parser("oracle", parents=[common], help="ambiguous classes and models against the oracle")
     p.add_argument("--runs", default="", help="stored runs to compare, separated by commas")

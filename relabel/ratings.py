@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 
-from .dawid_skene import DawidSkeneResult, dawid_skene
+from .aggregation import AggregationResult, Answers, get_aggregator
 
 YES_NO_MAYBE = ("no", "maybe", "yes")
 # How each answer of the yes/no/maybe scale votes for the truth (no, yes) in a majority vote.
@@ -150,16 +150,22 @@ class Ratings:
         return np.array([pos.get(str(r), -1) for r in ids], np.int64)
 
     # ----- aggregation -------------------------------------------------------------
-    def fit(self, n_classes: int | None = None, **options) -> DawidSkeneResult:
-        """Dawid–Skene on these ratings: 2 classes (no, yes) for label questions on the
-        yes/no/maybe scale, else one class per answer."""
+    def answers(self, n_classes: int | None = None) -> Answers:
+        """These ratings as the aggregation models' input: 2 classes (no, yes) for label
+        questions on the yes/no/maybe scale ("maybe" votes half for each in a majority vote),
+        else one class per answer."""
         if n_classes is None:
             n_classes = 2 if self.is_label_questions else len(self.scale)
-        if n_classes == 2 and self.scale == YES_NO_MAYBE and "init" not in options:
-            options.setdefault("answer_votes", YES_NO_MAYBE_VOTES)
-        return dawid_skene(self.question, self.rater, self.answer, n_classes=n_classes,
-                           n_answers=len(self.scale), n_questions=len(self.questions),
-                           n_raters=len(self.raters), **options)
+        votes = YES_NO_MAYBE_VOTES if n_classes == 2 and self.scale == YES_NO_MAYBE else None
+        return Answers.from_codes(self.question, self.rater, self.answer, n_classes=n_classes,
+                                  n_answers=len(self.scale), n_questions=len(self.questions),
+                                  n_raters=len(self.raters), answer_votes=votes)
+
+    def fit(self, aggregator: str = "dawid-skene", n_classes: int | None = None,
+            **options) -> AggregationResult:
+        """Fit the registered aggregation model ``aggregator`` (``relabel.aggregation``) with
+        ``options`` to these ratings (classes as in :meth:`answers`)."""
+        return get_aggregator(aggregator, **options).fit(self.answers(n_classes))
 
     def majority(self) -> np.ndarray:
         """Vote counts per question and answer (questions × scale)."""

@@ -33,7 +33,7 @@ from harness import imagenet
 from harness.data import resolve_file
 from harness.errors import HarnessError
 
-from .dawid_skene import DawidSkeneResult
+from .aggregation import AggregationResult
 from .ratings import YES_NO_MAYBE, Ratings, VirtualRater
 
 REAL_DATASET = "imagenet-real"
@@ -191,7 +191,7 @@ def golden_question_index(ratings: Ratings, golden: Ratings) -> np.ndarray:
 @dataclass
 class Rebuild:
     ratings: Ratings             # with the virtual rater, if any
-    fit: DawidSkeneResult
+    fit: AggregationResult
     p_yes: np.ndarray            # per question of ratings.questions
     threshold: float
     labels: list                 # per validation image, sorted; [] = dropped

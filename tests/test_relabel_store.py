@@ -149,6 +149,12 @@ def test_imported_answers_aggregate_into_a_registered_label_set(tmp_path, store)
     assert labels["key"].tolist() == keys
     assert [list(x) for x in labels["labels"]] == [[65], [970], []]
     assert store.label_set_meta("tiny-relabel")["dataset"] == "imagenet-val"
+    # Another registered aggregation model by name: the vote share, "maybe" half a vote.
+    votes = tmp_path / "votes.csv"
+    assert main(["import-answers", "--tasks", str(tasks_path), "--answers", str(answers),
+                 "--aggregator", "majority-vote", "--out", str(votes)]) == 0
+    shares = pd.read_csv(votes).set_index("label")["p_yes"]
+    assert shares.to_dict() == {65: 1.0, 66: 0.0, 970: 1.0, 230: 0.125}
 
     # The same name again, an unknown dataset, keys of another dataset: refused before anything is written.
     out = tmp_path / "posteriors.csv"
