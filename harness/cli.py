@@ -297,26 +297,46 @@ def _score_per_split(args, store) -> int:
 
 
 def cmd_sql(args) -> int:
-    import pandas as pd
+    from .tables import format_frame
 
     store = _store(args)
     query = args.query if args.query != "-" else sys.stdin.read()
-    df = store.sql(query)
-    if args.format == "csv":
-        df.to_csv(sys.stdout, index=False)
-    elif args.format == "json":
-        print(df.to_json(orient="records"))
-    else:
-        with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", 50,
-                               "display.width", 200):
-            print(df.to_string(index=False, max_rows=args.max_rows))
+    print(format_frame(store.sql(query), args.format, args.max_rows))
     return 0
 
 
 def cmd_runs(args) -> int:
+    """Stored runs with what they cover and their score on the suite's default label set."""
+    import fnmatch
+
+    import pandas as pd
+
+    from . import scoring
+    from .suites import get_suite
+    from .tables import format_frame
+
     store = _store(args)
-    print(store.sql("SELECT run_id, name, suite, kind, status, created_at FROM runs ORDER BY created_at")
-          .to_string(index=False))
+    rows = []
+    for meta in store.list_runs():
+        if args.suite and meta.get("suite") != args.suite:
+            continue
+        if args.name and not fnmatch.fnmatchcase(meta.get("name") or "", args.name):
+            continue
+        row = {"run_id": meta["run_id"], "name": meta.get("name"), "suite": meta.get("suite"),
+               "kind": meta.get("kind"), "status": meta.get("status"), "n": None, "coverage": None,
+               "label_set": None, "metric": None, "score": None, "created_at": meta.get("created_at")}
+        if meta.get("status") == "complete":
+            try:
+                suite = get_suite(meta.get("suite"))
+                result = scoring.stored_or_quick(store, suite, meta["run_id"])
+            except HarnessError:
+                result = None
+            if result is not None:
+                row.update(scoring.headline(result))
+        rows.append(row)
+    print(format_frame(pd.DataFrame(rows, columns=list(rows[0]) if rows else [
+        "run_id", "name", "suite", "kind", "status", "n", "coverage", "label_set", "metric", "score", "created_at"]),
+        args.format))
     return 0
 
 
@@ -444,10 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sql", parents=[common], help="query the catalog with SQL")
     p.add_argument("query", help="SQL text, or - to read it from standard input")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     p.add_argument("--max-rows", type=int, default=100)
 
-    sub.add_parser("runs", parents=[common], help="list stored runs")
+    p = sub.add_parser("runs", parents=[common], help="list stored runs: n, coverage and the score on the "
+                       "suite's default label set (COCO/LVIS/ActivityNet: once scored)")
+    p.add_argument("--suite", default=None, help="only runs of this suite")
+    p.add_argument("--name", default=None, help="only runs so named (wildcards: 'efficientnet*')")
+    p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     sub.add_parser("catalog", parents=[common], help="rebuild catalog.duckdb from the Parquet files")
 
     p = sub.add_parser("data", parents=[common], help="list, fetch or verify the datasets in data_manifests/")

@@ -31,8 +31,7 @@ def score(store: Store, suite, run_id: str, label_set: str | None = None, recomp
     """``suite.score(store, run_id, label_set, **options)``, from the store when it was computed before."""
     if not is_stored(suite):
         return suite.score(store, run_id, label_set, **options)
-    key = {"suite": suite.name, "label_set": label_set, "metric_version": suite.metric_version,
-           "options": _plain(options)}
+    key = _key(suite, label_set, options)
     if not recompute:
         entry = store.get_score(run_id, key)
         if entry is not None:
@@ -42,6 +41,41 @@ def score(store: Store, suite, run_id: str, label_set: str | None = None, recomp
                                   "result": result},
                     label_sets=_label_set_names(result.get("label_set") or label_set))
     return result
+
+
+def stored_or_quick(store: Store, suite, run_id: str) -> dict | None:
+    """A run's score on its suite's default label set when it costs nothing: classification's query, or
+    the stored score of the slower tasks (None when it has not been computed yet)."""
+    if not is_stored(suite):
+        return suite.score(store, run_id)
+    entry = store.get_score(run_id, _key(suite, None, {}))
+    return entry["result"] if entry is not None else None
+
+
+def headline(result: dict) -> dict:
+    """``n``, ``coverage`` (share of the label set's samples scored), ``label_set``, ``metric`` and ``score``
+    of a result, for one line in a listing."""
+    out = {"n": result.get("n"), "label_set": result.get("label_set")}
+    total = result.get("n_labelled_in_label_set") or result.get("n_images_in_label_set")
+    if total:
+        out["coverage"] = result["n"] / total
+    if "top1" in result:
+        out.update(metric="top1", score=result["top1"])
+    elif result.get("iou_types"):
+        first = result["iou_types"][0]
+        out.update(metric=f"{first} AP", score=result[first]["AP"])
+    elif "METEOR" in result:
+        out.update(metric="METEOR", score=result["METEOR"])
+    elif "average_mAP" in result:
+        out.update(metric="average mAP", score=result["average_mAP"])
+    elif "AUC" in result:
+        out.update(metric="AUC", score=result["AUC"])
+    return out
+
+
+def _key(suite, label_set: str | None, options: dict) -> dict:
+    return {"suite": suite.name, "label_set": label_set, "metric_version": suite.metric_version,
+            "options": _plain(options)}
 
 
 def score_per_split(store: Store, suite, runs: Mapping[str, str], recompute: bool = False) -> dict:

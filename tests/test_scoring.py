@@ -102,3 +102,39 @@ def test_coco_scores_are_kept_per_max_dets(store, shared_data):
     assert store.sql("SELECT count(*) AS n FROM scores")["n"][0] == 2
     assert scoring.score(store, COCO, run_id) == json.loads(json.dumps(fresh))
     assert store.sql("SELECT count(*) AS n FROM scores")["n"][0] == 2
+
+
+def test_runs_lists_n_coverage_and_score_with_filters_and_sql_formats(store, shared_data, capsys):
+    from harness.suites import get_suite
+    from harness.tables import format_frame
+
+    cifar = get_suite("cifar10")
+    r56 = cifar.import_predictions(
+        store, shared_data / "cifar/cifar10_1_model_predictions/original_predictions/resnet_basic_56_predictions.json", "r56")
+    coco_run = COCO.import_predictions(store, shared_data / RESULTS_BBOX, "fake", label_set="coco-val2014-100")
+    root = str(store.root)
+    assert main(["--store", root, "runs", "--format", "json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    top1 = cifar.score(store, r56)["top1"]
+    assert (rows["r56"]["n"], rows["r56"]["coverage"], rows["r56"]["metric"], rows["r56"]["score"]) == (
+        10_000, 1.0, "top1", top1)
+    assert rows["fake"]["score"] is None  # COCO is listed with its score once scored (stored), not computed here
+    scoring.score(store, COCO, coco_run)
+    assert main(["--store", root, "runs", "--suite", "coco", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["metric"], row["score"], row["n"]) == (
+        "fake", "bbox AP", COCO.score(store, coco_run)["bbox"]["AP"], 100)
+    assert main(["--store", root, "runs", "--name", "r5*"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["run_id", "name", "suite"] and len(table) == 4 and "r56" in table[2]
+    assert table[-1] == "(1 rows)"
+
+    # sql: an empty answer is a header and a count, never a pandas repr; markdown for pasting
+    assert main(["--store", root, "sql", "SELECT name FROM runs WHERE false"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["name", "----", "(0 rows)"]
+    assert main(["--store", root, "sql", "--format", "markdown", "SELECT name, suite FROM runs ORDER BY name"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["| name | suite |", "|---|---|", "| fake | coco |",
+                                                    "| r56 | cifar10 |"]
+    frame = store.sql("SELECT name, 0.5 AS x FROM runs ORDER BY name")
+    assert format_frame(frame, "csv").splitlines() == ["name,x", "fake,0.5", "r56,0.5"]
+    assert format_frame(frame, "table", max_rows=1).splitlines()[-1] == "(2 rows, first 1 shown)"
