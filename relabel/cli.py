@@ -11,6 +11,7 @@ Subcommands:
   tasks           split proposals into rating tasks (JSONL or CSV)
   import-answers  check raters' answers against the tasks, aggregate, register the label set
   oracle          the ambiguous-class oracle, and stored models against it
+  errors          label errors of a label set, with every stored run on its dataset as a rater
 """
 from __future__ import annotations
 
@@ -431,6 +432,35 @@ def cmd_oracle(args) -> int:
     return 0
 
 
+# ----- label errors -----------------------------------------------------------------------
+def cmd_errors(args) -> int:
+    from . import errors as E
+    from .labelsets import dataset_suite
+
+    store = _store(args)
+    suite = dataset_suite(args.dataset)
+    label_set = args.labels or suite.default_label_set
+    if not store.has_label_set(label_set) and label_set in suite.label_sets:
+        suite.ensure_label_sets(store, [label_set])
+    name = args.name or f"{label_set}-errors"
+    if store.has_label_set(name) and not args.replace:
+        raise HarnessError(f"store {store.root} already holds {name!r}; give --replace to rewrite it or --name")
+    runs = [r for r in args.runs.split(",") if r] if args.runs else None
+    options = _fit_options(args, suite.num_classes, changed_only=True)
+    table, raters = E.find_label_errors(store, args.dataset, label_set, suite.num_classes, runs,
+                                        args.aggregator, **options)
+    E.store_label_errors(store, name, table, dataset=args.dataset, label_set=label_set, raters=raters,
+                         aggregator=args.aggregator)
+    if args.out:
+        _write_csv(table.assign(agreeing=table["agreeing"].map(" ".join)), args.out)
+    print(f"{len(table):,} samples of {label_set} ranked by {args.aggregator} over {len(raters)} runs; "
+          f"{int((table['p_wrong'] >= 0.5).sum()):,} with p_wrong >= 0.5; stored as {E.ERRORS_TABLE} "
+          f"(label_set = '{name}')")
+    show = table.head(args.show).drop(columns="agreeing")
+    print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
 # ----- parser -----------------------------------------------------------------------------
 def _fit_args(p, multiclass: bool = False, diagonal: float = 0.0, aggregator: bool = False) -> None:
     if aggregator:
@@ -550,12 +580,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "least this share of the other's oracle answers")
     p.add_argument("--show", type=int, default=20)
     p.add_argument("--out", default="relabel-oracle", help="folder for the tables and the plot")
+    p = sub.add_parser("errors", parents=[common], help="label errors found by the stored runs as raters")
+    p.add_argument("--dataset", required=True, help="dataset of the label set and the runs, e.g. cifar10-test")
+    p.add_argument("--labels", help="the label set under test (default: the dataset's original labels)")
+    p.add_argument("--runs", help="run names to use as raters, separated by commas (default: every run "
+                   "on the dataset, the latest complete one of each name)")
+    p.add_argument("--name", help="name of the ranking in the store (default: <label set>-errors)")
+    _replace_arg(p)
+    p.add_argument("--out", help="the ranking as CSV")
+    p.add_argument("--show", type=int, default=20, help="rows to print")
+    _fit_args(p, multiclass=True, aggregator=True)
     return parser
 
 
 COMMANDS = {"real": cmd_real, "raters": cmd_raters, "aggregate": cmd_aggregate,
             "cifar10s": cmd_cifar10s, "cifar10h": cmd_cifar10h, "propose": cmd_propose,
-            "tasks": cmd_tasks, "import-answers": cmd_import_answers, "oracle": cmd_oracle}
+            "tasks": cmd_tasks, "import-answers": cmd_import_answers, "oracle": cmd_oracle,
+            "errors": cmd_errors}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,127 @@
+"""Label errors found by the model zoo: every stored run on a dataset is a rater.
+
+Each complete run on the dataset (own runs and imported prediction files; the latest complete run
+of each name) answers every sample it covers with its top-1 class. An aggregation model of
+``relabel.aggregation`` (Dawid–Skene by default: a K × K confusion matrix per model, so a model's
+reliability is learnt per class; ``one-coin`` when a class has too few samples for that) infers a
+posterior over each sample's true class from those answers alone; the label set under test is not
+a rater. A sample's suspicion is the posterior probability that its given label is wrong.
+
+A run that is the label set itself (its top-1 equals the given label on every sample, e.g. the
+``original_labels`` import) is left out: it is the thing under test, not a rater.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.store import Store
+
+from .aggregation import Answers, get_aggregator
+
+ERRORS_TABLE = "label_errors"
+
+
+def given_labels(store: Store, label_set: str) -> pd.Series:
+    """The first label of each key of a stored label set (keys with no label left out)."""
+    store.label_set_meta(label_set)  # refuses an unknown name, listing the known ones
+    rows = store.sql("SELECT key, labels[1] AS label FROM labels WHERE label_set = ? AND len(labels) > 0",
+                     [label_set])
+    return pd.Series(rows["label"].to_numpy(np.int64), index=rows["key"].astype(str))
+
+
+def rater_runs(store: Store, dataset: str, names: list[str] | None = None) -> list[dict]:
+    """The latest complete run of each name on ``dataset`` (all names, or those given)."""
+    latest: dict[str, dict] = {}
+    for meta in store.list_runs("complete"):  # oldest first, so later runs replace earlier ones
+        if meta.get("dataset") == dataset:
+            latest[meta["name"]] = meta
+    if names is not None:
+        missing = [n for n in names if n not in latest]
+        if missing:
+            raise HarnessError(f"no complete run named {', '.join(missing)} on dataset {dataset} in store "
+                               f"{store.root}; runs on it: {', '.join(sorted(latest)) or 'none'}")
+        latest = {n: latest[n] for n in names}
+    return [latest[n] for n in sorted(latest)]
+
+
+def model_answers(store: Store, runs: list[dict], given: pd.Series) -> tuple[list[str], pd.DataFrame]:
+    """(rater names, long table rater, key, answer) of the runs' top-1 classes on the given keys;
+    runs identical to the given labels are left out."""
+    ids = [meta["run_id"] for meta in runs]
+    rows = store.sql("SELECT run_id, key, top_classes[1] AS answer FROM predictions WHERE run_id IN "
+                     "(SELECT unnest(?)) AND top_classes IS NOT NULL AND len(top_classes) > 0", [ids])
+    rows = rows[rows["key"].isin(given.index)]
+    frames, names = [], []
+    for meta in runs:
+        mine = rows[rows["run_id"] == meta["run_id"]]
+        if mine.empty:
+            continue
+        answer = mine["answer"].to_numpy(np.int64)
+        if len(mine) == len(given) and np.array_equal(answer, given.reindex(mine["key"]).to_numpy()):
+            continue
+        frames.append(pd.DataFrame({"rater": len(names), "key": mine["key"].to_numpy(), "answer": answer}))
+        names.append(meta["name"])
+    if not frames:
+        raise HarnessError("no stored run predicts any sample of the label set (runs that equal it are left out)")
+    return names, pd.concat(frames, ignore_index=True)
+
+
+def rank_label_errors(given: pd.Series, names: list[str], answers: pd.DataFrame, n_classes: int,
+                      aggregator: str = "dawid-skene", **options) -> pd.DataFrame:
+    """Every sample that some rater answered, most suspect first.
+
+    Columns: ``rank``, ``key``, ``given`` (label), ``p_wrong`` (posterior that the given label is
+    wrong), ``likely`` / ``p_likely`` (the most probable label and its posterior), ``second`` /
+    ``p_second`` (the next), ``models_likely`` / ``models_given`` (how many raters answered each),
+    ``raters`` (how many answered the sample) and ``agreeing`` (the names of the raters that
+    answered ``likely``). Ties in ``p_wrong`` (posteriors that round to 1) go to fewer raters for
+    the given label, then more for the likely one, then the key.
+    """
+    keys, question = np.unique(answers["key"].to_numpy(str), return_inverse=True)
+    rater = answers["rater"].to_numpy(np.int64)
+    answer = answers["answer"].to_numpy(np.int64)
+    label = given.reindex(keys).to_numpy(np.int64)
+    if answer.max() >= n_classes or label.max() >= n_classes:
+        raise HarnessError(f"labels or predictions reach class {max(answer.max(), label.max())} but the "
+                           f"dataset has {n_classes} classes")
+    fit = get_aggregator(aggregator, **options).fit(Answers.from_codes(
+        question, rater, answer, n_classes=n_classes, n_answers=n_classes, n_questions=len(keys),
+        n_raters=len(names)))
+    post = fit.posterior
+    order = np.argsort(-post, axis=1, kind="stable")[:, :2]
+    rows = np.arange(len(keys))
+    votes = np.zeros((len(keys), n_classes), np.int64)
+    np.add.at(votes, (question, answer), 1)
+    likely = order[:, 0]
+    agreeing = pd.Series([names[r] for r in rater], dtype=object)[answer == likely[question]]
+    agreeing_by_key = agreeing.groupby(question[answer == likely[question]]).agg(sorted)
+    table = pd.DataFrame({
+        "key": keys, "given": label, "p_wrong": 1.0 - post[rows, label],
+        "likely": likely, "p_likely": post[rows, likely], "second": order[:, 1], "p_second": post[rows, order[:, 1]],
+        "models_likely": votes[rows, likely], "models_given": votes[rows, label], "raters": votes.sum(1),
+        "agreeing": agreeing_by_key.reindex(rows).map(lambda x: x if isinstance(x, list) else []).to_numpy(),
+    })
+    table = table.sort_values(["p_wrong", "models_given", "models_likely", "key"],
+                              ascending=[False, True, False, True], kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table
+
+
+def find_label_errors(store: Store, dataset: str, label_set: str, n_classes: int,
+                      runs: list[str] | None = None, aggregator: str = "dawid-skene",
+                      **options) -> tuple[pd.DataFrame, list[str]]:
+    """(ranked table, rater names) for ``label_set`` of ``dataset`` from the store's runs."""
+    given = given_labels(store, label_set)
+    names, answers = model_answers(store, rater_runs(store, dataset, runs), given)
+    return rank_label_errors(given, names, answers, n_classes, aggregator, **options), names
+
+
+def store_label_errors(store: Store, name: str, table: pd.DataFrame, *, dataset: str, label_set: str,
+                       raters: list[str], aggregator: str) -> None:
+    """Keep the ranking in the store as table ``label_errors`` (one entry per ``name``)."""
+    store.put_label_set(name, {"kind": "label-errors", "dataset": dataset, "label_set": label_set,
+                               "raters": raters, "aggregator": aggregator,
+                               "description": f"label errors of {label_set} found by {len(raters)} runs"},
+                        {ERRORS_TABLE: table})

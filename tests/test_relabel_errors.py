@@ -1,0 +1,80 @@
+"""Label errors found by stored runs as raters: planted errors in a simulated store must be found."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.store import Store
+from relabel.cli import main
+from relabel.labelsets import label_set_frame
+
+K, N, PLANTED = 10, 3000, 90
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """12 models on 3,000 CIFAR-10 test keys, each right 60-90% of the time and, when wrong, mostly
+    confusing each class with the next one (so reliability differs per class); four of them
+    always answer the next class for classes 0-4. 90 given labels are replaced by another class."""
+    rng = np.random.default_rng(7)
+    store = Store(tmp_path_factory.mktemp("errors-store"))
+    truth = rng.integers(0, K, N)
+    keys = [str(i) for i in range(N)]
+    for m in range(12):
+        accuracy = rng.uniform(0.6, 0.9)
+        wrong = rng.random(N) > accuracy
+        shifted = np.where(rng.random(N) < 0.7, (truth + 1) % K, rng.integers(0, K, N))
+        answer = np.where(wrong, shifted, truth)
+        if m >= 8:
+            answer = np.where(truth < 5, (truth + 1) % K, answer)
+        store.write_run({"name": f"model{m:02d}", "suite": "cifar10", "dataset": "cifar10-test", "kind": "import"},
+                        {"predictions": pd.DataFrame({"key": keys, "top_classes": [[int(a)] for a in answer]})})
+    given = truth.copy()
+    planted = rng.choice(N, PLANTED, replace=False)
+    given[planted] = (truth[planted] + rng.integers(1, K, PLANTED)) % K
+    store.put_label_set("sim-labels", {"dataset": "cifar10-test"},
+                        {"labels": label_set_frame(keys, [[int(g)] for g in given])})
+    # The label set imported as a run (as the shipped original_labels file is): not a rater.
+    store.write_run({"name": "the-labels", "suite": "cifar10", "dataset": "cifar10-test", "kind": "import"},
+                    {"predictions": pd.DataFrame({"key": keys, "top_classes": [[int(g)] for g in given]})})
+    return store, {str(i) for i in planted}, truth
+
+
+def test_planted_errors_are_ranked_first(simulated, tmp_path, capsys):
+    store, planted, truth = simulated
+    out = tmp_path / "errors.csv"
+    assert main(["errors", "--dataset", "cifar10-test", "--labels", "sim-labels", "--out", str(out),
+                 "--store", str(store.root)]) == 0
+    assert "3,000 samples of sim-labels ranked by dawid-skene over 12 runs" in capsys.readouterr().out
+    table = store.sql("SELECT * FROM label_errors WHERE label_set = 'sim-labels-errors' ORDER BY rank")
+    assert len(table) == N and table["rank"].tolist() == list(range(1, N + 1))
+    top = set(table["key"].head(PLANTED))
+    assert len(top & planted) >= 0.95 * PLANTED          # precision at k = number planted (measured 90/90)
+    found = table[table["key"].isin(planted)]
+    assert (found["likely"].to_numpy() == truth[found["key"].astype(int)]).mean() > 0.95
+    assert found["rank"].max() <= 2 * PLANTED            # every planted error in the top 180
+    csv = pd.read_csv(out, dtype={"key": str})
+    assert csv["key"].tolist() == table["key"].tolist()
+    assert np.allclose(csv["p_wrong"], table["p_wrong"], atol=1e-6)
+    # The models that agree are named, and are the ones that answered the likely label.
+    first = table.iloc[0]
+    assert len(first["agreeing"]) == first["models_likely"] and "the-labels" not in set(first["agreeing"])
+    # The per-class model beats the vote: four biased models outvote the others on classes 0-4,
+    # and only a per-class confusion matrix tells their bias from an error in the label.
+    assert main(["errors", "--dataset", "cifar10-test", "--labels", "sim-labels", "--aggregator", "majority-vote",
+                 "--name", "sim-vote", "--store", str(store.root)]) == 0
+    vote = store.sql("SELECT key FROM label_errors WHERE label_set = 'sim-vote' ORDER BY rank LIMIT 90")
+    assert len(set(vote["key"]) & planted) < len(top & planted)
+
+
+def test_errors_refusals(simulated, capsys):
+    store, _, _ = simulated
+    base = ["errors", "--dataset", "cifar10-test", "--labels", "sim-labels", "--store", str(store.root)]
+    assert main(base + ["--runs", "model00,nope", "--name", "x"]) == 2
+    assert "no complete run named nope on dataset cifar10-test" in capsys.readouterr().err
+    assert main(base + ["--runs", "model00,model01", "--name", "two"]) == 0
+    assert main(base + ["--runs", "model00,model01", "--name", "two"]) == 2
+    assert "already holds 'two'" in capsys.readouterr().err
+    assert main(["errors", "--dataset", "cifar10-test", "--labels", "no-such", "--store", str(store.root)]) == 2
+    assert "no label set 'no-such'" in capsys.readouterr().err
