@@ -125,3 +125,26 @@ def store_label_errors(store: Store, name: str, table: pd.DataFrame, *, dataset:
                                "raters": raters, "aggregator": aggregator,
                                "description": f"label errors of {label_set} found by {len(raters)} runs"},
                         {ERRORS_TABLE: table})
+
+
+def precision_recall_at(ranked_keys, reference: set, ks) -> pd.DataFrame:
+    """Precision and recall of the first k ranked keys against a reference set of true errors."""
+    ranked = pd.Series(list(ranked_keys), dtype=str)
+    hit = ranked.isin(reference).to_numpy()
+    found = np.cumsum(hit)
+    rows = [{"k": int(k), "found": int(found[k - 1]), "precision": found[k - 1] / k,
+             "recall": found[k - 1] / len(reference)} for k in ks if 0 < k <= len(ranked)]
+    return pd.DataFrame(rows)
+
+
+def cifar10_error_references() -> dict[str, set]:
+    """Keys of CIFAR-10 test images whose original label is judged wrong: ``cifar10h`` where the
+    CIFAR-10H plurality (~51 people) differs from it; ``mturk`` where fewer than 3 of the 5
+    workers who checked a candidate (Northcutt et al. 2021) kept it."""
+    from harness import cifar
+
+    original = cifar.cifar10_labels()
+    plurality = cifar.cifar10h_counts().argmax(1)
+    checked = cifar.label_errors()
+    return {"cifar10h": {str(i) for i in np.flatnonzero(plurality != original)},
+            "mturk": {str(i) for i in checked.loc[checked["votes_given"] < 3, "index"]}}

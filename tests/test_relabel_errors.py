@@ -78,3 +78,26 @@ def test_errors_refusals(simulated, capsys):
     assert "already holds 'two'" in capsys.readouterr().err
     assert main(["errors", "--dataset", "cifar10-test", "--labels", "no-such", "--store", str(store.root)]) == 2
     assert "no label set 'no-such'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cifar10_errors_from_the_shipped_runs(tmp_path):
+    """The real run: the 30 published models and the cross-validated probabilities as raters of the
+    original CIFAR-10 test labels, scored against the human references (benchmarks/label_errors.py
+    has the comparison with confident learning)."""
+    from harness import cifar
+    from relabel.errors import cifar10_error_references, find_label_errors, precision_recall_at
+
+    store = Store(tmp_path / "store")
+    cifar.import_shipped(store, suites=("cifar10",))
+    cifar.CIFAR10.ensure_label_sets(store, ["cifar10-original"])
+    table, raters = find_label_errors(store, "cifar10-test", "cifar10-original", 10)
+    assert len(raters) == 31 and "original_labels" not in raters and "label_errors_cv" in raters
+    assert len(table) == 10_000 and int((table["p_wrong"] >= 0.5).sum()) == 289
+    assert table.iloc[0][["key", "given", "likely", "models_likely"]].tolist() == ["2405", 3, 6, 31]  # cat -> frog
+    refs = cifar10_error_references()
+    assert (len(refs["cifar10h"]), len(refs["mturk"])) == (79, 54)
+    at = {name: precision_recall_at(table["key"], ref, [10, 54, 79, 500]).set_index("k")["found"].to_dict()
+          for name, ref in refs.items()}
+    assert at["cifar10h"] == {10: 5, 54: 9, 79: 14, 500: 39}
+    assert at["mturk"] == {10: 5, 54: 12, 79: 16, 500: 40}

@@ -287,10 +287,12 @@ def shipped_prediction_files() -> list[tuple[str, str, str, str]]:
     return files
 
 
-def import_shipped(store: Store, quiet: bool = True) -> dict[tuple[str, str], str]:
-    """Import every shipped prediction file as a run (idempotent: a file already imported under the
-    same name and suite is kept). ``original_labels`` imports the labels themselves as a run, so that
-    the original labels are scored under CIFAR-10H like any model. Returns {(suite, name): run id}."""
+def import_shipped(store: Store, quiet: bool = True, suites: tuple[str, ...] | None = None
+                   ) -> dict[tuple[str, str], str]:
+    """Import every shipped prediction file (of ``suites``, default all) as a run (idempotent: a file
+    already imported under the same name and suite is kept). ``original_labels`` imports the labels
+    themselves as a run, so that the original labels are scored under CIFAR-10H like any model.
+    Returns {(suite, name): run id}."""
     from tqdm import tqdm
 
     from ..suites import get_suite
@@ -298,8 +300,8 @@ def import_shipped(store: Store, quiet: bool = True) -> dict[tuple[str, str], st
     existing = {(m.get("suite"), m.get("name"), m.get("source_sha256")): m["run_id"]
                 for m in store.list_runs("complete")}
     out = {}
-    for suite_name, name, manifest, path in tqdm(shipped_prediction_files(), desc="import", unit="file",
-                                                 disable=quiet):
+    files = [f for f in shipped_prediction_files() if suites is None or f[0] in suites]
+    for suite_name, name, manifest, path in tqdm(files, desc="import", unit="file", disable=quiet):
         suite = get_suite(suite_name)
         file = resolve_file(manifest, path)
         known = existing.get((suite.name, name, sha256_file(file)))
