@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import faults
 from .errors import HarnessError
 from .inference import (InferenceOptions, autocast, default_workers, is_out_of_memory, pick_device,
                         prepare_model)
@@ -638,6 +639,7 @@ class BackoffForward:
         while start < len(x):
             piece = x[start:start + self.slice]
             try:
+                faults.reached("forward", size=len(piece), device=self.device)
                 with autocast(self.device, self.precision):
                     outputs.append(self.model(piece).float())
                 start += len(piece)

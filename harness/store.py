@@ -40,6 +40,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import faults
 from .errors import HarnessError, did_you_mean
 
 STORE_ENV = "REALBENCH_HOME"
@@ -220,11 +221,13 @@ def publish_new_parquet(directory: Path, table: str, arrow: pa.Table, first_part
         pq.write_table(arrow, tmp, compression="zstd")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        faults.reached("parquet-written")
         part = first_part
         while True:
             path = directory / f"{table}-{part:05d}.parquet"
             try:
                 os.link(tmp, path)
+                faults.reached("parquet-linked")
                 return path
             except FileExistsError:
                 part += 1
@@ -300,7 +303,9 @@ class RunWriter:
 
     def write_chunk(self, data: Any, table: str = "predictions") -> Path:
         arrow = to_arrow(data, RUN_TABLES.get(table))
-        return publish_new_parquet(self.dir, table, arrow, self.next_part(table))
+        path = publish_new_parquet(self.dir, table, arrow, self.next_part(table))
+        faults.reached("chunk-stored")
+        return path
 
     def stored_keys(self, table: str = "predictions") -> set[str]:
         """Keys already stored by earlier chunks (for resuming a killed run)."""

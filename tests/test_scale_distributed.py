@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -108,37 +106,17 @@ def test_two_machines_through_torchrun_rendezvous_flags(store, images, single):
     assert_same_rows(rows(store, meta["run_id"]), single)
 
 
-def worker_pids(agent_pid: int) -> dict[int, int]:
-    """RANK -> pid of the worker processes that a torchrun agent started."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid != agent_pid:
-                continue
-            environ = (stat.parent / "environ").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        for var in environ:
-            if var.startswith(b"RANK="):
-                found[int(var[5:])] = int(stat.parent.name)
-    return found
-
-
-def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes(store, images, single):
+def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes(store, images, single, tmp_path):
     args = ["run", "--model", "efficientnet-lite0", "--suite", "imagenet", "--data-dir", str(images),
             "--batch-size", "2", "--chunk-images", "2", "--workers", "0", "--quiet"]
-    agent = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
-                              "-m", "harness", "--store", str(store.root), *args], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 600
-    while len(list((store.root / "runs").glob("run_id=*/predictions-*.parquet"))) < 2:
-        assert agent.poll() is None and time.time() < deadline, "the run ended before a rank could be killed"
-        time.sleep(0.1)
-    os.kill(worker_pids(agent.pid)[1], signal.SIGKILL)
-    stdout, stderr = agent.communicate(timeout=900)
-    assert agent.returncode == 0, stderr
+    # Rank 1 kills itself once its first chunk is stored, in the first group only ("once"): torchrun restarts
+    # both ranks, and the restarted group resumes the run.
+    fault = f"at=chunk-stored,count=1,action=SIGKILL,rank=1,once={tmp_path / 'rank1-killed'}"
+    agent = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
+                            "-m", "harness", "--store", str(store.root), *args], cwd=REPO, capture_output=True,
+                           text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", "REALBENCH_FAULT": fault})
+    assert agent.returncode == 0, agent.stderr
+    assert (tmp_path / "rank1-killed").exists()  # the fault fired
     meta = only_run(store)  # the restarted group resumed the run instead of starting another
     assert meta["status"] == "complete" and "resumed_at" in meta
     assert sum(s["images_this_session"] for s in meta["shards"]) < N_GOOD + 2
