@@ -1,8 +1,9 @@
 """LVIS suite on the real 100-image validation ground truth.
 
-No real LVIS result file is available (and the PyPI ``lvis`` package does not run on numpy 2),
-so result sets are built from the ground truth with controlled, seeded noise, and the tests
-check properties that LVIS's rules fix: perfect results score 1; removing one category's
+No real LVIS result file is available, so result sets are built from the ground truth with
+controlled, seeded noise. One of them is scored against numbers computed once by the reference
+implementation (lvis-api); the PyPI ``lvis`` package does not run on numpy 2, so it cannot be a test
+dependency. The other tests check properties that LVIS's rules fix: perfect results score 1; removing one category's
 detections changes that category only; detections of categories an image has no information
 about are ignored (federated), those of its negative categories count as false positives;
 unmatched detections of not-exhaustively annotated categories are ignored; at most 300
@@ -151,3 +152,47 @@ def test_lvis_refuses_keypoints_and_coco_label_sets(store, tmp_path, gt):
     COCO.ensure_label_sets(store, ["coco-val2014-100"])
     with pytest.raises(HarnessError, match="not lvis ground truth"):
         LVIS.score(store, run_id, label_set="coco-val2014-100")
+
+
+def reference_case(gt):
+    """Jittered boxes of every object, plus on each image one box of a category it is known not to contain
+    (a false positive) and one of a category it says nothing about (ignored)."""
+    records = from_ground_truth(gt, noise=0.1, seed=4)
+    rng = np.random.default_rng(5)
+    annotated = {a["category_id"] for a in gt["annotations"]}
+    for image in gt["images"]:
+        box = [float(rng.uniform(0, 200)), float(rng.uniform(0, 200)), 40.0, 30.0]
+        if image["neg_category_ids"]:
+            records.append({"image_id": image["id"], "category_id": image["neg_category_ids"][0], "bbox": box,
+                            "score": float(rng.uniform(0.05, 1))})
+        silent = sorted(annotated - set(image["neg_category_ids"]) - set(image["not_exhaustive_category_ids"])
+                        - {a["category_id"] for a in gt["annotations"] if a["image_id"] == image["id"]})
+        records.append({"image_id": image["id"], "category_id": silent[0], "bbox": box, "score": 0.5})
+    return records
+
+
+# lvis-api's numbers for reference_case on the shipped 100 images, computed once with the PyPI package lvis
+# 0.5.3 (LVISEval(gt, LVISResults(gt, results), "bbox"): evaluate, accumulate, summarize; its eval.py patched
+# np.float -> float for numpy 2, and its __init__ without the cv2 visualiser).
+LVIS_API_REFERENCE = {
+    "AP": 0.4089566394612164,
+    "AP50": 0.9247105619672125,
+    "AP75": 0.2943747735776555,
+    "APs": 0.4207820083316216,
+    "APm": 0.4005211311183171,
+    "APl": 0.43417006607493047,
+    "APr": 0.19999999999999998,
+    "APc": 0.43235777149143484,
+    "APf": 0.4058555242320004,
+    "AR@300": 0.44351804623373997,
+    "ARs@300": 0.4388744712398516,
+    "ARm@300": 0.43395667052245995,
+    "ARl@300": 0.44836093857832987,
+}
+
+
+def test_ap_matches_the_lvis_api_reference(store, tmp_path, gt):
+    ev = score(store, tmp_path, reference_case(gt), "reference")
+    assert set(ev.summary) == set(LVIS_API_REFERENCE)
+    for key, expected in LVIS_API_REFERENCE.items():
+        assert ev.summary[key] == pytest.approx(expected, abs=1e-12), key

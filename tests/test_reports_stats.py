@@ -159,6 +159,35 @@ def test_fisher_z_test_has_its_size_and_power():
     assert res.pvalue == pytest.approx(2 * stats.norm.sf(abs(res.z)))
 
 
+@pytest.mark.parametrize("r1, n1, r2, n2, z, pvalue, decimals", [
+    # MedCalc manual, "Comparison of correlation coefficients": 0.86 vs 0.62, 42 each -> z 2.5097, P 0.0121
+    (0.86, 42, 0.62, 42, 2.5097, 0.0121, 4),
+    # Stata's cortesti help (Caci 2000), after Cohen & Cohen (1983): .84 (63) vs .75 (42) -> z 1.207, P 0.2275
+    (0.84, 63, 0.75, 42, 1.207, 0.2275, 3),
+    # Guilford & Fruchter (1978) p. 164: .92 (60) vs .82 (50) -> 2.19 (the book rounds to 2.18)
+    (0.92, 60, 0.82, 50, 2.19, None, 2),
+    # Cohen, Cohen, West & Aiken (2003) formulas 2.8.4 and 2.8.11: .657 (62) vs .430 (143) -> 2.110737
+    (0.657, 62, 0.430, 143, 2.110737, None, 6),
+])
+def test_fisher_z_test_reproduces_published_examples(r1, n1, r2, n2, z, pvalue, decimals):
+    got = rs.compare_correlations(r1, n1, r2, n2)
+    assert round(got.z, decimals) == z
+    if pvalue is not None:
+        assert round(got.pvalue, 4) == pvalue
+
+
+def test_steiger_z_reproduces_published_examples():
+    # Steiger (1980), Psychological Bulletin 87, p. 249, case A: r_jk = .4, r_jh = .5, r_kh = .1, N = 103. The
+    # paper prints Z1* = -.8913 from a covariance rounded to .0042; unrounded it is -0.8887185 (the value the R
+    # package cocor's own tests hold for this case).
+    case_a = rs.compare_dependent_correlations(0.4, 0.5, 0.1, 103)
+    assert round(case_a.z, 7) == -0.8887185 and abs(case_a.z - -0.8913) < 0.003
+    # depcor (Silver, Hittner & May 2006, Applied Psychological Measurement 30, 152-153): .3, .4, .5, n = 100
+    # -> Steiger's z -1.0718, two-sided p .2838
+    depcor = rs.compare_dependent_correlations(0.3, 0.4, 0.5, 100)
+    assert (round(depcor.z, 4), round(depcor.pvalue, 4)) == (-1.0718, 0.2838)
+
+
 def test_dependent_correlations_steiger_z_matches_the_formula_and_holds_its_size():
     # Steiger (1980) eq. 14-15 written out: the asymptotic covariance of two overlapping correlations
     # (Pearson & Filon), at the pooled r, divided by the product of their variances (1 - r^2)^2
