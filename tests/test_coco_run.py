@@ -36,6 +36,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_torchvision_detector_from_checkpoint(store, shared_data, checkpoint):
     run_id = COCO.run(store, MODEL, None, checkpoint=checkpoint, batch_size=4, model_kwargs=SMALL, quiet=True)
     meta = store.run_meta(run_id)
@@ -123,6 +124,7 @@ def test_any_model_with_the_interface_masks_and_keypoints(store, shared_data):
     assert result["n"] == 10 and set(result) >= {"bbox", "segm"}
 
 
+@pytest.mark.slow
 def test_cli_runs_a_detector_with_name_limit_and_label_set(store, shared_data):
     """``python -m harness run --suite coco`` end to end, in its own process, with the stand-in above."""
     tests = Path(__file__).resolve().parent

@@ -56,6 +56,7 @@ def test_model_list_file_is_read_with_clear_errors(tmp_path):
         read_model_requests(None, tmp_path / "missing.txt")
 
 
+@pytest.mark.slow
 def test_a_failing_model_is_recorded_and_the_others_go_on(store, images, tmp_path):
     (tmp_path / "broken.pth").write_bytes(b"\x80\x02 these are not weights")
     listing = tmp_path / "models.txt"
@@ -82,6 +83,7 @@ def test_a_failing_model_is_recorded_and_the_others_go_on(store, images, tmp_pat
     assert dict(zip(status["status"], status["n"])) == {"complete": 2, "failed": 2}
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_batch_until_it_fits(store):
     args = ["run", "--model", "efficientnet-lite0", "--suite", "real", "--limit", "96", "--batch-size", "96",
             "--workers", "0", "--quiet"]
@@ -96,6 +98,7 @@ def test_out_of_memory_halves_the_batch_until_it_fits(store):
     assert (same["n"], same["equal"]) == (96, 96)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_named_partial_run(store):
     common = ["run", "--model", "efficientnet-lite0", "--suite", "real", "--limit", "24", "--workers", "0",
               "--quiet", "--batch-size", "4"]
@@ -114,6 +117,7 @@ def test_resume_continues_the_named_partial_run(store):
     assert "is already complete; nothing to resume" in finished.stderr
 
 
+@pytest.mark.slow
 def test_a_model_whose_process_dies_is_recorded_and_the_next_one_runs(store, images, tmp_path):
     args = ["run", "--model", "efficientnet-lite1,efficientnet-lite0", "--suite", "imagenet",
             "--data-dir", str(images), "--batch-size", "1", "--chunk-images", "1", "--workers", "0", "--quiet"]

@@ -59,6 +59,7 @@ KILL_POINTS = [("parquet-written", 1), ("parquet-linked", 2), ("chunk-stored", 1
                ("parquet-linked", 1), ("chunk-stored", 3), ("parquet-written", 2), ("parquet-linked", 3)]
 
 
+@pytest.mark.slow
 def test_kill9_at_every_step_of_a_write_loses_nothing_and_duplicates_nothing(store):
     total, run_id = 40_000, "killed-writer"
     kills, before = 0, -1
@@ -120,6 +121,7 @@ def stopped_at_first_chunk(args: list[str], env: dict) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_same_command_twice_at_once_gives_two_whole_runs(store):
     """The second process finds the first one's unfinished run locked and starts its own instead of writing
     into it; then both write at once. Each stops itself at its first chunk, the first one holding its lock
@@ -181,6 +183,7 @@ def traced(log: Path, calls: str, command: list[str], inject_at: int | None = No
     return proc
 
 
+@pytest.mark.slow
 @needs_strace
 def test_label_set_replacement_killed_at_any_step_is_recovered(tmp_path):
     store = Store(tmp_path / "store")
@@ -213,6 +216,7 @@ def test_label_set_replacement_killed_at_any_step_is_recovered(tmp_path):
         assert not list((store.root / "labelsets").glob(".label_set=*"))
 
 
+@pytest.mark.slow
 @needs_strace
 def test_import_killed_mid_write_leaves_no_run(store, shared_data, tmp_path):
     predictions = shared_data / "imagenet/model_predictions/ResNet50.csv"

@@ -144,6 +144,7 @@ def test_wrong_class_layout_is_refused_before_any_work(store, tmp_path, shared_d
     assert store.list_runs() == []
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_duplicates_or_gaps(store):
     args = ["run", "--model", "efficientnet-lite0", "--suite", "real", "--limit", "96", "--batch-size", "8",
             "--chunk-images", "16", "--workers", "0", "--quiet"]

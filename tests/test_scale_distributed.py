@@ -14,6 +14,8 @@ import pytest
 from harness.runner import run_classification
 from harness.suites import get_suite
 
+pytestmark = pytest.mark.slow  # every test starts torchrun with two ranks that each load a model
+
 REPO = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 N_GOOD = 22
