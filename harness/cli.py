@@ -35,9 +35,9 @@ def cmd_suites(args) -> int:
     for name in suite_names():
         try:
             suite = get_suite(name)
-            print(f"{name:<18} {suite.dataset:<16} {suite.description}")
+            print(f"{name:<28} {suite.dataset:<28} {suite.description}")
         except ImportError as exc:
-            print(f"{name:<18} (unavailable: {exc})")
+            print(f"{name:<28} (unavailable: {exc})")
     return 0
 
 
@@ -46,6 +46,15 @@ def cmd_run(args) -> int:
     from .suites import get_suite
 
     suite = get_suite(args.suite)
+    if hasattr(suite, "configure"):  # image-folder: a suite once given its class list
+        if not args.classes:
+            raise HarnessError(f"suite {suite.name} needs --classes FILE: the class names, one per line (line i = "
+                               "class i), or 'folder,class' lines mapping folders onto ImageNet classes")
+        if not args.data_dir:
+            raise HarnessError(f"suite {suite.name} needs --data-dir: a folder of class sub-folders")
+        suite = suite.configure(args.classes, args.data_dir)
+    elif args.classes:
+        raise HarnessError(f"--classes is for suite image-folder; suite {suite.name} knows its classes")
     # Every name and checkpoint is checked before the store is opened or torch imported.
     requests = read_model_requests(args.model, args.models_file, args.checkpoint)
     if args.results_file and Path(args.results_file).suffix.lower() not in (".csv", ".json"):
@@ -354,8 +363,13 @@ def cmd_data(args) -> int:
     if args.action == "list":
         for name in names:
             m = data.load_manifest(name)
+            if not m.files:
+                for a in m.archives:
+                    print(f"{name:<28} {a.images:>6} images in {(a.size or 0) / 1e6:>9.1f} MB, not fetched: download "
+                          f"{a.url}, extract, --data-dir .../{a.folder}  {m.license}")
+                continue
             size = sum(f.size for f in m.files)
-            print(f"{name:<22} {len(m.files):>6} files {size / 1e6:>9.1f} MB  {m.license}  ({m.source})")
+            print(f"{name:<28} {len(m.files):>6} files {size / 1e6:>9.1f} MB  {m.license}  ({m.source})")
         return 0
     if args.action == "fetch":
         for name in names:
@@ -363,6 +377,7 @@ def cmd_data(args) -> int:
             print(f"{name}: ready under {root}")
         return 0
     bad = 0
+    names = [n for n in names if data.load_manifest(n).files or args.datasets]
     for name in names:
         ok, problems = data.verify(name)
         print(f"{name}: {ok} files verified" + (f", {len(problems)} problems" if problems else ""))
@@ -395,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", required=True)
     p.add_argument("--data-dir", default=None, help="image folder (default: the suite's shipped images)")
     p.add_argument("--checkpoint", default=None, help="weights file (state_dict) instead of downloading")
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="suite image-folder: class names one per line, or 'folder,class' lines onto ImageNet classes")
     p.add_argument("--batch-size", type=int, default=None, help="default: 64; detection suites: 2")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(4, cores))")
     p.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda if available)")

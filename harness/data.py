@@ -42,6 +42,17 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class Archive:
+    """A published archive of a dataset that realbench does not fetch (its images are run with --data-dir)."""
+    url: str
+    sha256: str | None  # as published (None where no checksum is published)
+    size: int | None
+    folder: str  # the folder the archive extracts to: the --data-dir to pass
+    images: int
+    checksum_source: str = ""
+
+
+@dataclass(frozen=True)
 class Manifest:
     dataset: str
     description: str
@@ -49,6 +60,7 @@ class Manifest:
     source: str
     files: tuple[FileEntry, ...]
     manifest_path: Path
+    archives: tuple[Archive, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -100,8 +112,12 @@ def load_manifest(dataset: str) -> Manifest:
     try:
         raw = json.loads(path.read_text())
         files = tuple(FileEntry(f["path"], f["url"], f["sha256"], int(f["size"])) for f in raw["files"])
+        archives = tuple(Archive(a["url"], a.get("sha256"), a.get("size"), a["folder"], int(a["images"]),
+                                 a.get("checksum_source", "")) for a in raw.get("archives", ()))
+        if not files and not archives:
+            raise ValueError("it lists neither files nor archives")
         return Manifest(raw["dataset"], raw.get("description", ""), raw["license"],
-                        raw.get("source", ""), files, path)
+                        raw.get("source", ""), files, path, archives)
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise HarnessError(f"manifest {path} is malformed: {exc!r}") from None
 
@@ -184,6 +200,11 @@ def resolve(dataset: str, paths: Iterable[str] | None = None, download: bool = T
     mirror, that mirror is the root; otherwise the files are gathered in the cache.
     """
     manifest = load_manifest(dataset)
+    if not manifest.files:
+        a = manifest.archives[0]
+        raise HarnessError(
+            f"dataset {dataset!r} is not fetched by realbench: download {a.url} (sha256 {a.sha256 or 'unpublished'}), "
+            f"extract it and pass --data-dir <where>/{a.folder}")
     entries = list(manifest.files) if paths is None else [manifest.entry(p) for p in paths]
     memo = _VerifiedMemo()
     search = _search_roots()  # once, not per file: a dataset may list tens of thousands

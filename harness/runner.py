@@ -42,8 +42,12 @@ class ImageList:
 
 
 def list_images(root: Path, key_of: Callable[[str], str | None], class_names: set[str] | None = None,
-                dataset: str = "") -> ImageList:
-    """The images of a folder with their keys; a clear error for a folder of the wrong layout."""
+                dataset: str = "", class_folders: str | None = None) -> ImageList:
+    """The images of a folder with their keys; a clear error for a folder of the wrong layout.
+
+    ``class_folders`` (how the folders are named) says that the dataset is only class folders:
+    its images are labelled by their folder, so a flat folder is refused.
+    """
     root = Path(root)
     if not root.is_dir():
         raise HarnessError(f"image folder {root} does not exist")
@@ -59,6 +63,9 @@ def list_images(root: Path, key_of: Callable[[str], str | None], class_names: se
                 f"{loose[0]}); expected either a flat folder of images or one folder of images per class")
         if class_names is not None:
             wrong = [d.name for d in dirs if d.name not in class_names]
+            if wrong and class_folders:
+                raise HarnessError(f"{root} has {len(wrong)} class folders that are not classes of {dataset} "
+                                   f"(first: {wrong[0]!r}); expected {class_folders}")
             if wrong:
                 raise HarnessError(
                     f"{root} has {len(wrong)} sub-folders that are not class names of {dataset} "
@@ -80,6 +87,9 @@ def list_images(root: Path, key_of: Callable[[str], str | None], class_names: se
     else:
         files = [(e.name, e) for e in entries if e.is_file()]
         layout = "flat"
+        if class_folders and any(os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES for n, _ in files):
+            raise HarnessError(f"{root} holds images but no class folders; {dataset} is labelled by folder, "
+                               f"expected {class_folders}")
     files = [(rel, e) for rel, e in files if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES]
     items, foreign, sizes = [], [], {}
     for rel, e in files:
@@ -419,12 +429,14 @@ def list_suite_images(suite, data_dir: str | Path | None, quiet: bool = True) ->
     manifest_info = None
     if data_dir is None:
         if suite.default_images is None:
-            raise HarnessError(f"suite {suite.name} ships no images; pass --data-dir")
+            download = f" (a downloaded copy of data manifest {suite.manifest})" if getattr(suite, "manifest", None) else ""
+            raise HarnessError(f"suite {suite.name} ships no images; pass --data-dir{download}")
         dataset_name, folder = suite.default_images
         data_dir = resolve(dataset_name, progress=not quiet) / folder
         manifest_info = {"dataset": dataset_name, "manifest_sha256": load_manifest(dataset_name).sha256}
     class_names = set(suite.class_index()) if suite.class_index else None
-    return list_images(Path(data_dir), suite.key_of, class_names, suite.dataset), manifest_info
+    return list_images(Path(data_dir), suite.key_of, class_names, suite.dataset,
+                       getattr(suite, "layout_hint", None)), manifest_info
 
 
 def evaluate_classification(store: Store, suite, model_name: str, data_dir: str | Path | None = None,
@@ -466,8 +478,11 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
 
     try:
         images, manifest_info, items, device, loaded = shard.agree(prepare)
+        output_classes = suite.output_classes() if getattr(suite, "output_classes", None) else None
+        # ImageNet-A/-R: logits outside the suite's classes are -inf, so top-k ranges over its classes only
+        net = output_classes.wrap(loaded.model, loaded.num_classes) if output_classes else loaded.model
         cfg = options.preprocessing(loaded.preprocessing)
-        model, graph = prepare_model(loaded.model, device, options, cfg["input_size"],
+        model, graph = prepare_model(net, device, options, cfg["input_size"],
                                      eager_only="inference_form" in loaded.extra)
         transform = create_transform(input_size=tuple(cfg["input_size"]), interpolation=cfg["interpolation"],
                                      mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg["crop_pct"],
@@ -480,6 +495,10 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
             "listing_sha256": images.listing_sha256, "limit": limit, "topk": topk, "save_logits": save_logits,
             "preprocessing": cfg, **run_form,
         }
+        if output_classes:  # top-k over these classes only (ImageNet-A/-R)
+            config["output_classes"] = output_classes.describe()
+        if suite.extra:
+            config["suite_extra"] = suite.extra
         fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
         if len(set(shard.gather(fingerprint))) > 1:
             raise ShardFailed(f"the ranks see different weights or images for {model_name} (configuration "

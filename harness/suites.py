@@ -26,6 +26,10 @@ SUITES: dict[str, str] = {
     **{n: f"harness.cifar:{v}" for n, v in (("cifar10", "CIFAR10"), ("cifar10h", "CIFAR10H"), ("cifar10.1", "CIFAR10_1_V6"), ("cifar10.1-v4", "CIFAR10_1_V4"), ("cifar10.1-v6", "CIFAR10_1_V6"), ("cifar100", "CIFAR100"))},
     "anet-captions": "harness.activitynet.suites:ANET_CAPTIONS",
     "anet-detection": "harness.activitynet.suites:ANET_DETECTION",
+    **{n: f"harness.shift:{v}" for n, v in (
+        ("imagenetv2-matched-frequency", "IMAGENETV2_MATCHED_FREQUENCY"), ("imagenetv2-threshold0.7", "IMAGENETV2_THRESHOLD"),
+        ("imagenetv2-top-images", "IMAGENETV2_TOP_IMAGES"), ("imagenet-sketch", "IMAGENET_SKETCH"),
+        ("imagenet-a", "IMAGENET_A"), ("imagenet-r", "IMAGENET_R"), ("image-folder", "IMAGE_FOLDER"))},
 }
 
 
