@@ -4,7 +4,7 @@
     python -m reports cifar-study              # the CIFAR-10 study: leaderboards/cifar-study.md|csv|png
     python -m reports leaderboard [NAME ...]   # regenerate leaderboards/<name>.md|html|png
     python -m reports leaderboard --check      # fail if a committed leaderboard is stale
-    python -m reports import-timm              # only timm's two result tables
+    python -m reports import-timm              # only timm's four shipped result tables
     python -m reports compare A B --label-set real
 
 --store DIR and --quiet go before or after the command.
@@ -37,8 +37,12 @@ def cmd_build_store(args) -> int:
 
 
 def cmd_import_timm(args) -> int:
-    from .external import import_timm
+    from .external import import_timm, import_timm_file
 
+    if args.files:
+        for path in args.files:
+            print(import_timm_file(_store(args), Path(path), suite=args.suite))
+        return 0
     for run_id in import_timm(_store(args)):
         print(run_id)
     return 0
@@ -138,8 +142,13 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("build-store", parents=[common], help="fill the store from the shipped data").set_defaults(
         func=cmd_build_store)
-    sub.add_parser("import-timm", parents=[common], help="import timm's ImageNet and ReaL result tables"
-                   ).set_defaults(func=cmd_import_timm)
+    it = sub.add_parser("import-timm", parents=[common],
+                        help="import timm's shipped result tables (ImageNet, ReaL, ImageNetV2, Sketch), or the "
+                             "given files in timm's results format")
+    it.add_argument("files", nargs="*", help="results-*.csv files (default: the four shipped ones)")
+    it.add_argument("--suite", default=None, help="the suite a file measures (default: from timm's file name, "
+                                                  "e.g. results-imagenet-a.csv -> imagenet-a)")
+    it.set_defaults(func=cmd_import_timm)
     cs = sub.add_parser("cifar-study", parents=[common], help="the CIFAR-10 relabelling study (fills the store "
                         "with the shipped CIFAR files and runs the four CIFAR ResNets where missing)")
     cs.add_argument("--dir", default=str(LEADERBOARD_DIR), help="folder of the outputs and cifar10h.toml")

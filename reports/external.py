@@ -48,7 +48,19 @@ class TimmTable:
 TIMM_TABLES = (
     TimmTable("timm-imagenet", "timm-results/results-imagenet.csv", "imagenet", "imagenet-original"),
     TimmTable("timm-imagenet-real", "timm-results/results-imagenet-real.csv", "real", "real"),
+    TimmTable("timm-imagenetv2-matched-frequency", "timm-results/results-imagenetv2-matched-frequency.csv",
+              "imagenetv2-matched-frequency", "imagenetv2-matched-frequency"),
+    TimmTable("timm-sketch", "timm-results/results-sketch.csv", "imagenet-sketch", "imagenet-sketch"),
 )
+# timm's results/ file names -> (suite, label set) they measure; upstream also has -A and -R tables.
+TIMM_FILE_SUITES = {
+    "results-imagenet.csv": ("imagenet", "imagenet-original"),
+    "results-imagenet-real.csv": ("real", "real"),
+    "results-imagenetv2-matched-frequency.csv": ("imagenetv2-matched-frequency", "imagenetv2-matched-frequency"),
+    "results-sketch.csv": ("imagenet-sketch", "imagenet-sketch"),
+    "results-imagenet-a.csv": ("imagenet-a", "imagenet-a"),
+    "results-imagenet-r.csv": ("imagenet-r", "imagenet-r"),
+}
 TIMM_DATASET = "timm-results"
 _TIMM_REQUIRED = ("model", "img_size", "top1", "top5", "param_count", "crop_pct", "interpolation")
 
@@ -114,9 +126,11 @@ def import_table(store: Store, path: Path, name: str, suite: str, label_set: str
         if old.get("name") == name and old.get("source_sha256") == digest:
             return old["run_id"]
     suite_obj = _suite(suite)
-    suite_obj.ensure_label_sets(store, [label_set])
-    n = int(store.sql("SELECT count(*) AS n FROM labels WHERE label_set = ? AND len(labels) > 0",
-                      [label_set])["n"][0])
+    n = getattr(suite_obj, "size", None)  # a test set whose images realbench does not ship: its published size
+    if n is None:
+        suite_obj.ensure_label_sets(store, [label_set])
+        n = int(store.sql("SELECT count(*) AS n FROM labels WHERE label_set = ? AND len(labels) > 0",
+                          [label_set])["n"][0])
     run_meta = {
         "name": name, "model": f"{len(rows)} models", "suite": suite, "dataset": suite_obj.dataset,
         "kind": EXTERNAL_KIND, "label_set": label_set, "n_samples_per_model": n,
@@ -125,8 +139,27 @@ def import_table(store: Store, path: Path, name: str, suite: str, label_set: str
     return store.write_run(run_meta, {"aggregates": rows})
 
 
+def import_timm_file(store: Store, path: Path, suite: str | None = None, name: str | None = None,
+                     **meta) -> str:
+    """Import any table in timm's results format as an external run on the suite it measures.
+
+    ``suite`` defaults from timm's file name (``results-imagenet-a.csv`` -> ``imagenet-a``, see
+    ``TIMM_FILE_SUITES``); the label set is the suite's default.
+    """
+    path = Path(path)
+    if suite is None:
+        if path.name not in TIMM_FILE_SUITES:
+            raise HarnessError(f"{path}: cannot tell which test set a file named {path.name!r} measures; pass the "
+                               f"suite (timm's names: {', '.join(TIMM_FILE_SUITES)})")
+        suite, label_set = TIMM_FILE_SUITES[path.name]
+    else:
+        label_set = _suite(suite).default_label_set
+    name = name or "timm-" + path.stem.removeprefix("results-")
+    return import_table(store, path, name, suite, label_set, parse_timm_results(path), **meta)
+
+
 def import_timm(store: Store) -> list[str]:
-    """Import timm's original and ReaL result tables from the ``timm-results`` manifest."""
+    """Import timm's result tables (original, ReaL, ImageNetV2, Sketch) from the ``timm-results`` manifest."""
     manifest = load_manifest(TIMM_DATASET)
     run_ids = []
     for table in TIMM_TABLES:

@@ -64,6 +64,7 @@ class Row:
     params_m: float | None = None
     rank: int | None = None
     gap_interval: stats.Difference | None = None  # bootstrap of relabelled - reference accuracy
+    effective: stats.Interval | None = None  # effective robustness (spec.effective_robustness)
     correct: np.ndarray | None = field(default=None, repr=False)  # relabelled correctness, aligned by key
 
     @property
@@ -105,6 +106,7 @@ class Board:
     # state the rule instead, so a store with extra runs (an own run on the 1,300-image subset) gives
     # the same files as one rebuilt by `python -m reports build-store`.
     left_out: list[str] = field(default_factory=list)
+    robustness: stats.EffectiveRobustness | None = None
 
 
 def _row_seed(spec: Spec, name: str, axis: str) -> int:
@@ -119,6 +121,10 @@ def _latest_by_name(runs: list[dict]) -> dict[str, dict]:
 
 
 def _axis_info(store: Store, axis: Axis) -> AxisInfo:
+    if not store.has_label_set(axis.label_set):
+        suite = _published_suite(axis)
+        if suite is not None:  # a test set realbench does not ship (ImageNetV2, -Sketch): its published size
+            return AxisInfo(axis, suite.description, suite.size, suite.size, f"data manifest {suite.manifest}")
     meta = store.label_set_meta(axis.label_set)
     if meta.get("dataset") != axis.dataset:
         raise HarnessError(f"label set {axis.label_set!r} labels dataset {meta.get('dataset')!r}, but the "
@@ -129,6 +135,16 @@ def _axis_info(store: Store, axis: Axis) -> AxisInfo:
         raise HarnessError(f"label set {axis.label_set!r} in store {store.root} labels no sample (every list "
                            "is empty); a leaderboard needs labelled samples")
     return AxisInfo(axis, meta.get("description", ""), n, n, meta.get("source", ""))
+
+
+def _published_suite(axis: Axis):
+    """The axis's suite when its label set is the folders of a published test set not in the store."""
+    from harness.suites import get_suite
+
+    suite = get_suite(axis.suite)
+    if getattr(suite, "size", None) and suite.dataset == axis.dataset and suite.default_label_set == axis.label_set:
+        return suite
+    return None
 
 
 def _provenance(meta: dict) -> str:
@@ -339,4 +355,12 @@ def build(store: Store, spec: Spec) -> Board:
     regimes = []
     for bp in spec.breakpoints:
         regimes.append(stats.two_regimes(x, y, None if bp == "fit" else bp, spec.confidence, spec.min_side))
-    return Board(spec, rows, ref, rel, pairs, correlation, regimes, notes, sources, left_out)
+    robustness = None
+    if spec.effective_robustness:
+        robustness = stats.effective_robustness(
+            [r.reference.accuracy for r in rows], [r.relabelled.accuracy for r in rows],
+            [r.reference.n for r in rows], [r.relabelled.n for r in rows], spec.confidence,
+            spec.bootstrap_resamples, spec.seed)
+        for row, effective in zip(rows, robustness.effective):
+            row.effective = effective
+    return Board(spec, rows, ref, rel, pairs, correlation, regimes, notes, sources, left_out, robustness)

@@ -91,6 +91,14 @@ COLUMNS: dict[str, Column] = {
     "params_m": Column(lambda b: "params (M)", lambda r: "" if r.params_m is None else f"{r.params_m:,.2f}",
                        lambda r: r.params_m),
     "provenance": Column(lambda b: "provenance", lambda r: r.provenance, lambda r: r.provenance, numeric=False),
+    "effective_robustness": Column(
+        lambda b: f"effective robustness, points ({b.relabelled.axis.label_set} above the logit fit)",
+        lambda r: "" if r.effective is None else f"{100 * r.effective.estimate:+.2f}",
+        lambda r: None if r.effective is None else r.effective.estimate),
+    "effective_robustness_bootstrap": Column(
+        lambda b: f"{conf_text(b)} CI of the effective robustness, bootstrap",
+        lambda r: "" if r.effective is None else f"[{100 * r.effective.low:+.2f}, {100 * r.effective.high:+.2f}]",
+        lambda r: None if r.effective is None else r.effective.low),
 }
 
 
@@ -225,6 +233,45 @@ def regime_sentences(board: Board, reg: TwoRegimes) -> list[str]:
         "breakpoint fixed in advance (a given one) for a confirmatory p-value."])
 
 
+ROBUSTNESS_SHOWN = 10  # models listed at each end of the effective-robustness ranking
+
+
+def robustness_title(board: Board) -> str:
+    return f"Effective robustness on {board.relabelled.axis.label_set} (Taori et al. 2020)"
+
+
+def robustness_text(board: Board) -> str:
+    fit, conf = board.robustness, conf_text(board)
+    ref, rel = board.reference.axis.label_set, board.relabelled.axis.label_set
+    return (f"Over the {fit.n:,} models: logit(top-1 on {rel}) = {fit.intercept.estimate:.3f} "
+            f"[{fit.intercept.low:.3f}, {fit.intercept.high:.3f}] + {fit.slope.estimate:.3f} "
+            f"[{fit.slope.low:.3f}, {fit.slope.high:.3f}] · logit(top-1 on {ref}), least squares in logit space "
+            f"({conf} percentile bootstrap intervals, {board.spec.bootstrap_resamples:,} resamples of the models "
+            f"and of each model's samples, seed {board.spec.seed}). A model's effective robustness is its top-1 "
+            f"on {rel} minus the line's prediction at its top-1 on {ref}, in points: above 0, it holds up under "
+            "the shift better than its accuracy predicts.")
+
+
+def robustness_table(board: Board) -> tuple[list[str], list[list[str]]]:
+    conf = conf_text(board)
+    ranked = sorted(board.rows, key=lambda r: (-r.effective.estimate, r.name))
+    shown = ranked if len(ranked) <= 2 * ROBUSTNESS_SHOWN else ranked[:ROBUSTNESS_SHOWN] + ranked[-ROBUSTNESS_SHOWN:]
+    header = ["model", "effective robustness, points", f"{conf} CI, bootstrap",
+              f"top-1 % ({board.relabelled.axis.label_set})", "predicted by the fit",
+              f"top-1 % ({board.reference.axis.label_set})"]
+    by_name = {r.name: i for i, r in enumerate(board.rows)}
+    return header, [[r.name, f"{100 * r.effective.estimate:+.2f}",
+                     f"[{100 * r.effective.low:+.2f}, {100 * r.effective.high:+.2f}]", pct(r.relabelled.accuracy),
+                     pct(board.robustness.predicted[by_name[r.name]]), pct(r.reference.accuracy)] for r in shown]
+
+
+def robustness_caption(board: Board) -> str:
+    n = len(board.rows)
+    return ("" if n <= 2 * ROBUSTNESS_SHOWN else
+            f"The {ROBUSTNESS_SHOWN} models most above and the {ROBUSTNESS_SHOWN} most below the line of {n:,}; "
+            "the table's effective_robustness column has every model.")
+
+
 # ----- markdown ----------------------------------------------------------------------
 def _md_code(text: str) -> str:
     return f"`{text}`"
@@ -268,6 +315,11 @@ def render_markdown(board: Board) -> bytes:
         for reg in board.regimes:
             lines += [f"- {t}" for t in regime_sentences(board, reg)] + [""]
         lines += [f"![{study_title(board)}]({s.name}.png)", ""]
+    if board.robustness is not None:
+        lines += [f"## {robustness_title(board)}", "", robustness_text(board), ""]
+        if robustness_caption(board):
+            lines += [robustness_caption(board), ""]
+        lines += _md_table(*robustness_table(board)) + ["", f"Plot in logit axes: right panel of {s.name}.png.", ""]
     lines += ["## Sources", ""]
     lines += [f"- `{name}`: {desc}" for name, desc in board.sources]
     for which in ("relabelled", "reference"):
@@ -292,7 +344,11 @@ def render_png(board: Board) -> bytes:
 
     x = np.array([r.reference.accuracy for r in board.rows]) * 100
     y = np.array([r.relabelled.accuracy for r in board.rows]) * 100
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
+    if board.robustness is not None:
+        fig, (ax, logit_ax) = plt.subplots(1, 2, figsize=(15, 6.5), dpi=100)
+        _robustness_panel(board, logit_ax)
+    else:
+        fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
     many = len(board.rows) > 30
     for source, (colour, marker) in _SOURCE_STYLE.items():
         mask = np.array([r.source == source for r in board.rows])
@@ -335,6 +391,48 @@ def render_png(board: Board) -> bytes:
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
+
+
+def _robustness_panel(board: Board, ax) -> None:
+    """Shifted vs reference accuracy in logit axes with the fitted line (Taori et al. 2020's figure)."""
+    from .stats import expit, logit
+
+    fit = board.robustness
+    x = np.array([r.reference.accuracy for r in board.rows])
+    y = np.array([r.relabelled.accuracy for r in board.rows])
+    effective = np.array([r.effective.estimate for r in board.rows])
+    above = np.array([r.effective.low > 0 for r in board.rows])
+    below = np.array([r.effective.high < 0 for r in board.rows])
+    many = len(board.rows) > 30
+    size = 8 if many else 40
+    for mask, colour, label in ((~above & ~below, "tab:gray", "interval includes the line"),
+                                (above, "tab:green", "above the line"), (below, "tab:red", "below the line")):
+        if mask.any():
+            ax.scatter(x[mask], y[mask], s=size, c=colour, alpha=0.6 if many else 0.9, zorder=3,
+                       label=f"{label} ({int(mask.sum())})")
+    xs = expit(np.linspace(logit(x.min()) - 0.2, logit(x.max()) + 0.2, 200))
+    ax.plot(xs, expit(fit.intercept.estimate + fit.slope.estimate * logit(xs)), color="tab:blue", lw=1.4,
+            zorder=2, label=f"logit fit: slope {fit.slope.estimate:.2f}, intercept {fit.intercept.estimate:.2f}")
+    lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
+    grid = expit(np.linspace(logit(lo) - 0.2, logit(hi) + 0.2, 50))
+    ax.plot(grid, grid, color="black", lw=0.8, ls="--", label="y = x", zorder=1)
+    for i in list(np.argsort(-effective, kind="stable")[:3]) if len(board.rows) > 3 else []:
+        ax.annotate(board.rows[i].name, (x[i], y[i]), textcoords="offset points", xytext=(5, 3), fontsize=6)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_xscale("logit")
+    ax.set_yscale("logit")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}%"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(expit(logit(x.min()) - 0.2), expit(logit(x.max()) + 0.2))
+    ax.set_ylim(expit(logit(y.min()) - 0.2), expit(logit(y.max()) + 0.2))
+    ref, rel = board.reference.axis.label_set, board.relabelled.axis.label_set
+    ax.set_xlabel(f"top-1 on {ref} (logit axis)")
+    ax.set_ylabel(f"top-1 on {rel} (logit axis)")
+    ax.set_title(f"effective robustness: {rel} vs {ref}, {len(board.rows):,} models", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left")
 
 
 # ----- html -----------------------------------------------------------------------------
@@ -450,6 +548,11 @@ def render_html(board: Board, png: bytes) -> bytes:
                 _html_table(*correlation_table(board))]
         for reg in board.regimes:
             out.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in regime_sentences(board, reg)) + "</ul>")
+    if board.robustness is not None:
+        out += [f"<h2>{esc(robustness_title(board))}</h2>", f"<p>{esc(robustness_text(board))}</p>"]
+        if robustness_caption(board):
+            out.append(f'<p class="note">{esc(robustness_caption(board))}</p>')
+        out.append(_html_table(*robustness_table(board)))
     out.append(f'<img alt="scatter plot" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
     out.append("<h2>Sources</h2><ul>" + "".join(f"<li><code>{esc(n)}</code>: {esc(d)}</li>"
                                                  for n, d in board.sources) + "</ul>")

@@ -30,6 +30,9 @@ rows' samples are aligned, the statistics' settings and the columns. Example::
     alpha = 0.05          # for significance ranks (McNemar, Holm-adjusted)
     breakpoints = []      # regime splits of the reference accuracy: "fit" and/or numbers in percent
     min_side = 20         # models per side for a fitted breakpoint
+    effective_robustness = false  # relabelled (a shifted test set) vs reference fitted in logit space over
+                          # the rows (Taori et al. 2020): each row's distance above/below the line, with
+                          # bootstrap_resamples resamples of models and of each model's samples
     [table]
     columns = ["rank", "model", "source", "relabelled", "relabelled_wilson", ...]
     markdown_rows = 0     # 0 = all rows in the markdown (the HTML always has all)
@@ -52,7 +55,7 @@ LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboards"
 COLUMNS = (
     "rank", "model", "source", "relabelled", "relabelled_wilson", "relabelled_bootstrap", "reference",
     "reference_wilson", "reference_bootstrap", "gap", "gap_bootstrap", "n_relabelled", "n_reference", "img_size", "params_m",
-    "provenance", "relabelled_top5", "reference_top5",
+    "provenance", "relabelled_top5", "reference_top5", "effective_robustness", "effective_robustness_bootstrap",
 )
 METRICS = ("top1", "top5")
 SAMPLE_POLICIES = ("full", "common")
@@ -85,6 +88,7 @@ class Spec:
     min_side: int
     columns: tuple[str, ...]
     markdown_rows: int
+    effective_robustness: bool = False  # fit relabelled vs reference in logit space (Taori et al. 2020)
 
     @property
     def metric(self) -> str:
@@ -209,6 +213,7 @@ def parse_spec(text: str, name: str, path: Path) -> Spec:
     alpha = st.get("alpha", float, 0.05, lambda a: 0 < a < 1, "a number between 0 and 1")
     breakpoints = _breakpoints(st)
     min_side = st.get("min_side", int, 20, lambda n: n >= 4, "an integer of at least 4")
+    robustness = st.get("effective_robustness", bool, False, expected="true or false")
     st.done()
     tb = root.section("table", required=False)
     columns = _string_list(tb, "columns", ("rank", "model", "source", "relabelled", "relabelled_wilson",
@@ -221,7 +226,7 @@ def parse_spec(text: str, name: str, path: Path) -> Spec:
     tb.done()
     root.done()
     return Spec(name, path, title, description, metrics, reference, relabelled, runs, external, samples,
-                confidence, resamples, seed, alpha, breakpoints, min_side, columns, markdown_rows)
+                confidence, resamples, seed, alpha, breakpoints, min_side, columns, markdown_rows, robustness)
 
 
 def spec_names(directory: Path = LEADERBOARD_DIR) -> list[str]:

@@ -521,3 +521,99 @@ def _holm(p: np.ndarray) -> np.ndarray:
     out = np.empty_like(p)
     out[order] = adjusted_sorted
     return out
+
+
+# ----- effective robustness (Taori et al. 2020) -----------------------------------
+def logit(p) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    return np.log(p) - np.log1p(-p)
+
+
+def expit(z) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=float)))
+
+
+@dataclass(frozen=True)
+class EffectiveRobustness(_Result):
+    """The linear fit logit(shifted) = intercept + slope * logit(reference) over a population of models,
+    and each model's effective robustness: its shifted accuracy minus the fit's prediction (fractions).
+
+    Intervals are percentile bootstraps that resample the models (refitting the line) and, within each
+    model, its samples (a binomial draw of each accuracy from its n), so they include both the
+    uncertainty of the line and that of the model's own two accuracies.
+    """
+    slope: Interval
+    intercept: Interval
+    predicted: tuple[float, ...]  # the fit's shifted accuracy at each model's reference accuracy
+    effective: tuple[Interval, ...]  # per model, in the order given
+    n: int  # models
+
+
+def _clip_accuracy(acc: np.ndarray, n: np.ndarray) -> np.ndarray:
+    # logit(0) and logit(1) are infinite: an accuracy of 0 or 1 counts as half a sample off the bound
+    return np.clip(acc, 0.5 / n, 1 - 0.5 / n)
+
+
+def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares lines of y on x, one per row of the weights (bootstrap counts of each model)."""
+    sw = w.sum(axis=-1)
+    mx = (w * x).sum(axis=-1) / sw
+    my = (w * y).sum(axis=-1) / sw
+    dx = x - mx[..., None]
+    sxx = (w * dx * dx).sum(axis=-1)
+    sxy = (w * dx * (y - my[..., None])).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = sxy / sxx
+    return slope, my - slope * mx
+
+
+def effective_robustness(reference, shifted, n_reference, n_shifted, confidence: float = 0.95,
+                         n_resamples: int = 2_000, seed: int = 0) -> EffectiveRobustness:
+    """Effective robustness of each model (Taori et al. 2020, "Measuring robustness to natural
+    distribution shifts in image classification").
+
+    ``reference`` and ``shifted`` are the models' accuracies (fractions) on the original test set and
+    on the shifted one, ``n_reference`` and ``n_shifted`` the number of samples behind each (a number
+    or one per model). The line is fitted by ordinary least squares in logit space; a model's
+    effective robustness is ``shifted - expit(intercept + slope * logit(reference))``.
+    """
+    x = _as_float_vector(reference, "reference accuracies")
+    y = _as_float_vector(shifted, "shifted accuracies")
+    if x.shape != y.shape:
+        raise HarnessError(f"reference ({x.size} models) and shifted ({y.size} models) accuracies must be "
+                           "given for the same models")
+    if x.size < 3:
+        raise HarnessError(f"effective robustness needs at least 3 models to fit a line; got {x.size}")
+    if ((x < 0) | (x > 1) | (y < 0) | (y > 1)).any():
+        raise HarnessError("accuracies must be fractions between 0 and 1")
+    n_x = np.broadcast_to(np.asarray(n_reference, dtype=np.int64), x.shape)
+    n_y = np.broadcast_to(np.asarray(n_shifted, dtype=np.int64), y.shape)
+    if (n_x <= 0).any() or (n_y <= 0).any():
+        raise HarnessError("the numbers of samples behind each accuracy must be positive")
+    confidence = _check_confidence(confidence)
+    n_resamples = _check_resamples(n_resamples)
+    lx, ly = logit(_clip_accuracy(x, n_x)), logit(_clip_accuracy(y, n_y))
+    if np.ptp(lx) == 0:
+        raise HarnessError("every model has the same reference accuracy; no line can be fitted")
+    slope, intercept = _weighted_line(lx, ly, np.ones_like(lx))
+    predicted = expit(intercept + slope * lx)
+
+    rng = np.random.default_rng(seed)
+    m = x.size
+    weights = np.stack([np.bincount(rng.integers(0, m, m), minlength=m) for _ in range(n_resamples)]).astype(float)
+    bx = rng.binomial(n_x, x, size=(n_resamples, m)) / n_x
+    by = rng.binomial(n_y, y, size=(n_resamples, m)) / n_y
+    blx, bly = logit(_clip_accuracy(bx, n_x)), logit(_clip_accuracy(by, n_y))
+    b_slope, b_intercept = _weighted_line(blx, bly, weights)
+    ok = np.isfinite(b_slope)  # a resample of models that all share one reference accuracy fits no line
+    b_slope, b_intercept = b_slope[ok], b_intercept[ok]
+    b_effective = by[ok] - expit(b_intercept[:, None] + b_slope[:, None] * blx[ok])
+    q = [(1 - confidence) / 2, (1 + confidence) / 2]
+
+    def interval(estimate: float, draws: np.ndarray, n: int) -> Interval:
+        low, high = np.quantile(draws, q)
+        return Interval(float(estimate), float(low), float(high), n, confidence, "percentile bootstrap")
+
+    effective = tuple(interval(y[i] - predicted[i], b_effective[:, i], m) for i in range(m))
+    return EffectiveRobustness(interval(slope, b_slope, m), interval(intercept, b_intercept, m),
+                               tuple(float(p) for p in predicted), effective, m)

@@ -159,7 +159,7 @@ def test_timm_study_matches_the_csv_files(shipped_store, shared_data):
 
 def test_regenerating_gives_byte_identical_files_and_reproduces_the_committed_ones(shipped_store, tmp_path):
     strip_png = re.compile(rb"data:image/png;base64,[A-Za-z0-9+/=]+")
-    for name in ("real", "real-subset", "timm-real", "cifar10-v6"):
+    for name in ("real", "real-subset", "timm-real", "cifar10-v6", "imagenetv2", "imagenet-sketch"):
         shutil.copy(LEADERBOARD_DIR / f"{name}.toml", tmp_path)
         first = render_leaderboard(shipped_store, name, tmp_path)
         assert write_files(first) == list(first)
@@ -169,7 +169,7 @@ def test_regenerating_gives_byte_identical_files_and_reproduces_the_committed_on
     # holds beyond the shipped data (an own run on the 1,300-image subset, own CIFAR runs) are left out
     # of them and named by the CLI, not written into the files. The picture is compared only in-process
     # because its bytes depend on matplotlib's version.
-    for name in ("real", "timm-real", "cifar10-v6"):
+    for name in ("real", "timm-real", "cifar10-v6", "imagenetv2", "imagenet-sketch"):
         for suffix in (".md", ".html"):
             fresh = strip_png.sub(b"", (tmp_path / f"{name}{suffix}").read_bytes())
             assert fresh == strip_png.sub(b"", (LEADERBOARD_DIR / f"{name}{suffix}").read_bytes()), \
@@ -432,3 +432,52 @@ def test_html_page_is_self_contained_sorts_in_headless_chromium(shipped_store, r
     by_low = sorted(real_board.rows, key=lambda r: r.relabelled.wilson.low)
     assert [r["model"] for r in table.rows] == [r.name for r in by_low]
     assert all(re.fullmatch(r"\[\d+\.\d\d, \d+\.\d\d\]", r["relabelled_wilson"]) for r in table.rows)
+
+
+@pytest.mark.parametrize("name, table, n_shift", [("imagenetv2", "results-imagenetv2-matched-frequency.csv", 10_000),
+                                                  ("imagenet-sketch", "results-sketch.csv", 50_889)])
+def test_shift_leaderboards_match_the_csv_files_and_an_independent_logit_fit(shipped_store, shared_data, name,
+                                                                              table, n_shift):
+    from reports.render import render_markdown
+
+    board = build(shipped_store, load_spec(name))
+    folder = shared_data / "timm-results"
+    orig = pd.read_csv(folder / "results-imagenet.csv", thousands=",")
+    shift = pd.read_csv(folder / table, thousands=",")
+    both = orig.merge(shift, on=["model", "img_size"], suffixes=("_o", "_s"))
+    assert len(board.rows) == len(both) == 1556
+    assert {(r.relabelled.n, r.reference.n) for r in board.rows} == {(n_shift, 50_000)}
+    pearson, _, _ = board.correlation
+    assert pearson.r == pytest.approx(stats.pearsonr(both.top1_o, both.top1_s).statistic, rel=1e-9)
+    assert [reg.breakpoint_source for reg in board.regimes] == ["piecewise-linear fit", "given"]
+    # effective robustness: OLS of logit(shifted) on logit(original) over the same 1,556 rows, by scipy
+    x, y = np.array([r.reference.accuracy for r in board.rows]), np.array([r.relabelled.accuracy for r in board.rows])
+    fit = stats.linregress(np.log(x / (1 - x)), np.log(y / (1 - y)))
+    assert board.robustness.slope.estimate == pytest.approx(fit.slope, rel=1e-9)
+    assert board.robustness.intercept.estimate == pytest.approx(fit.intercept, rel=1e-9, abs=1e-12)
+    expected = y - 1 / (1 + np.exp(-(fit.intercept + fit.slope * np.log(x / (1 - x)))))
+    np.testing.assert_allclose([r.effective.estimate for r in board.rows], expected, atol=1e-9)
+    assert all(r.effective.low <= r.effective.estimate <= r.effective.high for r in board.rows)
+    top = max(board.rows, key=lambda r: r.effective.estimate)
+    text = render_markdown(board).decode()
+    assert "## Effective robustness on" in text and f"| {top.name} | {100 * top.effective.estimate:+.2f} |" in text
+
+
+def test_any_timm_table_imports_on_the_suite_it_measures(store, shared_data, tmp_path):
+    from harness.data import sha256_file
+    from reports.external import import_timm_file
+
+    # timm's ImageNet-A table has the same format; the shipped Sketch table stands in for one here
+    a_table = tmp_path / "results-imagenet-a.csv"
+    shutil.copy(shared_data / "timm-results" / "results-sketch.csv", a_table)
+    run_id = import_timm_file(store, a_table)
+    meta = store.run_meta(run_id)
+    assert (meta["suite"], meta["label_set"], meta["dataset"]) == ("imagenet-a", "imagenet-a", "imagenet-a")
+    assert meta["n_samples_per_model"] == 7_500 and meta["source_sha256"] == sha256_file(a_table)
+    assert meta["name"] == "timm-imagenet-a" and len(store.sql(
+        f"SELECT * FROM aggregates WHERE run_id = '{run_id}'")) == 1556
+    assert import_timm_file(store, a_table) == run_id  # the same file again is not a second run
+    r_run = import_timm_file(store, a_table, suite="imagenet-r", name="my-r-table")
+    assert store.run_meta(r_run)["n_samples_per_model"] == 30_000
+    with pytest.raises(HarnessError, match="cannot tell which test set a file named 'mine.csv' measures"):
+        import_timm_file(store, tmp_path / "mine.csv")

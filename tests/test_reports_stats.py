@@ -353,3 +353,59 @@ def test_gap_bootstrap_matches_scipy_paired_bootstrap(original_correct, shared_d
         rs.bootstrap_gap(sub_ref, sub_rel[:10])
     with pytest.raises(HarnessError, match="1/0 per sample"):
         rs.bootstrap_gap([0.5, 1.0], [1.0, 1.0])
+
+
+def _timm_pair(shared_data, shifted: str) -> pd.DataFrame:
+    from reports.external import parse_timm_results
+
+    folder = shared_data / "timm-results"
+    ref = parse_timm_results(folder / "results-imagenet.csv")
+    shift = parse_timm_results(folder / shifted)
+    return ref.merge(shift, on=["model", "img_size"], suffixes=("_ref", "_shift"))
+
+
+@pytest.mark.parametrize("shifted", ["results-imagenetv2-matched-frequency.csv", "results-sketch.csv"])
+def test_effective_robustness_fit_matches_scipy_least_squares_in_logit_space(shared_data, shifted):
+    from scipy import optimize
+
+    pair = _timm_pair(shared_data, shifted)
+    assert len(pair) == 1556
+    x, y = pair["top1_ref"].to_numpy(), pair["top1_shift"].to_numpy()
+    n_shift = 10_000 if "v2" in shifted else 50_889
+    fit = rs.effective_robustness(x, y, 50_000, n_shift, n_resamples=200, seed=1)
+    lx = np.log(np.clip(x, 0.5 / 50_000, 1 - 0.5 / 50_000) / (1 - np.clip(x, 0.5 / 50_000, 1 - 0.5 / 50_000)))
+    ly = np.log(np.clip(y, 0.5 / n_shift, 1 - 0.5 / n_shift) / (1 - np.clip(y, 0.5 / n_shift, 1 - 0.5 / n_shift)))
+    solved = optimize.least_squares(lambda p: p[0] + p[1] * lx - ly, x0=[0.0, 1.0], xtol=1e-14, ftol=1e-14,
+                                    gtol=1e-14).x
+    assert fit.intercept.estimate == pytest.approx(solved[0], abs=1e-7)
+    assert fit.slope.estimate == pytest.approx(solved[1], abs=1e-7)
+    predicted = 1 / (1 + np.exp(-(solved[0] + solved[1] * lx)))
+    np.testing.assert_allclose([e.estimate for e in fit.effective], y - predicted, atol=1e-8)
+    assert fit.slope.low < fit.slope.estimate < fit.slope.high and fit.n == 1556
+
+
+def test_effective_robustness_intervals_cover_the_truth_in_simulation():
+    """Models on a known logit line, accuracies drawn from their n samples: the 90% intervals of each
+    model's effective robustness (truly 0) and of the slope cover the truth about 90% of the time."""
+    rng = np.random.default_rng(2020)
+    slope, intercept, m, n_ref, n_shift = 1.2, -0.6, 30, 5_000, 2_000
+    covered, slope_covered, trials = 0, 0, 60
+    for t in range(trials):
+        true_ref = rng.uniform(0.55, 0.9, m)
+        true_shift = 1 / (1 + np.exp(-(intercept + slope * np.log(true_ref / (1 - true_ref)))))
+        ref = rng.binomial(n_ref, true_ref) / n_ref
+        shift = rng.binomial(n_shift, true_shift) / n_shift
+        fit = rs.effective_robustness(ref, shift, n_ref, n_shift, confidence=0.9, n_resamples=400, seed=t)
+        covered += sum(e.low <= 0 <= e.high for e in fit.effective)
+        slope_covered += fit.slope.low <= slope <= fit.slope.high
+    assert 0.84 <= covered / (trials * m) <= 0.97
+    assert 0.75 <= slope_covered / trials <= 1.0
+
+
+def test_effective_robustness_refuses_bad_input():
+    with pytest.raises(HarnessError, match="at least 3 models"):
+        rs.effective_robustness([0.7, 0.8], [0.6, 0.7], 100, 100)
+    with pytest.raises(HarnessError, match="fractions between 0 and 1"):
+        rs.effective_robustness([70, 80, 90], [60, 70, 80], 100, 100)
+    with pytest.raises(HarnessError, match="same models"):
+        rs.effective_robustness([0.7, 0.8, 0.9], [0.6, 0.7], 100, 100)
