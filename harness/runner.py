@@ -233,7 +233,8 @@ class ImageDataset:
             except OSError as exc:
                 return key, None, f"{type(exc).__name__}: {exc}"
         try:
-            with Image.open(path) as img:
+            # an image of a Hugging Face dataset (harness.hfsource) opens from its stored bytes
+            with Image.open(path.open_image() if hasattr(path, "open_image") else path) as img:
                 x = self.transform(img.convert("RGB"))
             return key, x, None
         except Exception as exc:  # noqa: BLE001 - any decode failure becomes an error row
@@ -426,7 +427,11 @@ def list_suite_images(suite, data_dir: str | Path | None, quiet: bool = True) ->
     """The images a suite runs on (its shipped images unless ``data_dir``) and their manifest."""
     from .data import load_manifest, resolve
 
+    from .hfsource import is_dataset_source, list_dataset_images
+
     manifest_info = None
+    if data_dir is not None and is_dataset_source(data_dir):  # a Hugging Face dataset, local or on the Hub
+        return list_dataset_images(data_dir, suite), None
     if data_dir is None:
         if suite.default_images is None:
             download = f" (a downloaded copy of data manifest {suite.manifest})" if getattr(suite, "manifest", None) else ""
@@ -491,7 +496,8 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
         precision = run_form["precision"]
         config = {
             "model": model_name, "timm_name": loaded.spec.timm_name, "weights_sha256": loaded.weights_sha256,
-            "suite": suite.name, "data_dir": str(images.root.resolve()),
+            "suite": suite.name,
+            "data_dir": str(images.root if images.layout == "hf-dataset" else images.root.resolve()),
             "listing_sha256": images.listing_sha256, "limit": limit, "topk": topk, "save_logits": save_logits,
             "preprocessing": cfg, **run_form,
         }

@@ -234,3 +234,45 @@ def test_layout_errors_are_one_clear_sentence(store, tmp_path, shared_data):
     empty_list = _cli("run", "--suite", "image-folder", "--model", "efficientnet-lite0", "--data-dir", str(unknown),
                       "--classes", str(names), store=store)
     assert "names no classes" in empty_list.stderr and empty_list.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_a_local_hugging_face_dataset_stores_the_rows_of_the_folder_run(standins, store, tmp_path):
+    """The same 12 images in ImageNetV2's layout, as a folder, as a datasets folder (save_to_disk,
+    an integer label and the image column as the Hub stores it) and as a Parquet file."""
+    import datasets
+
+    root, layouts = standins
+    folder = tmp_path / "v2"
+    chosen = sorted(layouts["v2"])[:12]
+    for rel in chosen:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(root / "v2" / rel, folder / rel)
+    table = datasets.Dataset.from_dict(
+        {"image": [str(folder / rel) for rel in chosen], "label": [int(rel.split("/")[0]) for rel in chosen]}
+    ).cast_column("image", datasets.Image())
+    table.save_to_disk(str(tmp_path / "v2-dataset"))
+    table.to_parquet(str(tmp_path / "v2.parquet"))
+    suite = get_suite("imagenetv2-matched-frequency")
+    runs = {source: run_classification(store, suite, "efficientnet-lite0", data_dir=source, batch_size=12, quiet=True,
+                                       workers=1)
+            for source in (folder, tmp_path / "v2-dataset", tmp_path / "v2.parquet")}
+    rows = {source: store.sql(f"SELECT key, top_classes, top_scores, error FROM predictions WHERE run_id = "
+                              f"'{run_id}' ORDER BY key") for source, run_id in runs.items()}
+    reference = rows[folder]
+    assert list(reference["key"]) == chosen and reference["error"].isna().all()
+    for source in runs:
+        assert rows[source]["key"].tolist() == chosen
+        assert [list(c) for c in rows[source]["top_classes"]] == [list(c) for c in reference["top_classes"]]
+        assert [list(s) for s in rows[source]["top_scores"]] == [list(s) for s in reference["top_scores"]]
+        assert suite.score(store, runs[source])["top1"] == suite.score(store, runs[folder])["top1"]
+    assert store.run_meta(runs[tmp_path / "v2-dataset"])["data_layout"] == "hf-dataset"
+
+
+def test_a_dataset_without_an_image_column_is_one_clear_error(store, tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"text": ["a", "b"]}).to_parquet(str(tmp_path / "text.parquet"))
+    with pytest.raises(HarnessError, match=r"text.parquet has no image column \(columns: text\)"):
+        run_classification(store, get_suite("imagenet-sketch"), "efficientnet-lite0",
+                           data_dir=tmp_path / "text.parquet")
