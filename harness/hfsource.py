@@ -92,6 +92,7 @@ class DatasetImage:
     """One image of a dataset, opened lazily in the decoding worker."""
     source: str
     index: int
+    suffix = ""  # not a file: the device decoder's JPEG path leaves it to Pillow
 
     def open_image(self):
         ds, column = open_dataset(self.source)
