@@ -22,6 +22,7 @@ maxDets than its 300 per image.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -51,12 +52,20 @@ class Evaluation:
     image_ids: list[int]
     precision: np.ndarray  # [iou threshold, recall threshold, category, area, maxDets]
     recall: np.ndarray  # [iou threshold, category, area, maxDets]
-    num_gt: np.ndarray  # valid (not ignored) ground truth per [category, area]
     categories: dict[int, dict]
     n_detections: int
     summary: dict[str, float] = field(default_factory=dict)
     n_outside_label_set: int = 0  # detections on images the label set does not have (not evaluated)
     n_label_set_images: int = 0  # images in the label set; more than image_ids when the run saw only some
+    ground_truth: list[dict] = field(default_factory=list, repr=False)  # the annotations evaluated against
+    area_ranges: list = field(default_factory=list, repr=False)
+
+    @functools.cached_property
+    def num_gt(self) -> np.ndarray:
+        """Valid (not ignored) ground truth per [category, area]; counted when asked (per_category), not
+        on every score."""
+        return _valid_ground_truth(self.ground_truth, self.category_ids, self.image_ids, self.area_ranges,
+                                   self.iou_type)
 
     def mean(self, ap: bool, iou_thr: float | None = None, area: str = "all", max_dets: int | None = None,
              category_index: list[int] | None = None) -> float:
@@ -155,23 +164,22 @@ def evaluate(gt: dict, results: list[dict] | np.ndarray, iou_type: str, lvis: bo
     engine.evaluate()
     engine.accumulate()
     p = engine.params
-    num_gt = _valid_ground_truth(gt, p, iou_type)
     ev = Evaluation(
         iou_type=iou_type, lvis=lvis, iou_thrs=np.asarray(p.iouThrs), rec_thrs=np.asarray(p.recThrs),
         max_dets=list(p.maxDets), area_labels=list(p.areaRngLbl), category_ids=[int(c) for c in p.catIds],
         image_ids=[int(i) for i in p.imgIds], precision=np.asarray(engine.eval["precision"]),
-        recall=np.asarray(engine.eval["recall"]), num_gt=num_gt, categories=dict(coco_gt.cats),
-        n_detections=n_detections)
+        recall=np.asarray(engine.eval["recall"]), categories=dict(coco_gt.cats), n_detections=n_detections,
+        ground_truth=gt["annotations"], area_ranges=[list(a) for a in p.areaRng])
     ev.summary = summarize(ev)
     return ev
 
 
-def _valid_ground_truth(gt: dict, p, iou_type: str) -> np.ndarray:
+def _valid_ground_truth(anns: list[dict], category_ids: list[int], image_ids: list[int], area_ranges: list,
+                        iou_type: str) -> np.ndarray:
     """Ground truth counted by the accumulation, per [category, area range]: not crowd (for keypoints:
     with keypoints), area within the range, on an evaluated image."""
-    anns = gt["annotations"]
-    counts = np.zeros((len(p.catIds), len(p.areaRng)), dtype=np.int64)
-    if not anns or not p.catIds:
+    counts = np.zeros((len(category_ids), len(area_ranges)), dtype=np.int64)
+    if not anns or not category_ids:
         return counts
     category = np.fromiter((a["category_id"] for a in anns), np.int64, len(anns))
     image = np.fromiter((a["image_id"] for a in anns), np.int64, len(anns))
@@ -179,11 +187,11 @@ def _valid_ground_truth(gt: dict, p, iou_type: str) -> np.ndarray:
     valid = ~np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), bool, len(anns))
     if iou_type == "keypoints":
         valid &= np.fromiter((bool(a.get("num_keypoints", 0)) for a in anns), bool, len(anns))
-    cat_ids = np.asarray(p.catIds, dtype=np.int64)
+    cat_ids = np.asarray(category_ids, dtype=np.int64)
     k = np.searchsorted(cat_ids, category)  # catIds are sorted (the engine sorts them)
     valid &= (k < len(cat_ids)) & (cat_ids[np.minimum(k, len(cat_ids) - 1)] == category)
-    valid &= np.isin(image, np.asarray(p.imgIds, dtype=np.int64))
-    for j, (lo, hi) in enumerate(p.areaRng):
+    valid &= np.isin(image, np.asarray(image_ids, dtype=np.int64))
+    for j, (lo, hi) in enumerate(area_ranges):
         in_range = valid & (lo <= area) & (area <= hi)
         counts[:, j] = np.bincount(k[in_range], minlength=len(cat_ids))
     return counts
