@@ -374,8 +374,15 @@ def cmd_import_answers(args) -> int:
 
     tasks = read_tasks(Path(args.tasks))
     keys = sorted(tasks["key"].astype(str).unique())
+    base = None
+    if args.base:
+        if not args.register:
+            raise HarnessError("--base needs --register (the name of the corrected label set)")
+        _store(args).label_set_meta(args.base)  # refuses an unknown name, listing the known ones
+        base = _store(args).sql("SELECT key, labels, weights FROM labels WHERE label_set = ?", [args.base])
     if args.register:
-        check_registration(_store(args), args.register, args.dataset, keys, args.replace)
+        check_registration(_store(args), args.register, args.dataset,
+                           keys if base is None else base["key"], args.replace)
     roster = None
     if args.raters:
         if not Path(args.raters).is_file():
@@ -390,10 +397,28 @@ def cmd_import_answers(args) -> int:
     if args.out:
         _write_csv(q, args.out)
     if args.register:
-        register_label_set(_store(args), args.register, label_set_frame(keys, labels, weights),
-                           dataset=args.dataset, description=f"relabel of {args.tasks}",
-                           provenance={"answers": str(args.answers), "threshold": args.threshold,
-                                       "aggregator": args.aggregator}, replace=args.replace)
+        from harness.data import sha256_file
+
+        store = _store(args)
+        provenance = {"answers": str(args.answers), "answers_sha256": sha256_file(Path(args.answers)),
+                      "tasks": str(args.tasks), "threshold": args.threshold, "aggregator": args.aggregator,
+                      "reviewed_keys": len(keys)}
+        frame = label_set_frame(keys, labels, weights)
+        description = f"relabel of {args.tasks}"
+        if base is not None:
+            from .errors import apply_review
+
+            frame = apply_review(base, keys, labels, weights)
+            parent = store.label_set_meta(args.base)
+            provenance.update(base=args.base, version=int(parent.get("version", 1)) + 1,
+                              base_created_at=parent.get("created_at"))
+            description = f"{args.base} with {len(keys):,} samples reviewed ({args.tasks})"
+            if args.errors:
+                ranking = store.label_set_meta(args.errors)
+                provenance.update(ranking=args.errors, ranking_raters=ranking.get("raters"),
+                                  ranking_aggregator=ranking.get("aggregator"))
+        register_label_set(store, args.register, frame, dataset=args.dataset, description=description,
+                           provenance=provenance, replace=args.replace)
         print(f"registered label set {args.register} ({sum(1 for x in labels if x):,} samples keep labels)")
     return 0
 
@@ -453,6 +478,14 @@ def cmd_errors(args) -> int:
                          aggregator=args.aggregator)
     if args.out:
         _write_csv(table.assign(agreeing=table["agreeing"].map(" ".join)), args.out)
+    if args.tasks:
+        from .proposals import export_tasks, split_tasks
+
+        tasks = split_tasks(E.review_proposals(table, args.review), max_labels=8)
+        export_tasks(tasks, Path(args.tasks), list(suite.class_index()) if suite.class_index else None)
+        print(f"wrote {len(tasks):,} rating tasks for the top {args.review:,} suspects to {args.tasks}; "
+              f"import the answers with: import-answers --tasks {args.tasks} --base {label_set} "
+              f"--errors {name} --dataset {args.dataset} --register NAME", file=sys.stderr)
     print(f"{len(table):,} samples of {label_set} ranked by {args.aggregator} over {len(raters)} runs; "
           f"{int((table['p_wrong'] >= 0.5).sum()):,} with p_wrong >= 0.5; stored as {E.ERRORS_TABLE} "
           f"(label_set = '{name}')")
@@ -567,6 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="posteriors CSV")
     p.add_argument("--register", metavar="NAME")
     p.add_argument("--dataset", default="imagenet-val")
+    p.add_argument("--base", metavar="LABELSET", help="register the base label set with the reviewed samples "
+                   "replaced (a new version of it) instead of the reviewed samples alone")
+    p.add_argument("--errors", metavar="NAME", help="the label-error ranking the tasks came from (provenance)")
     _replace_arg(p)
     _fit_args(p, aggregator=True)
 
@@ -588,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name of the ranking in the store (default: <label set>-errors)")
     _replace_arg(p)
     p.add_argument("--out", help="the ranking as CSV")
+    p.add_argument("--tasks", help="write rating tasks (.jsonl or .csv) for the top --review suspects: the "
+                   "given label and the two most probable others")
+    p.add_argument("--review", type=int, default=100, help="suspects to turn into tasks")
     p.add_argument("--show", type=int, default=20, help="rows to print")
     _fit_args(p, multiclass=True, aggregator=True)
     return parser

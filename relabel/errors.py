@@ -148,3 +148,32 @@ def cifar10_error_references() -> dict[str, set]:
     checked = cifar.label_errors()
     return {"cifar10h": {str(i) for i in np.flatnonzero(plurality != original)},
             "mturk": {str(i) for i in checked.loc[checked["votes_given"] < 3, "index"]}}
+
+
+def review_proposals(table: pd.DataFrame, top: int, candidates: int = 3) -> dict[str, list[int]]:
+    """The ``top`` suspects as proposals for rating tasks: the given label and the ``candidates``
+    − 1 most probable others (likely, second), sorted."""
+    if top < 1 or candidates < 2:
+        raise HarnessError(f"--review needs at least 1 suspect and 2 candidate labels, got {top} and {candidates}")
+    out = {}
+    for row in table.head(top).itertuples(index=False):
+        labels = [int(row.given)] + [int(c) for c in (row.likely, row.second) if int(c) != int(row.given)]
+        out[str(row.key)] = sorted(set(labels[:candidates]))
+    return out
+
+
+def apply_review(base: pd.DataFrame, keys: list[str], labels: list[list[int]],
+                 weights: list[list[float]]) -> pd.DataFrame:
+    """The base label set (``key, labels, weights``) with the reviewed keys' rows replaced by the
+    labels the answers kept (an empty list drops the sample, as in ReaL)."""
+    unknown = sorted(set(keys) - set(base["key"]))
+    if unknown:
+        raise HarnessError(f"{len(unknown)} reviewed key(s) are not in the base label set, e.g. {unknown[:5]}")
+    reviewed = pd.DataFrame({"key": keys, "labels": [[int(x) for x in v] for v in labels],
+                             "weights": [[float(x) for x in v] for v in weights]})
+    kept = base[~base["key"].isin(set(keys))]
+    base_labels = [[int(x) for x in v] if isinstance(v, (list, np.ndarray)) else [] for v in kept["labels"]]
+    base_weights = [[float(x) for x in w] if isinstance(w, (list, np.ndarray)) and len(w) == len(v) else [1.0] * len(v)
+                    for v, w in zip(base_labels, kept["weights"])]  # a set stored without weights weighs 1
+    kept = pd.DataFrame({"key": kept["key"].astype(str).to_numpy(), "labels": base_labels, "weights": base_weights})
+    return pd.concat([kept, reviewed], ignore_index=True).sort_values("key", kind="stable").reset_index(drop=True)

@@ -80,18 +80,26 @@ def test_errors_refusals(simulated, capsys):
     assert "no label set 'no-such'" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def cifar_store(tmp_path_factory):
+    """The shipped CIFAR-10 prediction files (30 published models, the cross-validated probabilities,
+    the original labels as a run) and the original label set."""
+    from harness import cifar
+
+    store = Store(tmp_path_factory.mktemp("cifar-errors"))
+    cifar.import_shipped(store, suites=("cifar10",))
+    cifar.CIFAR10.ensure_label_sets(store, ["cifar10-original"])
+    return store
+
+
 @pytest.mark.slow
-def test_cifar10_errors_from_the_shipped_runs(tmp_path):
+def test_cifar10_errors_from_the_shipped_runs(cifar_store):
     """The real run: the 30 published models and the cross-validated probabilities as raters of the
     original CIFAR-10 test labels, scored against the human references (benchmarks/label_errors.py
     has the comparison with confident learning)."""
-    from harness import cifar
     from relabel.errors import cifar10_error_references, find_label_errors, precision_recall_at
 
-    store = Store(tmp_path / "store")
-    cifar.import_shipped(store, suites=("cifar10",))
-    cifar.CIFAR10.ensure_label_sets(store, ["cifar10-original"])
-    table, raters = find_label_errors(store, "cifar10-test", "cifar10-original", 10)
+    table, raters = find_label_errors(cifar_store, "cifar10-test", "cifar10-original", 10)
     assert len(raters) == 31 and "original_labels" not in raters and "label_errors_cv" in raters
     assert len(table) == 10_000 and int((table["p_wrong"] >= 0.5).sum()) == 289
     assert table.iloc[0][["key", "given", "likely", "models_likely"]].tolist() == ["2405", 3, 6, 31]  # cat -> frog
@@ -101,3 +109,56 @@ def test_cifar10_errors_from_the_shipped_runs(tmp_path):
           for name, ref in refs.items()}
     assert at["cifar10h"] == {10: 5, 54: 9, 79: 14, 500: 39}
     assert at["mturk"] == {10: 5, 54: 12, 79: 16, 500: 40}
+
+
+@pytest.mark.slow
+def test_review_round_trip_ends_in_a_new_label_set_that_rescores_the_runs(cifar_store, tmp_path, capsys):
+    """suspects -> tasks -> answers -> label set -> scores, on the real CIFAR-10 runs; the answers are
+    simulated: three raters say yes exactly to the CIFAR-10H plurality class."""
+    from harness import cifar
+    from harness.score import score_run
+    from relabel.proposals import read_tasks
+
+    store = cifar_store
+    tasks_path, answers_path = tmp_path / "tasks.csv", tmp_path / "answers.csv"
+    assert main(["errors", "--dataset", "cifar10-test", "--name", "review-errors", "--tasks", str(tasks_path),
+                 "--review", "40", "--store", str(store.root)]) == 0
+    tasks = read_tasks(tasks_path)
+    ranking = store.sql("SELECT key, given, likely FROM label_errors WHERE label_set = 'review-errors' "
+                        "AND rank <= 40")
+    assert set(tasks["key"]) == set(ranking["key"])
+    for r in ranking.itertuples():  # the given and the likely label are always asked
+        asked = set(tasks.loc[tasks["key"] == r.key, "label"])
+        assert {r.given, r.likely} <= asked and len(asked) <= 3
+    plurality = cifar.cifar10h_counts().argmax(1)
+    answers = pd.DataFrame([(rater, t.key, t.label, "yes" if plurality[int(t.key)] == t.label else "no")
+                            for rater in ("r1", "r2", "r3") for t in tasks.itertuples()],
+                           columns=["rater", "key", "label", "answer"])
+    answers.to_csv(answers_path, index=False)
+    assert main(["import-answers", "--tasks", str(tasks_path), "--answers", str(answers_path), "--base",
+                 "cifar10-original", "--errors", "review-errors", "--dataset", "cifar10-test", "--register",
+                 "cifar10-reviewed", "--store", str(store.root)]) == 0
+
+    new = store.sql("SELECT key, labels FROM labels WHERE label_set = 'cifar10-reviewed'")
+    new = dict(zip(new["key"], new["labels"].map(list)))
+    assert len(new) == 10_000
+    original = cifar.cifar10_labels()
+    reviewed = set(ranking["key"])
+    for key, labels in new.items():
+        if key not in reviewed:
+            assert labels == [original[int(key)]]
+        else:
+            asked = set(tasks.loc[tasks["key"] == key, "label"])
+            assert labels == ([plurality[int(key)]] if plurality[int(key)] in asked else [])
+    changed = sum(new[k] != [original[int(k)]] for k in reviewed)
+    assert changed == sum(plurality[int(k)] != original[int(k)] or plurality[int(k)] not in
+                          set(tasks.loc[tasks["key"] == k, "label"]) for k in reviewed) > 0
+    meta = store.label_set_meta("cifar10-reviewed")
+    assert meta["base"] == "cifar10-original" and meta["version"] == 2 and meta["ranking"] == "review-errors"
+    assert len(meta["ranking_raters"]) == 31 and len(meta["answers_sha256"]) == 64 and meta["reviewed_keys"] == 40
+
+    # Every run is re-scored on the new version without running a model again.
+    runs = {m["name"]: m["run_id"] for m in store.list_runs("complete") if m["name"] != "original_labels"}
+    before = {n: score_run(store, r, "cifar10-original")["top1"] for n, r in runs.items()}
+    after = {n: score_run(store, r, "cifar10-reviewed")["top1"] for n, r in runs.items()}
+    assert sum(after[n] > before[n] for n in runs) >= 25    # the suspects were the models' disagreements
