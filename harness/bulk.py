@@ -45,15 +45,16 @@ class BulkResult:
 
 
 def read_model_requests(models: str | None, models_file: str | Path | None,
-                        checkpoint: str | None = None) -> list[ModelRequest]:
+                        checkpoint: str | None = None, registry: bool = True) -> list[ModelRequest]:
     """The models to run, from ``--model a,b,c`` and/or a list file, in order, each once.
 
     The list file has one model per line, optionally followed by its checkpoint file (else
     ``checkpoint``, which also applies to every model of ``models``); blank lines and ``#`` comments
-    are ignored. Wildcards expand over the aliases and timm's names; the whole list is checked
-    (names, checkpoints) before it is returned, so a typo on its last line stops it before any model runs.
+    are ignored. The whole list is checked before it is returned (checkpoint files; with ``registry``, the
+    classification models' names, whose wildcards expand over the aliases and timm's names), so a typo on
+    its last line stops it before any model runs. Detection suites name torchvision models: ``registry=False``.
     """
-    from .models import expand_model_names, model_problem
+    from .models import checkpoint_problem, expand_model_names, model_problem
 
     requests = [ModelRequest(m.strip(), checkpoint) for m in (models or "").split(",") if m.strip()]
     origins = ["--model"] * len(requests)
@@ -77,12 +78,12 @@ def read_model_requests(models: str | None, models_file: str | Path | None,
     expanded, problems = [], []
     for request, origin in zip(requests, origins):
         try:
-            names = expand_model_names(request.model)
+            names = expand_model_names(request.model) if registry else [request.model]
         except HarnessError as exc:
             problems.append((origin, str(exc)))
             continue
         for name in names:
-            problem = model_problem(name, request.checkpoint)
+            problem = (model_problem if registry else checkpoint_problem)(name, request.checkpoint)
             if problem:
                 problems.append((origin, problem))
             expanded.append(ModelRequest(name, request.checkpoint))

@@ -56,7 +56,8 @@ def cmd_run(args) -> int:
     elif args.classes:
         raise HarnessError(f"--classes is for suite image-folder; suite {suite.name} knows its classes")
     # Every name and checkpoint is checked before the store is opened or torch imported.
-    requests = read_model_requests(args.model, args.models_file, args.checkpoint)
+    requests = read_model_requests(args.model, args.models_file, args.checkpoint,
+                                   registry=getattr(suite, "task", "classification") == "classification")
     if args.results_file and Path(args.results_file).suffix.lower() not in (".csv", ".json"):
         raise HarnessError(f"--results-file {args.results_file}: expected a .csv or .json file name (as timm's)")
     inference = inference_options(args)
@@ -77,6 +78,8 @@ def cmd_run(args) -> int:
         if given:
             raise HarnessError(f"a {suite.name} run does not take {', '.join(given)} (classification runs do); it "
                                "takes --name, --limit, --labels, --data-dir, --checkpoint, --batch-size and --device")
+        if args.labels:
+            check_label_sets(suite, store, [args.labels])
         for request in requests:
             run_id = runner(store, request.model, args.data_dir, checkpoint=request.checkpoint,
                             batch_size=args.batch_size or 2, device=args.device, quiet=args.quiet,

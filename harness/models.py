@@ -22,6 +22,7 @@ from .errors import HarnessError, did_you_mean
 # wildcard expanded) in a moment, without importing torch; ``write_timm_names`` regenerates the file.
 TIMM_NAMES_FILE = Path(__file__).with_name("timm_names.json")
 WILDCARD_CHARACTERS = "*?["
+TIMM_SOURCE_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:", "timm/")
 
 
 @dataclass(frozen=True)
@@ -112,18 +113,27 @@ def expand_model_names(pattern: str) -> list[str]:
     return matched
 
 
+def checkpoint_problem(name: str, checkpoint: str | Path | None) -> str | None:
+    """A checkpoint file given for ``name`` that does not exist, in one sentence, or None."""
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        return f"checkpoint {checkpoint} for model {name} does not exist"
+    return None
+
+
 def model_problem(name: str, checkpoint: str | Path | None = None) -> str | None:
     """Why ``name`` cannot run, in one sentence with the nearest known names, or None; imports no torch.
 
     A name the shipped timm list does not know is left to timm when the installed timm is of another
     version than the list.
     """
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        return f"checkpoint {checkpoint} for model {name} does not exist"
+    if checkpoint_problem(name, checkpoint):
+        return checkpoint_problem(name, checkpoint)
     spec = ALIASES.get(name)
     if spec is not None:
         if spec.weights == "unreleased" and checkpoint is None:
             return f"{name}: {spec.note}"
+        return None
+    if name.startswith(TIMM_SOURCE_PREFIXES):  # weights named by their location: timm checks them when loading
         return None
     names = timm_names()
     arch, _, tag = name.partition(".")

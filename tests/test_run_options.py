@@ -290,3 +290,15 @@ def test_decoding_on_the_device_falls_back_to_pil_and_agrees_with_it(store, tmp_
     good = rows[rows["pil_error"].isna()]
     assert len(good) == 11 and good["device_error"].isna().all()
     assert (good["pil"] == good["device"]).all()  # tensor resizing is close to PIL's: same class on these
+
+
+def test_detection_runs_take_torchvision_names_and_check_their_label_set(tmp_path):
+    # Detection suites run torchvision's detectors: their names are not refused as unknown timm models.
+    status, stderr = harness_without_torch(tmp_path / "store", "run", "--model", "fasterrcnn_resnet50_fpn",
+                                           "--suite", "coco", "--labels", "coco-val2017-tny")
+    assert status == "2 False False"
+    assert "no label set 'coco-val2017-tny' for suite coco; did you mean 'coco-val2017-tiny'" in stderr
+    status, stderr = harness_without_torch(tmp_path / "store", "run", "--model", "fasterrcnn_resnet50_fpn",
+                                           "--suite", "coco", "--checkpoint", str(tmp_path / "none.pth"))
+    assert status == "2 False False" and f"checkpoint {tmp_path / 'none.pth'} for model fasterrcnn_resnet50_fpn" \
+        " does not exist" in stderr
