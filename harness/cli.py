@@ -61,6 +61,10 @@ def cmd_run(args) -> int:
     if args.results_file and Path(args.results_file).suffix.lower() not in (".csv", ".json"):
         raise HarnessError(f"--results-file {args.results_file}: expected a .csv or .json file name (as timm's)")
     inference = inference_options(args)
+    if inference.precision == "fp16":  # refused on the CPU now, not as a failed run after the model has loaded
+        from .inference import pick_device
+
+        inference.precision_on(pick_device(args.device))
     store = _store(args)
     if args.resume and len(requests) > 1:
         raise HarnessError("--resume RUN_ID continues one run; give exactly one model")

@@ -117,6 +117,9 @@ def test_a_results_file_must_be_csv_or_json_and_fp16_is_refused_on_the_cpu(tmp_p
     status, stderr = harness_without_torch(tmp_path / "store", "run", "--model", "efficientnet-lite0", "--suite",
                                            "real", "--amp", "--precision", "bf16")
     assert status == "2 False False" and "--amp is --precision fp16" in stderr
+    status, stderr = harness_without_torch(tmp_path / "store", "run", "--model", "efficientnet-lite0", "--suite",
+                                           "real", "--amp", "--device", "cpu")
+    assert status.startswith("2 ") and "on the CPU use --precision bf16 or fp32" in stderr
     assert not (tmp_path / "store").exists()
 
 
