@@ -131,6 +131,69 @@ def test_caption_segments_as_class_agnostic_ground_truth(store, mdvc_as_detectio
     assert d["average_mAP"] == pytest.approx(share, abs=1e-12)
 
 
+def jittered_submission(shared_data, labelled: bool) -> dict:
+    """BMT's val_1 event segments (shipped; they are the ground-truth segments of the videos BMT had) moved
+    and stretched by seeded noise of 15 % of their length, so that their tIoUs spread over the thresholds,
+    with distinct random scores (no tie leaves the order to a sort), as a v1.3 submission (ids without v_)."""
+    rows, _ = formats.read_caption_submission(shared_data / "activitynet/bmt_captioning_results_val_1_e26.json")
+    rng = np.random.default_rng(14)
+    start, end = np.minimum(rows["start"], rows["end"]), np.maximum(rows["start"], rows["end"])
+    length = end - start
+    start = start + rng.normal(0, 0.15, len(rows)) * length
+    end = np.maximum(end + rng.normal(0, 0.15, len(rows)) * length, start)
+    score = (rng.permutation(len(rows)) + 1.0) / len(rows)
+    results: dict = {}
+    for key, s, e, p in zip(rows["key"], start, end, score):
+        entry = {"score": float(p), "segment": [float(s), float(e)]}
+        if labelled:
+            entry["label"] = "event"
+        results.setdefault(key[2:], []).append(entry)
+    return {"version": "VERSION 1.3", "external_data": {}, "results": results}
+
+
+# The official evaluator's numbers for jittered_submission (labelled: detection; unlabelled: proposals) against
+# the val_1 caption segments (class-agnostic: one class "event"), computed once on 2026-12-01 with
+# activitynet/ActivityNet Evaluation/eval_detection.py and eval_proposal.py at commit
+# 82304fa9f4a7219421df13dae6347a445c4cf5bc, ported to Python 3 and numpy 2 by syntax only (print, iteritems,
+# urllib2, xrange, np.float/np.int -> float/int, np.trapz -> np.trapezoid), with check_status=False (the
+# blocked-video list needs the network) and max_avg_nr_proposals=100 as get_proposal_performance.py passes;
+# ground truth: the rows of label set anet-captions-val_1 written as a v1.3 database. Equal to the last digit.
+OFFICIAL_JITTERED_VAL_1 = {
+    "mAP": [0.8884363672359593,
+            0.8654253741436517,
+            0.818670344246606,
+            0.7375537411519199,
+            0.6082990386899064,
+            0.4241693518577205,
+            0.2363943552243532,
+            0.09412570990550126,
+            0.020873976473649185,
+            0.0015014854314007618],
+    "average_mAP": 0.4695449744360668,  # printed by the official tool as "Average-mAP"
+    "proposals_AUC": 56.613978863181934,  # printed as "Area Under the AR vs AN curve: ...%"
+    "average_recall": [0.07286489574407314, 0.2771151099685804, 0.4263524707226507] + [0.5790059982862038] * 97,
+    "average_nr_proposals_last": 100.0,
+}
+
+
+@pytest.mark.slow
+def test_jittered_segments_match_the_official_evaluator(store, shared_data, tmp_path):
+    for labelled, name in ((True, "bmt-detections"), (False, "bmt-proposals")):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(jittered_submission(shared_data, labelled)))
+        ANET_DETECTION.import_predictions(store, path, name)
+    detections = ANET_DETECTION.score(store, store.resolve_run("bmt-detections")["run_id"], progress=False)
+    assert detections["class_agnostic"] and detections["n"] == 4917
+    np.testing.assert_allclose(detections["mAP"], OFFICIAL_JITTERED_VAL_1["mAP"], rtol=1e-12, atol=1e-15)
+    assert detections["average_mAP"] == pytest.approx(OFFICIAL_JITTERED_VAL_1["average_mAP"], rel=1e-12)
+    proposals = ANET_DETECTION.score(store, store.resolve_run("bmt-proposals")["run_id"])
+    assert proposals["AUC"] == pytest.approx(OFFICIAL_JITTERED_VAL_1["proposals_AUC"], rel=1e-12)
+    np.testing.assert_allclose(proposals["average_recall"], OFFICIAL_JITTERED_VAL_1["average_recall"], rtol=1e-12,
+                               atol=1e-15)
+    assert proposals["average_nr_proposals"][-1] == pytest.approx(OFFICIAL_JITTERED_VAL_1["average_nr_proposals_last"],
+                                                                  rel=1e-12)
+
+
 def test_v13_ground_truth_label_set(tmp_path, store):
     database = {
         "vid1": {"subset": "validation", "duration": 60.0, "annotations": [
