@@ -471,8 +471,10 @@ class Store:
             raise HarnessError(f"no run {run_id!r} in store {self.root} to keep a score for")
         path = self._score_path(run_id, key)
         path.parent.mkdir(exist_ok=True)
-        atomic_write_json(path, {**entry, "run_id": run_id, "key": dict(key), "stored_at": now_iso(),
-                                 "sources": self._score_sources(run_id, list(label_sets))})
+        entry = {**entry, "run_id": run_id, "key": dict(key), "stored_at": now_iso(),
+                 "sources": self._score_sources(run_id, list(label_sets))}
+        # Keys in their order (not sorted): a score read back prints as it did when computed.
+        atomic_write_bytes(path, json.dumps(entry, default=str).encode())
         self.refresh_catalog()  # catalog.duckdb's scores view exists once the first score does
 
     def get_score(self, run_id: str, key: Mapping[str, Any]) -> dict | None:
