@@ -25,7 +25,7 @@ from typing import Callable
 
 from .distributed import Shard, describe_error
 from .errors import HarnessError
-from .store import FolderLock, RunWriter, Store
+from .store import RunWriter, Store
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def record_death(store: Store, suite, request: ModelRequest, options: dict, clai
     from .runner import record_failed_run
 
     if claimed is not None:
-        lock = FolderLock(store.run_dir(claimed))
+        lock = store.lock_run(claimed)
         try:
             meta = store.run_meta(claimed)
             if lock.try_acquire() and meta.get("status") == "running":

@@ -223,7 +223,6 @@ def cmd_import(args) -> int:
 
     suite = get_suite(args.suite)
     store = _store(args)
-    suite.ensure_label_sets(store)
     name = args.name or Path(args.file).stem
     options = {}
     if args.labels:
@@ -231,7 +230,9 @@ def cmd_import(args) -> int:
     if args.drop_unknown_images:
         options["drop_unknown_images"] = True
     try:
-        run_id = suite.import_predictions(store, args.file, name, **options)
+        with store.rollback_on_error():  # a failed import leaves the store as it was
+            suite.ensure_label_sets(store)
+            run_id = suite.import_predictions(store, args.file, name, **options)
     except TypeError as exc:
         if options and "unexpected keyword" in str(exc):
             flags = {"label_set": "--labels", "drop_unknown_images": "--drop-unknown-images"}
@@ -317,7 +318,7 @@ def cmd_sql(args) -> int:
 
     store = _store(args)
     query = args.query if args.query != "-" else sys.stdin.read()
-    print(format_frame(store.sql(query), args.format, args.max_rows))
+    print(format_frame(store.sql(query, write=args.write), args.format, args.max_rows))
     return 0
 
 
@@ -361,6 +362,19 @@ def cmd_catalog(args) -> int:
     path = store.refresh_catalog()
     print(f"catalog rebuilt from the Parquet files: {path} (open with: duckdb {path})")
     return 0
+
+
+def cmd_check(args) -> int:
+    store = _store(args)
+    findings = store.check(repair=args.repair)
+    for item in findings:
+        action = f" -> {item['action']}" if item.get("action") else ""
+        print(f"{item['what']}: {item['problem']}{action}")
+    unrepaired = [f for f in findings if not f.get("action")]
+    print(f"store {store.root}: " + (f"{len(findings)} problems found" if findings else "no problems found")
+          + (f", {len(findings) - len(unrepaired)} repaired; catalog rebuilt" if args.repair else
+             ("; python -m harness check --repair moves damage aside (it deletes no data)" if findings else "")))
+    return 1 if unrepaired else 0
 
 
 def cmd_data(args) -> int:
@@ -490,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", help="SQL text, or - to read it from standard input")
     p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     p.add_argument("--max-rows", type=int, default=100)
+    p.add_argument("--write", action="store_true",
+                   help="allow statements that write (COPY TO, CREATE, ATTACH, INSTALL...); by default only "
+                        "reading statements run")
 
     p = sub.add_parser("runs", parents=[common], help="list stored runs: n, coverage and the score on the "
                        "suite's default label set (COCO/LVIS/ActivityNet: once scored)")
@@ -497,6 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="only runs so named (wildcards: 'efficientnet*')")
     p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     sub.add_parser("catalog", parents=[common], help="rebuild catalog.duckdb from the Parquet files")
+    p = sub.add_parser("check", parents=[common],
+                       help="verify the store (Parquet footers, row counts, unique keys, label sets, temporary files)")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild the catalog, remove what dead writers left, move damaged runs and label sets "
+                        "under damaged/ (never deletes data)")
 
     p = sub.add_parser("data", parents=[common], help="list, fetch or verify the datasets in data_manifests/")
     p.add_argument("action", choices=["list", "fetch", "verify"])
@@ -506,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"models": cmd_models, "suites": cmd_suites, "run": cmd_run, "import": cmd_import,
             "import-labels": cmd_import_labels,
-            "score": cmd_score, "sql": cmd_sql, "runs": cmd_runs, "catalog": cmd_catalog, "data": cmd_data}
+            "score": cmd_score, "sql": cmd_sql, "runs": cmd_runs, "catalog": cmd_catalog, "check": cmd_check,
+            "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

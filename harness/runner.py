@@ -335,7 +335,7 @@ def claim_resumable(store: Store, fingerprint: str) -> tuple[str, FolderLock] | 
     """
     for meta in reversed(store.list_runs()):
         if meta.get("status") != "complete" and meta.get("fingerprint") == fingerprint:
-            lock = FolderLock(store.run_dir(meta["run_id"]))
+            lock = store.lock_run(meta["run_id"])
             if not lock.try_acquire():
                 lock.release()
                 continue
@@ -367,7 +367,7 @@ def claim_run(store: Store, meta: dict, config: dict, fresh: bool, resume: str |
             changed = sorted(k for k in config if old.get(k) != config[k]) or ["the run's configuration"]
             raise HarnessError(f"run {resume} was made with a different {', '.join(changed)}; run the command "
                                "that started it to resume it")
-        lock = FolderLock(store.run_dir(resume))
+        lock = store.lock_run(resume)
         if not lock.try_acquire():
             lock.release()
             raise HarnessError(f"run {resume} is being written by another process")
@@ -376,19 +376,18 @@ def claim_run(store: Store, meta: dict, config: dict, fresh: bool, resume: str |
         claimed = claim_resumable(store, fingerprint)
     if claimed is None:
         run_id = check_identifier(store.new_run_id(meta["name"]), "run id")
-        lock = FolderLock(store.run_dir(run_id))
+        lock = store.lock_run(run_id)
         lock.try_acquire()  # a folder nobody else knows yet
         claimed = run_id, lock
     run_id, lock = claimed
-    resumed = (store.run_dir(run_id) / "run.json").exists()
+    resumed = store.run_exists(run_id)
     if resumed:  # begin_run keeps the old fields; a failure that is being resumed is no longer the run's state
         meta = {**meta, "error": None, "error_traceback": None}
     try:
         writer = store.begin_run(meta, run_id=run_id)
         # Temporary files of a process killed mid-write; nobody else writes here until this claim
         # is announced to the other ranks.
-        for stale in writer.dir.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        writer.remove_stale_temp()
     except BaseException:
         lock.release()
         raise
@@ -626,14 +625,9 @@ def shard_device(device: str, shard: Shard) -> str:
 
 def verify_rows(writer: RunWriter, keys: list[str], shard: Shard) -> tuple[int, int]:
     """Check that every image has exactly one stored row; returns (rows, error rows)."""
-    import pyarrow.parquet as pq
-
-    stored: list[str] = []
-    n_errors = 0
-    for path in sorted(writer.dir.glob("predictions-*.parquet")):
-        table = pq.read_table(path, columns=["key", "error"])
-        stored.extend(table.column("key").to_pylist())
-        n_errors += table.num_rows - table.column("error").null_count
+    table = writer.read_table("predictions", ["key", "error"])
+    stored: list[str] = table.column("key").to_pylist()
+    n_errors = table.num_rows - table.column("error").null_count
     missing = set(keys).difference(stored)
     if missing:
         where = (" (in a run on several machines, --store must be a folder that every machine shares)"

@@ -15,7 +15,7 @@ from .store import Store
 METRIC_VERSION = "classification-1"
 
 _PER_SAMPLE = """
-WITH p AS (SELECT key, top_classes, error FROM predictions_all WHERE run_id = $run),
+WITH p AS (SELECT key, top_classes, error FROM predictions WHERE run_id = $run),
      l AS (SELECT key, labels FROM labels WHERE label_set = $labels AND len(labels) > 0)
 SELECT l.key,
        coalesce(list_contains(l.labels, p.top_classes[1]), false) AS correct_top1,
@@ -31,7 +31,7 @@ ORDER BY l.key
 
 
 def _check(store: Store, run_id: str, label_set: str) -> tuple[dict, dict]:
-    run = store.run_meta(run_id)
+    run = store.complete_run(run_id)
     labels = store.label_set_meta(label_set)
     if run.get("dataset") != labels.get("dataset"):
         raise HarnessError(
@@ -45,7 +45,7 @@ def per_sample(store: Store, run_id: str, label_set: str, query: str = _PER_SAMP
 
     ``query`` computes other per-sample metrics from the same parameters (``$run``, ``$labels``)."""
     _check(store, run_id, label_set)
-    con = store.connect()
+    con = store.connect(runs=[run_id])
     try:
         return con.execute(query, {"run": run_id, "labels": label_set}).df()
     finally:
@@ -55,14 +55,14 @@ def per_sample(store: Store, run_id: str, label_set: str, query: str = _PER_SAMP
 def score_run(store: Store, run_id: str, label_set: str) -> dict:
     """Accuracy of a stored run against a stored label set, with the counts that qualify it."""
     run, labels = _check(store, run_id, label_set)
-    con = store.connect()
+    con = store.connect(runs=[run_id])
     try:
         rows = con.execute(_PER_SAMPLE, {"run": run_id, "labels": label_set}).df()
         totals = con.execute(
             """SELECT
                  (SELECT count(*) FROM labels WHERE label_set = $labels) AS dataset_size,
                  (SELECT count(*) FROM labels WHERE label_set = $labels AND len(labels) > 0) AS labelled,
-                 (SELECT count(*) FROM predictions_all WHERE run_id = $run) AS predicted""",
+                 (SELECT count(*) FROM predictions WHERE run_id = $run) AS predicted""",
             {"run": run_id, "labels": label_set}).fetchone()
     finally:
         con.close()

@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from harness import store as store_module
 from harness.data import load_manifest, resolve_file, sha256_file
 from harness.errors import HarnessError
-from harness.store import Store
+from harness.store import Store, register_run_table
 
 AGGREGATES_SCHEMA = pa.schema([
     ("model", pa.string()),
@@ -32,7 +31,7 @@ AGGREGATES_SCHEMA = pa.schema([
 ])
 # Registered here rather than in harness.store because only reports reads external tables;
 # the view is then defined (empty) even before the first import.
-store_module.RUN_TABLES.setdefault("aggregates", AGGREGATES_SCHEMA)
+register_run_table("aggregates", AGGREGATES_SCHEMA)
 
 EXTERNAL_KIND = "external"
 

@@ -190,8 +190,8 @@ def test_label_set_replacement_killed_at_any_step_is_recovered(tmp_path):
     command = [sys.executable, "-c", REPLACE_LABELS, str(store.root)]
     renames, unlinks = "rename,renameat,renameat2", "unlink,unlinkat"
 
-    def set_aside(line):
-        return "label_set=mine\", " in line and ".old-" in line
+    def swap(line):  # the new version and the old one exchange names in one step
+        return "label_set=mine\", " in line and "RENAME_EXCHANGE" in line
 
     def call_number(calls, is_it):
         """The number of the call ``is_it`` among ``calls`` of a replacement that is not killed."""
@@ -201,8 +201,7 @@ def test_label_set_replacement_killed_at_any_step_is_recovered(tmp_path):
         return next(n for n, line in enumerate(lines, 1) if is_it(line))
 
     cases = [  # (calls, the one to kill at, after it by, the labels left, whether the label set's folder is there)
-        (renames, set_aside, 0, [1], True),  # the new version written aside, the old one not yet moved
-        (renames, set_aside, 1, [1], False),  # between the two renames: only the hidden old folder holds it
+        (renames, swap, 0, [1], True),  # the new version written aside, the old one still in place
         (unlinks, lambda line: "unlinkat(" in line, 0, [2], True),  # the new one in; the old one being deleted
     ]
     for calls, is_it, after, survivor, in_place in cases:

@@ -243,7 +243,7 @@ class CifarSuite(ClassificationSuite):
 
 
 _HUMAN_AGREEMENT = """
-WITH p AS (SELECT key, top_classes FROM predictions_all WHERE run_id = $run),
+WITH p AS (SELECT key, top_classes FROM predictions WHERE run_id = $run),
      l AS (SELECT key, labels, weights FROM labels WHERE label_set = $labels AND len(labels) > 0)
 SELECT l.key, coalesce(l.weights[list_position(l.labels, p.top_classes[1])], 0.0)::DOUBLE AS human_agreement
 FROM l JOIN p USING (key)

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
@@ -257,14 +256,11 @@ def import_ground_truth(store: Store, path: str | Path, name: str, dataset: str 
 
 
 def _read_tables(store: Store, label_set: str, tables, skip_columns=()) -> dict[str, pa.Table]:
-    folder = store.label_set_dir(label_set)
     out = {}
     for t in tables:
-        path = folder / f"{t}.parquet"
-        if not path.exists():
+        if t not in store.label_set_entry(label_set).files:
             raise HarnessError(f"label set {label_set!r} has no {t} table; it is not COCO-format ground truth")
-        columns = [c for c in pq.read_schema(path).names if c not in skip_columns] if skip_columns else None
-        out[t] = pq.read_table(path, columns=columns)
+        out[t] = store.read_label_table(label_set, t, exclude=skip_columns)
     return out
 
 
@@ -274,13 +270,9 @@ def _column(store: Store, label_set: str, table: str, column: str) -> list:
 
 def read_detections(store: Store, run_id: str) -> pa.Table:
     """A run's detections in file (or inference) order, straight from its Parquet parts."""
-    parts = sorted(store.run_dir(run_id).glob(f"{DETECTIONS}-*.parquet"))
-    if not parts:
+    if DETECTIONS not in store.run_entry(run_id).files:
         raise HarnessError(f"run {run_id} has no detections ({DETECTIONS} rows); it is not a detection run")
-    table = pa.concat_tables([pq.read_table(p) for p in parts])
-    if len(parts) > 1:
-        table = table.sort_by("det_index")
-    return table
+    return store.read_run_table(run_id, DETECTIONS).sort_by("det_index")
 
 
 COCO = DetectionSuite(
