@@ -188,7 +188,8 @@ def traced(log: Path, calls: str, command: list[str], inject_at: int | None = No
 def test_label_set_replacement_killed_at_any_step_is_recovered(tmp_path):
     store = Store(tmp_path / "store")
     command = [sys.executable, "-c", REPLACE_LABELS, str(store.root)]
-    renames, unlinks = "rename,renameat,renameat2", "unlink,unlinkat"
+    # strace counts `when` per system call, so each case traces the one call it kills at.
+    exchanges, unlinks = "renameat2", "unlink,unlinkat"
 
     def swap(line):  # the new version and the old one exchange names in one step
         return "label_set=mine\", " in line and "RENAME_EXCHANGE" in line
@@ -201,7 +202,7 @@ def test_label_set_replacement_killed_at_any_step_is_recovered(tmp_path):
         return next(n for n, line in enumerate(lines, 1) if is_it(line))
 
     cases = [  # (calls, the one to kill at, after it by, the labels left, whether the label set's folder is there)
-        (renames, swap, 0, [1], True),  # the new version written aside, the old one still in place
+        (exchanges, swap, 0, [1], True),  # the new version written aside, the old one still in place
         (unlinks, lambda line: "unlinkat(" in line, 0, [2], True),  # the new one in; the old one being deleted
     ]
     for calls, is_it, after, survivor, in_place in cases:
