@@ -305,3 +305,17 @@ def test_detection_runs_take_torchvision_names_and_check_their_label_set(tmp_pat
                                            "--suite", "coco", "--checkpoint", str(tmp_path / "none.pth"))
     assert status == "2 False False" and f"checkpoint {tmp_path / 'none.pth'} for model fasterrcnn_resnet50_fpn" \
         " does not exist" in stderr
+
+
+def test_a_model_torchscript_cannot_reproduce_runs_eager():
+    import torch
+
+    from harness.inference import InferenceOptions, prepare_model
+
+    class ShapeDependent(torch.nn.Module):
+        def forward(self, x):  # tracing at batch 2 bakes in the first branch
+            return x.mean((2, 3)) if x.shape[0] > 1 else x.amax((2, 3))
+
+    assert prepare_model(ShapeDependent(), "cpu", InferenceOptions(), [3, 8, 8])[1] == "eager"
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4).eval(), torch.nn.ReLU())
+    assert prepare_model(conv, "cpu", InferenceOptions(), [3, 8, 8])[1] == "torchscript-frozen"
