@@ -13,7 +13,9 @@ value of a ``key`` column; else, for a suite labelled by class folders (ImageNet
 -R, image-folder), ``<class folder>/<file name>`` from a ``label`` column and the image's stored
 file name, which is the key the same images get in a folder (``0/7e2a.jpeg``); else the stored
 file name. A run through a dataset therefore stores the same rows as a run through the folder the
-dataset was built from. Images are decoded by Pillow from the stored bytes, exactly as from files.
+dataset was built from. Images are decoded by Pillow from the stored bytes, exactly as from files;
+an image stored by path only (``Dataset.to_parquet`` keeps paths) is read from that path, taken
+relative to the dataset's folder when it is relative.
 """
 from __future__ import annotations
 
@@ -99,18 +101,21 @@ class DatasetImage:
         value = ds[self.index][column]
         if value.get("bytes"):
             return io.BytesIO(value["bytes"])
-        if value.get("path"):
-            return value["path"]
+        if value.get("path"):  # an image stored by path only: relative paths are relative to the dataset
+            path = Path(value["path"])
+            if not path.is_absolute() and not self.source.startswith(HUB_PREFIX):
+                base = Path(self.source)
+                path = (base.parent if base.is_file() else base) / path
+            return str(path)
         raise OSError(f"row {self.index} of {self.source} holds no image")
 
     def __str__(self) -> str:
         return f"{self.source}[{self.index}]"
 
 
-def list_dataset_images(source: str | Path, suite):
-    """The ``ImageList`` of a datasets source for ``suite``: keys as the same images get in a folder."""
-    from .runner import ImageList
-
+def list_dataset_images(source: str | Path, suite) -> tuple[Path, list[tuple[str, DatasetImage]], str, str]:
+    """A datasets source's images for ``suite``, keyed as the same images are in a folder: (root, sorted
+    (key, image) items, layout ``hf-dataset``, listing sha256), the fields of ``runner.ImageList``."""
     source = str(source) if str(source).startswith(HUB_PREFIX) else str(Path(source).resolve())
     ds, column = open_dataset(source)
     if len(ds) == 0:
@@ -149,4 +154,4 @@ def list_dataset_images(source: str | Path, suite):
     digest = hashlib.sha256(f"{getattr(ds, '_fingerprint', '')}\n".encode())
     for key, _ in items:
         digest.update(f"{key}\n".encode())
-    return ImageList(Path(source), items, "hf-dataset", digest.hexdigest())
+    return Path(source), items, "hf-dataset", digest.hexdigest()

@@ -430,7 +430,7 @@ def list_suite_images(suite, data_dir: str | Path | None, quiet: bool = True) ->
 
     manifest_info = None
     if data_dir is not None and is_dataset_source(data_dir):  # a Hugging Face dataset, local or on the Hub
-        return list_dataset_images(data_dir, suite), None
+        return ImageList(*list_dataset_images(data_dir, suite)), None
     if data_dir is None:
         if suite.default_images is None:
             download = f" (a downloaded copy of data manifest {suite.manifest})" if getattr(suite, "manifest", None) else ""

@@ -237,7 +237,7 @@ def test_layout_errors_are_one_clear_sentence(store, tmp_path, shared_data):
 
 
 @pytest.mark.slow
-def test_a_local_hugging_face_dataset_stores_the_rows_of_the_folder_run(standins, store, tmp_path):
+def test_a_local_hugging_face_dataset_stores_the_rows_of_the_folder_run(standins, store, tmp_path, monkeypatch):
     """The same 12 images in ImageNetV2's layout, as a folder, as a datasets folder (save_to_disk,
     an integer label and the image column as the Hub stores it) and as a Parquet file."""
     import datasets
@@ -251,12 +251,16 @@ def test_a_local_hugging_face_dataset_stores_the_rows_of_the_folder_run(standins
     table = datasets.Dataset.from_dict(
         {"image": [str(folder / rel) for rel in chosen], "label": [int(rel.split("/")[0]) for rel in chosen]}
     ).cast_column("image", datasets.Image())
-    table.save_to_disk(str(tmp_path / "v2-dataset"))
-    table.to_parquet(str(tmp_path / "v2.parquet"))
+    table.save_to_disk(str(tmp_path / "v2-dataset"))  # embeds the image bytes
+    table.to_parquet(str(tmp_path / "v2.parquet"))  # keeps the absolute paths
+    relative = datasets.Dataset.from_dict({"image": chosen, "label": [int(rel.split("/")[0]) for rel in chosen]})
+    with monkeypatch.context() as here:  # paths relative to the Parquet file, which sits next to the images
+        here.chdir(folder)
+        relative.cast_column("image", datasets.Image()).to_parquet("relative.parquet")
     suite = get_suite("imagenetv2-matched-frequency")
     runs = {source: run_classification(store, suite, "efficientnet-lite0", data_dir=source, batch_size=12, quiet=True,
                                        workers=1)
-            for source in (folder, tmp_path / "v2-dataset", tmp_path / "v2.parquet")}
+            for source in (folder, tmp_path / "v2-dataset", tmp_path / "v2.parquet", folder / "relative.parquet")}
     rows = {source: store.sql(f"SELECT key, top_classes, top_scores, error FROM predictions WHERE run_id = "
                               f"'{run_id}' ORDER BY key") for source, run_id in runs.items()}
     reference = rows[folder]
