@@ -4,7 +4,8 @@
     python -m reports cifar-study              # the CIFAR-10 study: leaderboards/cifar-study.md|csv|png
     python -m reports leaderboard [NAME ...]   # regenerate leaderboards/<name>.md|html|png
     python -m reports leaderboard --check      # fail if a committed leaderboard is stale
-    python -m reports import-timm              # only timm's four shipped result tables
+    python -m reports import-timm [FILE ...]   # timm's four shipped result tables, or any in timm's format
+    python -m reports shift-study              # ReaL gains vs ImageNetV2 gains across timm's models
     python -m reports compare A B --label-set real
 
 --store DIR and --quiet go before or after the command.
@@ -135,6 +136,14 @@ def cmd_cifar_study(args) -> int:
     return 0
 
 
+def cmd_shift_study(args) -> int:
+    from .shift_study import describe, gap_study
+
+    for line in describe(gap_study(_store(args))):
+        print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = common_options()
     p = argparse.ArgumentParser(prog="python -m reports", description=__doc__, parents=[common],
@@ -156,6 +165,8 @@ def parser() -> argparse.ArgumentParser:
     cs.add_argument("--no-runs", action="store_true",
                     help="do not run the CIFAR ResNets; own runs already in the store still join the table")
     cs.set_defaults(func=cmd_cifar_study)
+    sub.add_parser("shift-study", parents=[common], help="do models that gain most on ReaL gain on ImageNetV2? "
+                   "(correlations across timm's tables, with intervals)").set_defaults(func=cmd_shift_study)
     lb = sub.add_parser("leaderboard", parents=[common], help="regenerate leaderboards from the store")
     lb.add_argument("names", nargs="*", metavar="NAME", help="spec names (default: every leaderboards/*.toml)")
     lb.add_argument("--dir", default=str(LEADERBOARD_DIR), help="folder of the specs and outputs")

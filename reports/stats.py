@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from itertools import combinations
 from typing import Sequence
 
 import numpy as np
@@ -617,3 +618,55 @@ def effective_robustness(reference, shifted, n_reference, n_shifted, confidence:
     effective = tuple(interval(y[i] - predicted[i], b_effective[:, i], m) for i in range(m))
     return EffectiveRobustness(interval(slope, b_slope, m), interval(intercept, b_intercept, m),
                                tuple(float(p) for p in predicted), effective, m)
+
+
+# ----- agreement on the line (Baek et al. 2022) --------------------------------------
+@dataclass(frozen=True)
+class AgreementOnTheLine(_Result):
+    """Lines in probit space (``scipy.stats.norm.ppf``) over a population of models evaluated on the same
+    original and shifted samples: accuracy (one point per model) and pairwise agreement (one point per
+    pair of models, the share of samples on which both predict the same class). When the two lines
+    coincide (Baek et al. 2022, "Agreement-on-the-line"), the agreement line, which needs no labels on the
+    shifted set, predicts each model's shifted accuracy (their ALine-S estimate)."""
+    accuracy_line: Line
+    agreement_line: Line
+    reference_accuracy: tuple[float, ...]
+    shifted_accuracy: tuple[float, ...]
+    predicted_accuracy: tuple[float, ...]  # from the reference accuracy through the agreement line
+    mean_absolute_error: float  # of the predicted vs the measured shifted accuracy, as a fraction
+    n_pairs: int
+    n: int  # models
+
+
+def _agreement(predictions: np.ndarray) -> np.ndarray:
+    """Pairwise agreement of the rows of a models x samples matrix, in ``combinations`` order."""
+    return np.array([np.mean(predictions[i] == predictions[j]) for i, j in combinations(range(len(predictions)), 2)])
+
+
+def _probit(p: np.ndarray, n: int) -> np.ndarray:
+    return stats.norm.ppf(np.clip(p, 0.5 / n, 1 - 0.5 / n))
+
+
+def agreement_on_the_line(reference_predictions, reference_labels, shifted_predictions,
+                          shifted_labels) -> AgreementOnTheLine:
+    """Agreement-on-the-line over models whose top-1 classes are the rows of ``*_predictions``
+    (models x samples, the same models in the same order on both sets; samples aligned with labels)."""
+    ref, shift = np.asarray(reference_predictions), np.asarray(shifted_predictions)
+    ref_y, shift_y = np.asarray(reference_labels), np.asarray(shifted_labels)
+    if ref.ndim != 2 or shift.ndim != 2 or len(ref) != len(shift):
+        raise HarnessError("predictions must be models x samples matrices with the same models on both sets; got "
+                           f"shapes {ref.shape} and {shift.shape}")
+    if len(ref) < 3:
+        raise HarnessError(f"agreement on the line needs at least 3 models; got {len(ref)}")
+    if ref.shape[1] != ref_y.size or shift.shape[1] != shift_y.size:
+        raise HarnessError(f"the labels ({ref_y.size} and {shift_y.size}) must cover the predictions' samples "
+                           f"({ref.shape[1]} and {shift.shape[1]})")
+    n_ref, n_shift = ref.shape[1], shift.shape[1]
+    acc_ref, acc_shift = (ref == ref_y).mean(axis=1), (shift == shift_y).mean(axis=1)
+    agree_ref, agree_shift = _agreement(ref), _agreement(shift)
+    accuracy_line = fit_line(_probit(acc_ref, n_ref), _probit(acc_shift, n_shift))
+    agreement_line = fit_line(_probit(agree_ref, n_ref), _probit(agree_shift, n_shift))
+    predicted = stats.norm.cdf(agreement_line.intercept + agreement_line.slope * _probit(acc_ref, n_ref))
+    return AgreementOnTheLine(accuracy_line, agreement_line, tuple(map(float, acc_ref)), tuple(map(float, acc_shift)),
+                              tuple(map(float, predicted)), float(np.abs(predicted - acc_shift).mean()),
+                              int(agree_ref.size), int(len(ref)))

@@ -482,3 +482,30 @@ def test_any_timm_table_imports_on_the_suite_it_measures(store, shared_data, tmp
     assert store.run_meta(r_run)["n_samples_per_model"] == 30_000
     with pytest.raises(HarnessError, match="cannot tell which test set a file named 'mine.csv' measures"):
         import_timm_file(store, tmp_path / "mine.csv")
+
+
+def test_real_gap_vs_v2_gap_study_matches_scipy(shipped_store, shared_data, capsys):
+    from reports.shift_study import gap_study
+
+    folder = shared_data / "timm-results"
+    tables = [pd.read_csv(folder / f"results-{n}.csv", thousands=",")[["model", "img_size", "top1"]]
+              for n in ("imagenet", "imagenet-real", "imagenetv2-matched-frequency")]
+    both = tables[0].merge(tables[1], on=["model", "img_size"], suffixes=("", "_real")).merge(
+        tables[2], on=["model", "img_size"], suffixes=("", "_v2"))
+    study = gap_study(shipped_store)
+    assert study.n_models == len(both) == 1556
+    raw_real, raw_v2 = (both.top1_real - both.top1).round(6), (both.top1_v2 - both.top1).round(6)
+    assert study.raw_pearson.r == pytest.approx(stats.pearsonr(raw_real, raw_v2).statistic, abs=1e-9)
+    assert study.raw_spearman.r == pytest.approx(stats.spearmanr(raw_real, raw_v2).statistic, abs=1e-9)
+
+    def residual(y):  # distance from the least-squares line in logit space, in points
+        lx, ly = np.log(both.top1 / (100 - both.top1)), np.log(y / (100 - y))
+        fit = stats.linregress(lx, ly)
+        return y - 100 / (1 + np.exp(-(fit.intercept + fit.slope * lx)))
+
+    expected = stats.pearsonr(residual(both.top1_real), residual(both.top1_v2))
+    assert study.effective_pearson.r == pytest.approx(expected.statistic, abs=1e-9)
+    ci = expected.confidence_interval(0.95)
+    assert (study.effective_pearson.low, study.effective_pearson.high) == pytest.approx((ci.low, ci.high), abs=1e-6)
+    assert cli.main(["--store", str(shipped_store.root), "shift-study"]) == 0
+    assert f"Pearson {study.effective_pearson.r:+.3f}" in capsys.readouterr().out
