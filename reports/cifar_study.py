@@ -270,10 +270,12 @@ def render_png(table: pd.DataFrame, st: dict) -> bytes:
     return buf.getvalue()
 
 
-def study_files(store: Store, directory: Path = LEADERBOARD_DIR) -> dict[Path, bytes]:
-    """The study's files and the ``cifar10h`` leaderboard's, as bytes, from what the store holds."""
+def study_files(store: Store, directory: Path = LEADERBOARD_DIR, out: Path | None = None) -> dict[Path, bytes]:
+    """The study's files and the ``cifar10h`` leaderboard's (spec in ``directory``), as bytes, from what the
+    store holds; all of them in ``out`` (default: ``directory``)."""
     table = model_table(store)
-    return {**render_study(store, table), **render_leaderboard(store, "cifar10h", directory)}
+    out = directory if out is None else out
+    return {**render_study(store, table, out), **render_leaderboard(store, "cifar10h", directory, out=out)}
 
 
 def render_study(store: Store, table: pd.DataFrame, directory: Path = LEADERBOARD_DIR) -> dict[Path, bytes]:
@@ -288,11 +290,11 @@ def render_study(store: Store, table: pd.DataFrame, directory: Path = LEADERBOAR
 
 
 def run_study(store: Store, directory: Path = LEADERBOARD_DIR, check: bool = False, own_runs=OWN_RUNS,
-              quiet: bool = True) -> tuple[list[Path], list[Path]]:
+              quiet: bool = True, out: Path | None = None) -> tuple[list[Path], list[Path]]:
     """Fill the store, run the missing own runs, render; write the changed files unless ``check``.
     Returns (files written, stale files)."""
     import_shipped_cifar(store, quiet)
     ensure_own_runs(store, own_runs, quiet)
-    files = study_files(store, directory)
+    files = study_files(store, directory, out)
     stale = [p for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
     return ([] if check else write_files(files)), stale

@@ -27,6 +27,17 @@ def _store(args) -> Store:
     return Store(args.store)
 
 
+def _folders(args) -> tuple[Path, Path]:
+    """(specs folder, output folder): ``--dir`` holds the specs (default: those shipped with realbench);
+    outputs go to ``--out``, else to ``--dir`` when given, else to ``leaderboards/`` in the current folder
+    (never into the installed package unless it is where you are)."""
+    directory = Path(args.dir) if args.dir else LEADERBOARD_DIR
+    out = Path(args.out) if args.out else (directory if args.dir else Path.cwd() / "leaderboards")
+    if not args.check:
+        out.mkdir(parents=True, exist_ok=True)
+    return directory, out
+
+
 def cmd_build_store(args) -> int:
     from .shipped import build_store
 
@@ -52,7 +63,7 @@ def cmd_import_timm(args) -> int:
 def cmd_leaderboard(args) -> int:
     from .publish import render_leaderboard, write_files
 
-    directory = Path(args.dir)
+    directory, out = _folders(args)
     names = args.names or spec_names(directory)
     if not names:
         raise HarnessError(f"no leaderboard specs (*.toml) in {directory}")
@@ -61,7 +72,7 @@ def cmd_leaderboard(args) -> int:
     for name in names:
         try:
             files = render_leaderboard(store, name, directory, left_out=lambda note: print(
-                f"{name}: {note}", file=sys.stderr))
+                f"{name}: {note}", file=sys.stderr), out=out)
         except HarnessError as exc:
             # one leaderboard whose inputs are not in this store must not stop the others
             print(f"{name}: error: {exc}", file=sys.stderr)
@@ -125,8 +136,9 @@ def cmd_compare(args) -> int:
 def cmd_cifar_study(args) -> int:
     from .cifar_study import OWN_RUNS, run_study
 
-    changed, stale = run_study(_store(args), Path(args.dir), check=args.check,
-                               own_runs=() if args.no_runs else OWN_RUNS, quiet=args.quiet)
+    directory, out = _folders(args)
+    changed, stale = run_study(_store(args), directory, check=args.check,
+                               own_runs=() if args.no_runs else OWN_RUNS, quiet=args.quiet, out=out)
     if args.check:
         for path in stale:
             print(f"stale: {path}; run `python -m reports cifar-study`", file=sys.stderr)
@@ -160,7 +172,9 @@ def parser() -> argparse.ArgumentParser:
     it.set_defaults(func=cmd_import_timm)
     cs = sub.add_parser("cifar-study", parents=[common], help="the CIFAR-10 relabelling study (fills the store "
                         "with the shipped CIFAR files and runs the four CIFAR ResNets where missing)")
-    cs.add_argument("--dir", default=str(LEADERBOARD_DIR), help="folder of the outputs and cifar10h.toml")
+    cs.add_argument("--dir", default=None, help="folder of cifar10h.toml (default: realbench's leaderboards/)")
+    cs.add_argument("--out", default=None, help="folder the files are written to (default: --dir when given, "
+                    "else leaderboards/ in the current folder)")
     cs.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
     cs.add_argument("--no-runs", action="store_true",
                     help="do not run the CIFAR ResNets; own runs already in the store still join the table")
@@ -169,7 +183,9 @@ def parser() -> argparse.ArgumentParser:
                    "(correlations across timm's tables, with intervals)").set_defaults(func=cmd_shift_study)
     lb = sub.add_parser("leaderboard", parents=[common], help="regenerate leaderboards from the store")
     lb.add_argument("names", nargs="*", metavar="NAME", help="spec names (default: every leaderboards/*.toml)")
-    lb.add_argument("--dir", default=str(LEADERBOARD_DIR), help="folder of the specs and outputs")
+    lb.add_argument("--dir", default=None, help="folder of the specs (default: realbench's leaderboards/)")
+    lb.add_argument("--out", default=None, help="folder the files are written to (default: --dir when given, "
+                    "else leaderboards/ in the current folder)")
     lb.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
     lb.set_defaults(func=cmd_leaderboard)
     cmp = sub.add_parser("compare", parents=[common], help="McNemar and paired bootstrap of two runs on one label set")

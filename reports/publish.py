@@ -12,16 +12,18 @@ from .spec import LEADERBOARD_DIR, load_spec
 
 
 def render_leaderboard(store: Store, name: str, directory: Path = LEADERBOARD_DIR,
-                       left_out: Callable[[str], None] | None = None) -> dict[Path, bytes]:
-    """The files of one leaderboard (``.md``, ``.html``, ``.png`` next to its spec), as bytes.
+                       left_out: Callable[[str], None] | None = None, out: Path | None = None) -> dict[Path, bytes]:
+    """The files of one leaderboard (``.md``, ``.html``, ``.png`` in ``out``, by default next to its spec in
+    ``directory``), as bytes.
 
     ``left_out`` is told each selected run the board leaves out (the files state only the rule)."""
     board = build(store, load_spec(name, directory))
     for note in board.left_out if left_out else ():
         left_out(note)
     png = render_png(board)
-    return {directory / f"{name}.md": render_markdown(board), directory / f"{name}.html": render_html(board, png),
-            directory / f"{name}.png": png}
+    out = directory if out is None else out
+    return {out / f"{name}.md": render_markdown(board), out / f"{name}.html": render_html(board, png),
+            out / f"{name}.png": png}
 
 
 def write_files(files: dict[Path, bytes]) -> list[Path]:

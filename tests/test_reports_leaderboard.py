@@ -272,7 +272,7 @@ def test_timm_csv_parsing_refuses_bad_files_and_stores_nothing(shared_data, tmp_
     assert store.list_runs() == []
 
 
-def test_cli_regenerates_checks_and_compares(shipped_store, raw_correct, tmp_path, capsys):
+def test_cli_regenerates_checks_and_compares(shipped_store, raw_correct, tmp_path, capsys, monkeypatch):
     shutil.copy(LEADERBOARD_DIR / "real.toml", tmp_path)
     args = ["--store", str(shipped_store.root), "leaderboard", "--dir", str(tmp_path)]
     assert cli.main(args + ["--check"]) == 1  # nothing generated yet
@@ -280,6 +280,13 @@ def test_cli_regenerates_checks_and_compares(shipped_store, raw_correct, tmp_pat
     assert "real: 3 of 3 files changed" in capsys.readouterr().out
     assert cli.main(args + ["--check"]) == 0
     assert cli.main(args) == 0 and "real: 0 of 3 files changed" in capsys.readouterr().out
+    # --out: the files go there, byte for byte the same; without --dir or --out, to leaderboards/ where you are
+    assert cli.main(args + ["real", "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "real.md").read_bytes() == (tmp_path / "real.md").read_bytes()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli.main(["--store", str(shipped_store.root), "leaderboard", "real"]) == 0
+    assert (tmp_path / "elsewhere" / "leaderboards" / "real.md").read_bytes() == (tmp_path / "real.md").read_bytes()
+    capsys.readouterr()
     # --store goes before or after the command
     assert cli.main(["compare", "ResNet50", "DINO", "--label-set", "real", "--store", str(shipped_store.root)]) == 0
     out = capsys.readouterr().out
