@@ -78,9 +78,10 @@ MUTANTS = [
     Mutant("store-unfinished-runs-visible", "harness/store.py",
            "FROM runs WHERE status = 'complete')", "FROM runs WHERE status IN ('complete', 'running'))",
            ("tests/test_store.py",), "the main views show runs still being written"),
-    Mutant("store-resume-forgets-first-chunk", "harness/store.py",
-           "for f in files:\n            keys.update(", "for f in files[1:]:\n            keys.update(",
-           ("tests/test_store.py",), "a resumed run does not know the keys of its first chunk"),
+    Mutant("store-resume-forgets-a-key", "harness/store.py",
+           'self.read_table(table, ["key"]).column("key").to_pylist())',
+           'self.read_table(table, ["key"]).column("key").to_pylist()[1:])',
+           ("tests/test_store.py",), "a resumed run does not know one of the keys it stored"),
     # ----- scoring -----
     Mutant("top1-second-class", "harness/score.py",
            "list_contains(l.labels, p.top_classes[1]), false) AS correct_top1",
