@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import HarnessError
+from .identity import stored_import
 from .jsonfile import read_json
 from .score import METRIC_VERSION, score_run
 from .store import Store
@@ -50,7 +51,11 @@ class ClassificationSuite:
 
     # ----- import ------------------------------------------------------------
     def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None) -> str:
+        """Import a prediction file as a run; returns its run id (the stored one for a file already stored)."""
         path = Path(path)
+        existing = stored_import(store, self.dataset, path)
+        if existing:
+            return existing
         table = self.read_table(path)
         rows = self.predictions_from_table(table, path)
         from .data import sha256_file

@@ -219,6 +219,7 @@ def _describe(suite, result: dict) -> str:
 
 
 def cmd_import(args) -> int:
+    from .identity import stored_import
     from .suites import get_suite
 
     suite = get_suite(args.suite)
@@ -229,17 +230,19 @@ def cmd_import(args) -> int:
         options["label_set"] = args.labels
     if args.drop_unknown_images:
         options["drop_unknown_images"] = True
+    existing = stored_import(store, suite.dataset, args.file, say=print)
     try:
         with store.rollback_on_error():  # a failed import leaves the store as it was
             suite.ensure_label_sets(store)
-            run_id = suite.import_predictions(store, args.file, name, **options)
+            run_id = existing or suite.import_predictions(store, args.file, name, **options)
     except TypeError as exc:
         if options and "unexpected keyword" in str(exc):
             flags = {"label_set": "--labels", "drop_unknown_images": "--drop-unknown-images"}
             raise HarnessError(f"suite {suite.name} takes no {' or '.join(flags[o] for o in options)} option "
                                "for imports") from None
         raise
-    print(f"imported {args.file} as run {run_id} ({suite.name})")
+    if not existing:
+        print(f"imported {args.file} as run {run_id} ({suite.name})")
     if getattr(suite, "task", "classification") == "classification":
         from .score import describe
 
@@ -484,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="label set name")
 
     p = sub.add_parser("score", parents=[common], help="score a stored run (no model needed)")
-    p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named; with "
+    p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named (refused when the name has runs on "
+                   "several datasets); with "
                    "--per-split, one run per label set may be given as RUN1,RUN2")
     p.add_argument("--labels", action="append", help="label set (repeatable; default: the suite's)")
     p.add_argument("--per-split", action="store_true",

@@ -12,7 +12,6 @@ complete only when every image has exactly one stored row.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -25,6 +24,7 @@ from typing import Callable
 
 from . import faults
 from .errors import HarnessError
+from .identity import fingerprint as config_fingerprint
 from .inference import (InferenceOptions, autocast, default_workers, is_out_of_memory, pick_device,
                         prepare_model)
 from .distributed import Shard, ShardFailed, describe_error
@@ -495,7 +495,7 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
         precision = run_form["precision"]
         config = {
             "model": model_name, "timm_name": loaded.spec.timm_name, "weights_sha256": loaded.weights_sha256,
-            "suite": suite.name,
+            "dataset": suite.dataset,
             "data_dir": str(images.root if images.layout == "hf-dataset" else images.root.resolve()),
             "listing_sha256": images.listing_sha256, "limit": limit, "topk": topk, "save_logits": save_logits,
             "preprocessing": cfg, **run_form,
@@ -504,12 +504,13 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
             config["output_classes"] = output_classes.describe()
         if suite.extra:
             config["suite_extra"] = suite.extra
-        fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        # The run's identity (harness.identity): not the suite, whose label sets only score it.
+        fingerprint = config_fingerprint(config)
         if len(set(shard.gather(fingerprint))) > 1:
             raise ShardFailed(f"the ranks see different weights or images for {model_name} (configuration "
                               "fingerprints differ); every machine needs the same files at the same paths")
         meta = {
-            "name": name or model_name, "kind": "run", "dataset": suite.dataset,
+            "name": name or model_name, "kind": "run", "suite": suite.name,
             "weights_source": loaded.weights_source, "num_classes": loaded.num_classes,
             "data_layout": images.layout, "data_manifest": manifest_info, "n_images": len(items),
             "batch_size": batch_size, "fingerprint": fingerprint,

@@ -811,12 +811,21 @@ class Store:
         runs.sort(key=lambda m: (m.get("created_at", ""), m.get("run_id", "")))
         return runs
 
-    def resolve_run(self, ref: str) -> dict:
-        """A run by id, or the latest complete run whose name is ``ref``."""
+    def resolve_run(self, ref: str, dataset: str | None = None) -> dict:
+        """A run by id, or by name the latest complete run so named (on ``dataset`` when given).
+
+        A name whose complete runs lie on several datasets is refused with the candidates listed:
+        which one was meant cannot be guessed (see ``harness.identity``).
+        """
         if self.run_exists(ref):
             return self.run_meta(ref)
         runs = self.list_runs()
-        named = [m for m in runs if m.get("name") == ref and m.get("status") == "complete"]
+        named = [m for m in runs if m.get("name") == ref and m.get("status") == "complete"
+                 and (dataset is None or m.get("dataset") == dataset)]
+        latest = {m.get("dataset") or "?": m for m in named}  # list_runs is ordered by creation time
+        if len(latest) > 1:
+            listed = "; ".join(f"{d}: run {m['run_id']} (suite {m.get('suite')})" for d, m in sorted(latest.items()))
+            raise HarnessError(f"name {ref!r} matches runs on {len(latest)} datasets ({listed}); give the run id")
         if named:
             return named[-1]
         known = [m["run_id"] for m in runs[-10:]]

@@ -120,6 +120,24 @@ def _latest_by_name(runs: list[dict]) -> dict[str, dict]:
     return latest
 
 
+def _widest_by_name(con, runs: list[dict], label_set: str) -> dict[str, dict]:
+    """Of each name's runs, the one that predicts the most samples ``label_set`` labels; the latest of
+    those that predict as many. A run on part of the images (a check run on 24 images, say) never
+    replaces a run on all of them, whichever is newer. ``runs`` are complete runs in creation order."""
+    if not runs:
+        return {}
+    counts = dict(con.execute(
+        "SELECT p.run_id, count(*) FROM predictions p JOIN labels l USING (key) "
+        "WHERE l.label_set = $labels AND len(l.labels) > 0 AND p.run_id IN (SELECT unnest($runs)) "
+        "GROUP BY p.run_id", {"labels": label_set, "runs": [m["run_id"] for m in runs]}).fetchall())
+    chosen: dict[str, dict] = {}
+    for meta in runs:
+        best = chosen.get(meta["name"])
+        if best is None or counts.get(meta["run_id"], 0) >= counts.get(best["run_id"], 0):
+            chosen[meta["name"]] = meta
+    return chosen
+
+
 def _axis_info(store: Store, axis: Axis) -> AxisInfo:
     if not store.has_label_set(axis.label_set):
         suite = _published_suite(axis)
@@ -184,12 +202,24 @@ def _score_axis(spec: Spec, name: str, axis_name: str, scored: pd.DataFrame) -> 
 def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, left_out: list[str],
                      sources: list[tuple[str, str]]) -> list[Row]:
     infos = {"reference": ref, "relabelled": rel}
-    runs_by_axis = {
-        axis_name: _latest_by_name([
-            m for m in store.list_runs("complete")
-            if m.get("dataset") == info.axis.dataset and m.get("kind") != EXTERNAL_KIND
-            and any(fnmatch.fnmatchcase(m.get("name", ""), p) for p in spec.runs)])
-        for axis_name, info in infos.items()}
+    # harness.score.per_sample's own query (one definition of correctness), on one connection: opening
+    # the catalog once per run dominated the build time of leaderboards with many runs.
+    con = store.connect()
+    try:
+        runs_by_axis = {
+            axis_name: _widest_by_name(con, [
+                m for m in store.list_runs("complete")
+                if m.get("dataset") == info.axis.dataset and m.get("kind") != EXTERNAL_KIND
+                and any(fnmatch.fnmatchcase(m.get("name", ""), p) for p in spec.runs)], info.axis.label_set)
+            for axis_name, info in infos.items()}
+        return _score_rows(con, spec, ref, rel, runs_by_axis, left_out, sources)
+    finally:
+        con.close()
+
+
+def _score_rows(con, spec: Spec, ref: AxisInfo, rel: AxisInfo, runs_by_axis: dict[str, dict[str, dict]],
+                left_out: list[str], sources: list[tuple[str, str]]) -> list[Row]:
+    infos = {"reference": ref, "relabelled": rel}
     # Axes on different datasets pair a model's runs by run name (one run per dataset).
     names = sorted(set(runs_by_axis["reference"]) & set(runs_by_axis["relabelled"]))
     for axis_name, other in (("reference", "relabelled"), ("relabelled", "reference")):
@@ -197,19 +227,13 @@ def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, lef
             left_out.append(f"{name} is left out: it has a run on {infos[axis_name].axis.dataset} but none of "
                          f"that name on {infos[other].axis.dataset}")
     scored: dict[str, dict[str, pd.DataFrame]] = {}
-    # harness.score.per_sample's own query (one definition of correctness), on one connection: opening
-    # the catalog once per run dominated the build time of leaderboards with many runs.
-    con = store.connect()
-    try:
-        for name in names:
-            scored[name] = {}
-            for axis_name, info in infos.items():
-                table = con.execute(PER_SAMPLE_SQL, {"run": runs_by_axis[axis_name][name]["run_id"],
-                                                     "labels": info.axis.label_set}).df()
-                table = table.set_index("key")[["correct_top1", "correct_top5", "k"]]
-                scored[name][axis_name] = table.astype({"correct_top1": bool, "correct_top5": bool})
-    finally:
-        con.close()
+    for name in names:
+        scored[name] = {}
+        for axis_name, info in infos.items():
+            table = con.execute(PER_SAMPLE_SQL, {"run": runs_by_axis[axis_name][name]["run_id"],
+                                                 "labels": info.axis.label_set}).df()
+            table = table.set_index("key")[["correct_top1", "correct_top5", "k"]]
+            scored[name][axis_name] = table.astype({"correct_top1": bool, "correct_top5": bool})
     for axis_name, info in infos.items():
         if spec.samples == "full":
             partial = sorted(n for n in scored if len(scored[n][axis_name]) < info.n_labelled)

@@ -127,7 +127,8 @@ def rows_lines(board: Board) -> list[str]:
     if not s.runs:
         return []
     paired = board.reference.axis.dataset != board.relabelled.axis.dataset
-    text = "Rows: the latest complete run of each selected name"
+    text = ("Rows: of each selected name, the complete run that predicts the most samples its axis's label set "
+            "labels (the latest of equals), so a run on fewer images never replaces one on more")
     if paired:
         text += ", paired with its run of the same name on the other dataset"
     if s.samples == "common":

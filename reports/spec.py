@@ -20,7 +20,8 @@ rows' samples are aligned, the statistics' settings and the columns. Example::
     # dataset = "..."         # an axis on other samples (e.g. CIFAR-10 vs CIFAR-10.1): its own dataset;
                               # rows then pair each model's run on one with its run of the same name on the other
     [rows]
-    runs = ["*"]          # fnmatch patterns over run names; latest complete run per name
+    runs = ["*"]          # fnmatch patterns over run names; per name the complete run covering the most
+                          # labelled samples (the latest of equals)
     external = []         # external tables (one per axis), e.g. ["timm-imagenet", "timm-imagenet-real"]
     samples = "full"      # "full": runs must predict every labelled sample; "common": shared samples only
     [statistics]

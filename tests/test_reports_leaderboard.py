@@ -22,6 +22,7 @@ from reports import cli
 from reports.external import parse_timm_results
 from reports.leaderboard import SOURCE_EXTERNAL, SOURCE_IMPORT, build
 from reports.publish import render_leaderboard, write_files
+from reports.render import rows_lines
 from reports.shipped import build_store
 from reports.spec import LEADERBOARD_DIR, load_spec, parse_spec
 
@@ -205,6 +206,32 @@ def test_partial_run_is_left_out_or_compared_on_common_samples(shipped_store, sh
     assert rows["ViT"].relabelled.n == real_labelled == common.relabelled.n_samples
     same = [p for p in common.pairs if {p.a, p.b} == {"ViT", "ViT-subset"}][0]
     assert same.mcnemar.pvalue == 1.0 and rows["ViT"].rank == rows["ViT-subset"].rank  # exact tie
+
+
+@pytest.mark.slow
+def test_a_later_check_run_on_fewer_images_never_replaces_a_larger_run(shipped_store, shared_data, tmp_path):
+    # Issue 12's scenario: a 24-image --data-dir check run named efficientnet-lite0 replaced the 1,300-image
+    # run in real-subset (every row dropped to n=24). Here the larger run has 96 images, to stay quick.
+    from harness.runner import run_classification
+    from harness.suites import get_suite
+
+    store = Store(tmp_path / "store")
+    shutil.copytree(shipped_store.root, store.root, dirs_exist_ok=True)
+    larger = run_classification(store, get_suite("real"), "efficientnet-lite0", limit=96, batch_size=48,
+                                workers=0, quiet=True)
+    check = tmp_path / "check"
+    check.mkdir()
+    for image in sorted((shared_data / "imagenet-val-subset").iterdir())[:24]:
+        (check / image.name).symlink_to(image)
+    smaller = run_classification(store, get_suite("real"), "efficientnet-lite0", data_dir=check, batch_size=24,
+                                 workers=0, quiet=True)
+    assert store.list_runs("complete")[-1]["run_id"] == smaller  # the newest run of the name
+    board = build(store, load_spec("real-subset"))
+    rows = {r.name: r for r in board.rows}
+    assert rows["efficientnet-lite0"].reference.n == 96 == board.reference.n_samples
+    assert rows["ResNet50"].reference.n == 96
+    assert "images: 96" in rows["efficientnet-lite0"].provenance and store.run_meta(larger)["n_images"] == 96
+    assert any("the most samples" in line for line in rows_lines(board))  # the rule is written into the page
 
 
 def test_two_suites_pair_runs_by_name_cifar10_vs_cifar10_1(shipped_store, shared_data):

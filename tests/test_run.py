@@ -96,6 +96,24 @@ def test_rescoring_needs_no_model(lite0_run):
     assert results[1]["top1"] == get_suite("imagenet").score(store, run_id)["top1"]
 
 
+def test_the_same_images_under_another_suite_are_the_same_run(lite0_run):
+    # `run --suite real` made the fixture's run; `run --suite imagenet` on the same images is the same model
+    # run (a run is a model on a dataset; the suite only says how it is scored): found complete, scored on
+    # the imagenet suite's label sets, nothing predicted again.
+    store, run_id = lite0_run
+    before = store.list_runs()
+    proc = cli("run", "--model", "efficientnet-lite0", "--suite", "imagenet", "--save-logits", "--workers", "0",
+               store=store)
+    assert store.list_runs() == before
+    assert f"already complete as run {run_id}" in proc.stdout
+    original = get_suite("imagenet").score(store, run_id)
+    assert f"top-1 {100 * original['top1']:.2f}%" in proc.stdout and "on imagenet-original" in proc.stdout
+    # Another configuration (here: logits not kept) is another run, so the fingerprint is not just the name.
+    other = cli("run", "--model", "efficientnet-lite0", "--suite", "imagenet", "--limit", "8", "--workers", "0",
+                "--quiet", store=store)
+    assert "already complete" not in other.stdout and len(store.list_runs()) == len(before) + 1
+
+
 def test_class_folder_layout_gives_the_same_rows(lite0_run, tmp_path, shared_data):
     from harness.imagenet import original_labels, synsets
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
+from ..identity import stored_import
 from ..store import Store
 from . import densevid, formats, temporal
 from .cocotext import MeteorSession
@@ -112,6 +113,9 @@ class _ActivityNetSuite:
         if options:
             raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; known: model")
         path = Path(path)
+        existing = stored_import(store, self.dataset, path)
+        if existing:
+            return existing
         rows, header = reader(path)
         meta = {"name": name, "model": model or name, "suite": self.name, "dataset": self.dataset,
                 "kind": "import", "metric_version": self.metric_version, "source_file": str(path.resolve()),

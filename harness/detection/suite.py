@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
+from ..identity import stored_import
 from ..store import Store
 from . import formats
 from .evaluate import IOU_TYPES, default_max_dets, evaluate, summary_lines
@@ -100,6 +101,9 @@ class DetectionSuite:
             raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; "
                                "known: label_set, drop_unknown_images, model")
         path = Path(path)
+        existing = stored_import(store, self.dataset, path)
+        if existing:
+            return existing
         records = formats.read_json(path)
         if label_set is None and isinstance(records, list):
             label_set = self._guess_label_set(
