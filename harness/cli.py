@@ -487,9 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="label set name")
 
     p = sub.add_parser("score", parents=[common], help="score a stored run (no model needed)")
-    p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named (refused when the name has runs on "
-                   "several datasets); with "
-                   "--per-split, one run per label set may be given as RUN1,RUN2")
+    p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named "
+                   "(refused when the name has runs on several datasets); with --per-split, one run per label "
+                   "set may be given as RUN1,RUN2")
     p.add_argument("--labels", action="append", help="label set (repeatable; default: the suite's)")
     p.add_argument("--per-split", action="store_true",
                    help="anet-captions: score against each label set separately (default val_1 and val_2) and "
