@@ -1,4 +1,4 @@
-"""Bulk runs: many models on one suite, one model at a time, each failure recorded and the rest carried on.
+"""Bulk runs: many models on one suite (classification or detection), one model at a time, each failure recorded and the rest carried on.
 
 A leaderboard is hundreds of models; over such a list some model always fails (weights that do
 not load, memory that runs out at any batch size, a crash in native code). Each model of a list
@@ -96,12 +96,14 @@ def read_model_requests(models: str | None, models_file: str | Path | None,
 
 def run_bulk(store: Store, suite, requests: list[ModelRequest], shard: Shard | None = None,
              on_result: Callable[[BulkResult], None] | None = None, **options) -> list[BulkResult]:
-    """Run each requested model with :func:`harness.runner.evaluate_classification` (``options`` are its
+    """Run each requested model with the suite's task function (:func:`evaluator`; ``options`` are its
     keyword arguments); returns one result per request, in order."""
-    from .runner import list_suite_images
+    evaluator(suite)  # a suite that runs no models: say so before any work
+    if suite.task == "classification":
+        from .runner import list_suite_images
 
-    # A folder of the wrong layout is wrong for every model: say so once, before any work.
-    list_suite_images(suite, options.get("data_dir"), options.get("quiet", True))
+        # A folder of the wrong layout is wrong for every model: say so once, before any work.
+        list_suite_images(suite, options.get("data_dir"), options.get("quiet", True))
     isolate = len(requests) > 1 and not (shard is not None and shard.sharded)
     results = []
     for number, request in enumerate(requests, 1):
@@ -118,14 +120,25 @@ def run_bulk(store: Store, suite, requests: list[ModelRequest], shard: Shard | N
     return results
 
 
+def evaluator(suite) -> Callable:
+    """The function that runs a model on ``suite``'s samples through the run engine, by the suite's task."""
+    if suite.task == "classification":
+        from .runner import evaluate_classification
+
+        return evaluate_classification
+    if suite.task == "detection":
+        from .detection.runner import evaluate_detection
+
+        return evaluate_detection
+    raise HarnessError(f"suite {suite.name} cannot run models, only import their predictions")
+
+
 def run_one(store: Store, suite, request: ModelRequest, shard: Shard | None, options: dict,
             on_claim: Callable[[str], None] | None = None) -> BulkResult:
     """One model in this process; a failure (already stored as a failed run) becomes a failed result."""
-    from .runner import evaluate_classification
-
     try:
-        outcome = evaluate_classification(store, suite, request.model, checkpoint=request.checkpoint, shard=shard,
-                                          skip_complete=True, record_failures=True, on_claim=on_claim, **options)
+        outcome = evaluator(suite)(store, suite, request.model, checkpoint=request.checkpoint, shard=shard,
+                                   skip_complete=True, record_failures=True, on_claim=on_claim, **options)
         return BulkResult(request, "skipped" if outcome.skipped else "complete", outcome.run_id,
                           outcome.n_images, outcome.n_errors)
     except KeyboardInterrupt:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -70,37 +69,30 @@ def cmd_run(args) -> int:
         raise HarnessError("--resume RUN_ID continues one run; give exactly one model")
     if args.name and len(requests) > 1:
         raise HarnessError("--name names one run; with several models each run is named after its model")
-    if getattr(suite, "task", "classification") != "classification":
-        runner = getattr(suite, "run", None)
-        if runner is None:
-            raise HarnessError(f"suite {suite.name} cannot run models, only import their predictions")
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise HarnessError(f"sharded runs (torchrun) are for classification suites; run {suite.name} "
-                               "in one process")
+    options = dict(data_dir=args.data_dir, device=args.device, limit=args.limit, fresh=args.fresh, name=args.name,
+                   quiet=args.quiet, resume=args.resume)
+    if suite.task == "detection":
         defaults = vars(build_parser().parse_args(["run", "--suite", suite.name]))
         given = [f"--{o.replace('_', '-')}" for o in _CLASSIFICATION_RUN_OPTIONS if getattr(args, o) != defaults[o]]
         if given:
             raise HarnessError(f"a {suite.name} run does not take {', '.join(given)} (classification runs do); it "
-                               "takes --name, --limit, --labels, --data-dir, --checkpoint, --batch-size and --device")
+                               "takes --name, --limit, --labels, --data-dir, --checkpoint, --batch-size, --device, "
+                               "--chunk-images, --fresh and --resume")
         if args.labels:
             check_label_sets(suite, store, [args.labels])
-        for request in requests:
-            run_id = runner(store, request.model, args.data_dir, checkpoint=request.checkpoint,
-                            batch_size=args.batch_size or 2, device=args.device, quiet=args.quiet,
-                            name=args.name, limit=args.limit, label_set=args.labels)
-            print(f"stored as run {run_id} in {store.root}")
-            _print_scores(suite, store, run_id, [None])
-        return 0
-    if args.labels:
-        raise HarnessError(f"--labels applies to detection runs; a {suite.name} run is scored against every "
-                           "label set of its suite")
-    return _run_classification(args, suite, store, requests, inference)
+        options.update(batch_size=args.batch_size or 2, chunk_images=args.chunk_images or 64, label_set=args.labels)
+    else:
+        if args.labels:
+            raise HarnessError(f"--labels applies to detection runs; a {suite.name} run is scored against every "
+                               "label set of its suite")
+        options.update(batch_size=args.batch_size or 64, workers=args.workers, topk=args.topk,
+                       save_logits=args.save_logits, chunk_images=args.chunk_images or 4096, inference=inference)
+    return _run_models(args, suite, store, requests, options)
 
 
-# Options of `run` that detection runs do not take (one process, whole images, every detection stored).
-_CLASSIFICATION_RUN_OPTIONS = ("workers", "topk", "save_logits", "fresh", "resume", "chunk_images", "img_size",
-                               "crop_pct", "interpolation", "precision", "amp", "channels_last", "decode",
-                               "results_file")
+# Options of `run` that detection runs do not take (whole images in, every detection stored).
+_CLASSIFICATION_RUN_OPTIONS = ("workers", "topk", "save_logits", "img_size", "crop_pct", "interpolation", "precision",
+                               "amp", "channels_last", "decode", "results_file")
 
 
 def inference_options(args):
@@ -114,7 +106,8 @@ def inference_options(args):
                             decode=args.decode)
 
 
-def _run_classification(args, suite, store, requests, inference) -> int:
+def _run_models(args, suite, store, requests, options: dict) -> int:
+    """Run the models one after another through the run engine (under torchrun every rank runs each)."""
     from . import distributed
     from .bulk import run_bulk
     from .distributed import describe_error
@@ -132,7 +125,12 @@ def _run_classification(args, suite, store, requests, inference) -> int:
         if result.status == "failed":
             print(f"error: {result.request.model}: {result.error}", file=sys.stderr)
             return
+        how = "already complete" if result.status == "skipped" else "stored"
         try:
+            if suite.task == "detection":
+                print(f"{how} as run {result.run_id} in {store.root}")
+                _print_scores(suite, store, result.run_id, [None])
+                return
             scores = [suite.score(store, result.run_id, label_set) for label_set in label_sets]
             for score in scores:
                 print(describe(score))
@@ -142,14 +140,10 @@ def _run_classification(args, suite, store, requests, inference) -> int:
             print(f"error: {result.request.model}: run {result.run_id} is stored but could not be scored: "
                   f"{describe_error(exc)}", file=sys.stderr)
         unreadable = f", {result.n_errors:,} unreadable (stored as error rows)" if result.n_errors else ""
-        how = "already complete" if result.status == "skipped" else "stored"
         print(f"{how} as run {result.run_id} in {store.root}: {result.n_images:,} images{unreadable}")
 
     try:
-        results = run_bulk(store, suite, requests, shard, on_result=report, data_dir=args.data_dir,
-                           batch_size=args.batch_size or 64, workers=args.workers, device=args.device, topk=args.topk,
-                           save_logits=args.save_logits, limit=args.limit, fresh=args.fresh, name=args.name,
-                           quiet=args.quiet, chunk_images=args.chunk_images, resume=args.resume, inference=inference)
+        results = run_bulk(store, suite, requests, shard, on_result=report, **options)
     finally:
         distributed.shutdown(shard)
     if len(results) > 1 and shard.is_leader:
@@ -450,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN_ID",
                    help="continue this unfinished run (by default the newest unfinished run of the same "
                         "configuration is resumed and a complete one is skipped)")
-    p.add_argument("--chunk-images", type=int, default=4096, help="rows per stored Parquet chunk")
+    p.add_argument("--chunk-images", type=int, default=None,
+                   help="images per stored Parquet chunk (default: 4096; detection suites: 64)")
     g = p.add_argument_group("how the model runs (timm validate.py's flags; each is part of the run's configuration)")
     g.add_argument("--img-size", type=int, default=None, help="input side in pixels (default: the model's)")
     g.add_argument("--crop-pct", type=float, default=None, help="center crop fraction (default: the model's)")

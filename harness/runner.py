@@ -1,6 +1,13 @@
-"""Run a classification model over an image folder and store every prediction.
+"""The run engine, and the classification task that runs on it.
 
-The folder is either flat (``ILSVRC2012_val_00000001.JPEG`` ...) or one folder per class
+:func:`execute` is the one life cycle of every task that runs a model (classification here, detection
+in ``harness.detection.runner``): claim a run by its configuration fingerprint, resume an unfinished
+one (or start afresh), shard the samples over torchrun's ranks, back off on out-of-memory, record
+interruptions and failures, and finish only once every sample has its rows. A task hands it a
+:class:`Job`: its samples, its configuration, how it predicts and how its rows are checked.
+``harness.bulk`` runs lists of models through it, each in a process of its own.
+
+A classification run predicts an image folder. The folder is either flat (``ILSVRC2012_val_00000001.JPEG`` ...) or one folder per class
 (``n01440764/ILSVRC2012_val_00000293.JPEG``); keys are file stems either way. Rows are written
 in chunks, each an atomic Parquet file, so a killed run loses at most the chunk in flight;
 running the same command again resumes it, predicting only the images not stored yet.
@@ -466,11 +473,9 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
 
     shard = shard or Shard()
     options = inference or InferenceOptions()
-    quiet = quiet or not shard.is_leader  # one voice and one progress bar per launch
-    say = log or (lambda msg: None if quiet else print(msg, file=sys.stderr))
-    t_start = time.perf_counter()
+    quiet = quiet or not shard.is_leader
 
-    def prepare():
+    def prepare() -> Job:
         images, manifest_info = list_suite_images(suite, data_dir, quiet)
         items = images.items[:limit] if limit else images.items
         dev = shard_device(pick_device(device), shard)
@@ -478,20 +483,16 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
         if loaded.num_classes != suite.num_classes:
             raise HarnessError(f"model {model_name} predicts {loaded.num_classes} classes but suite "
                                f"{suite.name} has {suite.num_classes}")
-        return images, manifest_info, items, dev, loaded
-
-    try:
-        images, manifest_info, items, device, loaded = shard.agree(prepare)
         output_classes = suite.output_classes() if getattr(suite, "output_classes", None) else None
         # ImageNet-A/-R: logits outside the suite's classes are -inf, so top-k ranges over its classes only
         net = output_classes.wrap(loaded.model, loaded.num_classes) if output_classes else loaded.model
         cfg = options.preprocessing(loaded.preprocessing)
-        model, graph = prepare_model(net, device, options, cfg["input_size"],
+        model, graph = prepare_model(net, dev, options, cfg["input_size"],
                                      eager_only="inference_form" in loaded.extra)
         transform = create_transform(input_size=tuple(cfg["input_size"]), interpolation=cfg["interpolation"],
                                      mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg["crop_pct"],
                                      crop_mode=cfg["crop_mode"], is_training=False)
-        run_form = options.config(device, graph)
+        run_form = options.config(dev, graph)
         precision = run_form["precision"]
         config = {
             "model": model_name, "timm_name": loaded.spec.timm_name, "weights_sha256": loaded.weights_sha256,
@@ -504,29 +505,86 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
             config["output_classes"] = output_classes.describe()
         if suite.extra:
             config["suite_extra"] = suite.extra
+        meta = {"weights_source": loaded.weights_source, "num_classes": loaded.num_classes,
+                "data_layout": images.layout, "data_manifest": manifest_info, "n_images": len(items),
+                "batch_size": batch_size, "param_count": sum(p.numel() for p in loaded.model.parameters()),
+                "environment": environment(dev),
+                "metric_version": __import__("harness.score", fromlist=["METRIC_VERSION"]).METRIC_VERSION}
+        if loaded.extra:
+            meta["model_extra"] = loaded.extra
+
+        def predict(writer: RunWriter, todo: list, shard: Shard) -> dict:
+            return _predict(writer, model, transform, todo, dev, precision, batch_size, workers, topk,
+                            save_logits, chunk_images, quiet, shard, options)
+
+        return Job(items=items, config=config, meta=meta, device=dev, predict=predict,
+                   done_keys=lambda writer: writer.stored_keys(), verify=verify_rows,
+                   describe=f"{loaded.spec.timm_name} on {len(items):,} images ({images.layout} layout, "
+                            f"{images.root}) on {dev}, {precision}")
+
+    return execute(store, suite, model_name, prepare, name=name, checkpoint=checkpoint, fresh=fresh,
+                   resume=resume, skip_complete=skip_complete, shard=shard, record_failures=record_failures,
+                   on_claim=on_claim, quiet=quiet, log=log)
+
+
+@dataclass
+class Job:
+    """A task's part of a run, handed to :func:`execute`: what to predict and how to check the rows.
+
+    ``items`` are (key, source) pairs in an order every rank sees alike; ``config`` identifies the
+    run (fingerprinted, see ``harness.identity``), ``meta`` adds further fields to ``run.json``;
+    ``predict(writer, todo, shard)`` predicts some items, writing atomic chunks, and returns its
+    statistics (``loop_s``, ``storage_s``, ``batch_size_effective``, ``oom_retries``);
+    ``done_keys(writer)`` are the keys stored so far; ``verify(writer, keys, shard)`` checks that
+    every key has exactly its rows and returns ``n_rows``, ``n_errors`` and any further fields of the
+    finished run (counts over every session of a resumed run), or raises.
+    """
+
+    items: list
+    config: dict
+    meta: dict
+    device: str
+    predict: Callable[[RunWriter, list, Shard], dict]
+    done_keys: Callable[[RunWriter], set]
+    verify: Callable[[RunWriter, list, Shard], dict]
+    describe: str
+    table: str = "predictions"
+
+
+def execute(store: Store, suite, model_name: str, prepare: Callable[[], Job], name: str | None = None,
+            checkpoint: str | Path | None = None, fresh: bool = False, resume: str | None = None,
+            skip_complete: bool = False, shard: Shard | None = None, record_failures: bool = False,
+            on_claim: Callable[[str], None] | None = None, quiet: bool = False,
+            log: Callable[[str], None] | None = None) -> Outcome:
+    """The run engine: one life cycle for every task that runs a model on a suite's samples.
+
+    Every rank prepares the job (a failure anywhere stops all ranks); rank 0 claims the run — the
+    complete run of the same configuration when ``skip_complete`` (returned as skipped), the run
+    named by ``resume``, else an unfinished run of the same configuration unless ``fresh``, else a
+    new one; each rank predicts its shard of the samples not stored yet; rank 0 verifies that every
+    sample has its rows and marks the run complete. Ctrl-C marks the run ``interrupted``, any other
+    failure ``failed`` with its error and traceback; both are resumed by the same command.
+    """
+    shard = shard or Shard()
+    quiet = quiet or not shard.is_leader  # one voice and one progress bar per launch
+    say = log or (lambda msg: None if quiet else print(msg, file=sys.stderr))
+    t_start = time.perf_counter()
+    try:
+        job = shard.agree(prepare)
+        config = job.config
         # The run's identity (harness.identity): not the suite, whose label sets only score it.
         fingerprint = config_fingerprint(config)
         if len(set(shard.gather(fingerprint))) > 1:
             raise ShardFailed(f"the ranks see different weights or images for {model_name} (configuration "
                               "fingerprints differ); every machine needs the same files at the same paths")
-        meta = {
-            "name": name or model_name, "kind": "run", "suite": suite.name,
-            "weights_source": loaded.weights_source, "num_classes": loaded.num_classes,
-            "data_layout": images.layout, "data_manifest": manifest_info, "n_images": len(items),
-            "batch_size": batch_size, "fingerprint": fingerprint,
-            "param_count": sum(p.numel() for p in loaded.model.parameters()), "environment": environment(device),
-            "world_size": shard.world_size,
-            "metric_version": __import__("harness.score", fromlist=["METRIC_VERSION"]).METRIC_VERSION,
-            **config,
-        }
-        if loaded.extra:
-            meta["model_extra"] = loaded.extra
+        meta = {"name": name or model_name, "kind": "run", "suite": suite.name, **job.meta,
+                "fingerprint": fingerprint, "world_size": shard.world_size, **config}
     except Exception as exc:
         if record_failures and shard.is_leader:
             record_failed_run(store, suite, model_name, name, checkpoint, shard, describe_error(exc),
                               traceback.format_exc())
         raise
-
+    items = job.items
     held: dict = {}
 
     def claim():
@@ -541,11 +599,10 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
             on_claim(writer.run_id)
         ranks = f", {shard.world_size} ranks" if shard.sharded else ""
         if resumed:
-            say(f"resuming run {writer.run_id}: {len(writer.stored_keys()):,} of {len(items):,} images "
+            say(f"resuming run {writer.run_id}: {len(job.done_keys(writer)):,} of {len(items):,} samples "
                 f"already stored{ranks}")
         else:
-            say(f"run {writer.run_id}: {loaded.spec.timm_name} on {len(items):,} images "
-                f"({images.layout} layout, {images.root}) on {device}, {precision}{ranks}")
+            say(f"run {writer.run_id}: {job.describe}{ranks}")
         return writer.run_id, "resumed" if resumed else "new"
 
     try:
@@ -565,17 +622,17 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
     try:
         def predict():
             # Chunks of this session belong to other ranks' shards, so reading them here is harmless.
-            done = writer.stored_keys() if state == "resumed" else set()
+            done = job.done_keys(writer) if state == "resumed" else set()
             todo = [it for it in shard.take(items) if it[0] not in done]
-            stats = _predict(writer, model, transform, todo, device, precision, batch_size, workers, topk,
-                             save_logits, chunk_images, quiet, shard, options)
-            return {**stats, "rank": shard.rank, "host": platform.node(), "device": device,
+            stats = job.predict(writer, todo, shard)
+            return {**stats, "rank": shard.rank, "host": platform.node(), "device": job.device,
                     "images_this_session": len(todo)}
 
         per_rank = shard.gather(shard.agree(predict))
 
         def finish():
-            n_rows, n_errors = verify_rows(writer, [key for key, _ in items], shard)
+            checked = job.verify(writer, [key for key, _ in items], shard)
+            n_rows, n_errors = checked.pop("n_rows"), checked.pop("n_errors")
             loop_s = max(s["loop_s"] for s in per_rank)
             images_now = sum(s["images_this_session"] for s in per_rank)
             timings = {"total_s": round(time.perf_counter() - t_start, 3), "inference_loop_s": round(loop_s, 3),
@@ -584,9 +641,9 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
                        "images_this_session": images_now}
             shards = [{k: s[k] for k in ("rank", "host", "device", "images_this_session", "batch_size_effective",
                                          "oom_retries")} for s in per_rank]
-            writer.finish(timings=timings, n_rows={"predictions": n_rows}, n_errors=n_errors, shards=shards,
+            writer.finish(timings=timings, n_rows={job.table: n_rows}, n_errors=n_errors, shards=shards,
                           batch_size_effective=min(s["batch_size_effective"] for s in per_rank),
-                          oom_retries=sum(s["oom_retries"] for s in per_rank))
+                          oom_retries=sum(s["oom_retries"] for s in per_rank), **checked)
             return n_errors
 
         n_errors = shard.from_leader(finish)
@@ -624,11 +681,17 @@ def shard_device(device: str, shard: Shard) -> str:
     return device
 
 
-def verify_rows(writer: RunWriter, keys: list[str], shard: Shard) -> tuple[int, int]:
-    """Check that every image has exactly one stored row; returns (rows, error rows)."""
+def verify_rows(writer: RunWriter, keys: list[str], shard: Shard) -> dict:
+    """Check that every image has exactly one stored row; returns the rows and error rows."""
     table = writer.read_table("predictions", ["key", "error"])
     stored: list[str] = table.column("key").to_pylist()
     n_errors = table.num_rows - table.column("error").null_count
+    check_coverage(writer, keys, stored, shard)
+    return {"n_rows": len(stored), "n_errors": n_errors}
+
+
+def check_coverage(writer: RunWriter, keys: list[str], stored: list[str], shard: Shard) -> None:
+    """Refuse to finish a run unless every sample was stored exactly once (``stored``: one entry each time)."""
     missing = set(keys).difference(stored)
     if missing:
         where = (" (in a run on several machines, --store must be a folder that every machine shares)"
@@ -638,13 +701,14 @@ def verify_rows(writer: RunWriter, keys: list[str], shard: Shard) -> tuple[int, 
     if len(stored) != len(set(stored)):
         raise HarnessError(f"run {writer.run_id}: {len(stored) - len(set(stored)):,} images have more than one "
                            "stored row")
-    return len(stored), n_errors
 
 
 class BackoffForward:
     """The model over a batch in slices that halve whenever memory runs out, down to one image.
 
     The smaller slice is kept for the rest of the run: what did not fit once will not fit later.
+    A batch is a tensor (outputs: a float tensor, concatenated) or a list of images (outputs: a list
+    per image, as torchvision's detectors take and return them).
     """
 
     def __init__(self, model, device: str, precision: str, batch_size: int, warn: Callable[[str], None]):
@@ -661,7 +725,8 @@ class BackoffForward:
             try:
                 faults.reached("forward", size=len(piece), device=self.device)
                 with autocast(self.device, self.precision):
-                    outputs.append(self.model(piece).float())
+                    out = self.model(piece)
+                outputs.append(out.float() if isinstance(out, torch.Tensor) else out)
                 start += len(piece)
                 continue
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
@@ -676,6 +741,8 @@ class BackoffForward:
             self.oom_retries += 1
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
+        if not isinstance(outputs[0], torch.Tensor):
+            return [o for part in outputs for o in part]
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
 

@@ -195,6 +195,7 @@ class StoreWarning(UserWarning):
     """Something in the store is damaged and was left out; the rest reads on."""
 
 
+CHUNK_NOTES = "realbench.chunk_notes"  # Parquet key-value metadata of a chunk (RunWriter.write_chunk)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _CHUNK = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.parquet$")
 _LABEL_FILE = re.compile(r"^([A-Za-z0-9_]+)\.parquet$")
@@ -502,8 +503,12 @@ class RunWriter:
         parts = [int(_CHUNK.match(p.name).group(2)) for p in self.chunk_files(table)]
         return max(parts, default=-1) + 1
 
-    def write_chunk(self, data: Any, table: str = "predictions") -> Path:
+    def write_chunk(self, data: Any, table: str = "predictions", notes: dict | None = None) -> Path:
+        """Publish one chunk of rows. ``notes`` (a JSON object) travel in the same file, so a chunk can say
+        which samples it covers even when some of them have no row (an image without detections)."""
         arrow = to_arrow(data, RUN_TABLES.get(table))
+        if notes is not None:
+            arrow = arrow.replace_schema_metadata({CHUNK_NOTES: json.dumps(notes)})
         path = publish_new_parquet(self.dir, table, arrow, self.next_part(table))
         faults.reached("chunk-stored")
         return path
@@ -526,6 +531,14 @@ class RunWriter:
             schema = pa.schema([schema.field(c) for c in columns]) if columns else schema
             return schema.empty_table()
         return pa.concat_tables(parts)
+
+    def chunk_notes(self, table: str) -> list[dict]:
+        """The ``notes`` of every chunk of ``table`` written so far, in part order (``{}`` for none)."""
+        notes = []
+        for path in self.chunk_files(table):
+            raw = (pq.read_schema(path).metadata or {}).get(CHUNK_NOTES.encode())
+            notes.append(json.loads(raw) if raw else {})
+        return notes
 
     def stored_keys(self, table: str = "predictions") -> set[str]:
         """Keys already stored by earlier chunks (for resuming a killed run)."""

@@ -16,6 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision.transforms.functional import pil_to_tensor
 
+from harness.detection.runner import DETS_PER_IMAGE
 from harness.detection.suite import COCO, read_detections
 from harness.errors import HarnessError
 
@@ -47,7 +48,11 @@ def test_torchvision_detector_from_checkpoint(store, shared_data, checkpoint):
 
     rows = read_detections(store, run_id).to_pandas()
     assert len(rows) == meta["n_detections"] and set(rows["image_id"]) <= set(meta["image_ids"])
-    assert (rows["det_index"].to_numpy() == np.arange(len(rows))).all()
+    # det_index: the image's position in the listing, then the detection's rank within the image
+    position = {image_id: i for i, image_id in enumerate(meta["image_ids"])}
+    assert (rows["det_index"] // DETS_PER_IMAGE == rows["image_id"].map(position)).all()
+    assert (rows.groupby("image_id")["det_index"].apply(lambda d: list(d % DETS_PER_IMAGE)) ==
+            rows.groupby("image_id")["det_index"].apply(lambda d: list(range(len(d))))).all()
 
     # The stored rows are the model's own output for that image, boxes turned into x, y, w, h. The
     # first batch is fed again as a batch: images of a batch are padded to a common size, which
@@ -161,6 +166,62 @@ def test_cli_runs_a_detector_with_name_limit_and_label_set(store, shared_data):
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "a coco run does not take --workers, --topk (classification runs do)" in refused.stderr
     assert [r["run_id"] for r in store.list_runs()] == [run_id]
+
+
+def small_detector():
+    """MODEL with SMALL's settings, for the command line (``--model test_coco_run:small_detector``). With
+    REALBENCH_TEST_SIGINT_AFTER=N the process sends itself Ctrl-C (SIGINT) once N batches went through."""
+    import itertools
+    import signal
+
+    model = torchvision.models.get_model(MODEL, weights=None, weights_backbone=None, **SMALL)
+    after = int(os.environ.get("REALBENCH_TEST_SIGINT_AFTER", "0"))
+    if after:
+        calls = itertools.count(1)
+        model.register_forward_hook(lambda *_: os.kill(os.getpid(), signal.SIGINT) if next(calls) == after else None)
+    return model
+
+
+@pytest.mark.slow
+def test_interrupted_detection_run_resumes_to_the_rows_of_an_uninterrupted_one(store, shared_data, checkpoint):
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "harness", "--store", str(store.root), "run", "--suite", "coco",
+           "--model", "test_coco_run:small_detector", "--checkpoint", str(checkpoint), "--batch-size", "2",
+           "--chunk-images", "2"]
+    # Ctrl-C during the third batch: two chunks (4 images) are stored, the run is recorded as interrupted.
+    stopped = subprocess.run(cmd, capture_output=True, text=True, cwd=tests.parent, timeout=600,
+                             env={**env, "REALBENCH_TEST_SIGINT_AFTER": "3"})
+    assert stopped.returncode == 130 and "interrupted; run the same command again" in stopped.stderr
+    [meta] = store.list_runs()
+    assert meta["status"] == "interrupted"
+    assert store.sql("SELECT count(*) AS n FROM coco_detections")["n"][0] == 0  # not complete: not in the view
+    partial = store.sql("SELECT count(DISTINCT image_id) AS n FROM coco_detections_all")["n"][0]
+    assert 0 < partial <= 4
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, cwd=tests.parent, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming run {meta['run_id']}: 4 of 10 samples already stored" in resumed.stderr
+    [done] = store.list_runs()
+    assert done["status"] == "complete" and done["run_id"] == meta["run_id"]
+
+    fresh = COCO.run(store, "test_coco_run:small_detector", None, checkpoint=checkpoint, batch_size=2,
+                     chunk_images=2, quiet=True, fresh=True)
+    assert fresh != done["run_id"]
+    a = read_detections(store, done["run_id"]).to_pandas()
+    b = read_detections(store, fresh).to_pandas()
+    assert len(a) == len(b) == done["n_detections"] == store.run_meta(fresh)["n_detections"] > 0
+    assert a["det_index"].tolist() == b["det_index"].tolist()
+    assert a[["image_id", "category_id"]].equals(b[["image_id", "category_id"]])
+    np.testing.assert_allclose(a[["score", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(),
+                               b[["score", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(), rtol=0, atol=1e-6)
+    for field in ("iou_types", "n_dropped_unknown_category", "image_ids", "fingerprint"):
+        assert done[field] == store.run_meta(fresh)[field], field
+    assert COCO.score(store, done["run_id"])["bbox"] == COCO.score(store, fresh)["bbox"]
+    # The same command once more: the run is complete, nothing runs again.
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tests.parent, timeout=600, env=env)
+    assert again.returncode == 0 and "already complete as run" in again.stdout
+    assert len(store.list_runs()) == 2
 
 
 def test_offline_without_weights_and_bad_folders(store, shared_data, tmp_path, monkeypatch, checkpoint):

@@ -11,18 +11,23 @@ Weights come from ``checkpoint`` (a state_dict file) or, when online, torchvisio
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 
+from ..distributed import Shard
 from ..errors import HarnessError
-from ..store import Store
+from ..inference import pick_device
+from ..runner import BackoffForward, Job, Outcome, check_coverage, environment, execute, shard_device
+from ..store import RunWriter, Store
 from . import formats
-from .suite import DETECTIONS, available_iou_types
+from .suite import DETECTIONS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _MASK_THRESHOLD = 0.5  # torchvision's reference evaluation binarises mask probabilities at 0.5
@@ -119,13 +124,20 @@ def _image_ids(store: Store, suite, files: list[Path], label_set: str | None) ->
         "they belong to")
 
 
-def _rows(outputs: list[dict], image_ids: list[int], start_index: int, categories: set[int]
-          ) -> tuple[pa.Table | None, int, dict | None]:
+# Detections of one image get det_index = position of the image in the run's listing * DETS_PER_IMAGE + its
+# rank among the image's kept detections: unique and in inference order (image order, then the model's order)
+# however the images were split between ranks and sessions, so a resumed or sharded run stores the very
+# rows of an uninterrupted one.
+DETS_PER_IMAGE = 1 << 20
+
+
+def _rows(outputs: list[dict], image_ids: list[int], positions: list[int], categories: set[int]
+          ) -> tuple[pa.Table | None, int]:
     """Model outputs as COCO result records (boxes as x, y, w, h); detections of unknown categories dropped."""
     from pycocotools import mask as mask_utils
 
-    records, dropped = [], 0
-    for out, image_id in zip(outputs, image_ids):
+    records, indices, dropped = [], [], 0
+    for out, image_id, position in zip(outputs, image_ids, positions):
         boxes = out["boxes"].detach().cpu().double().numpy()
         labels = out["labels"].detach().cpu().numpy()
         scores = out["scores"].detach().cpu().double().numpy()
@@ -137,6 +149,10 @@ def _rows(outputs: list[dict], image_ids: list[int], start_index: int, categorie
         keypoints = out.get("keypoints")
         if keypoints is not None:
             keypoints = keypoints.detach().cpu().double().numpy().reshape(len(boxes), -1)
+        if len(boxes) >= DETS_PER_IMAGE:
+            raise HarnessError(f"image {image_id}: the model returned {len(boxes):,} detections, more than the "
+                               f"{DETS_PER_IMAGE:,} per image a run stores")
+        kept = 0
         for j in range(len(boxes)):
             if int(labels[j]) not in categories:
                 dropped += 1
@@ -149,86 +165,158 @@ def _rows(outputs: list[dict], image_ids: list[int], start_index: int, categorie
             if keypoints is not None:
                 rec["keypoints"] = keypoints[j].tolist()
             records.append(rec)
+            indices.append(position * DETS_PER_IMAGE + kept)
+            kept += 1
     if not records:
-        return None, dropped, None
-    table = formats.results_table(records).set_column(
-        0, "det_index", pa.array(np.arange(start_index, start_index + len(records), dtype=np.int64)))
-    return table, dropped, records[0]
+        return None, dropped
+    table = formats.results_table(records).set_column(0, "det_index", pa.array(indices, pa.int64()))
+    return table, dropped
 
 
-def run_detector(store: Store, suite, model_name: str, data_dir: str | Path | None = None,
-                 checkpoint: str | Path | None = None, batch_size: int = 2, device: str | None = None,
-                 label_set: str | None = None, model_kwargs: dict | None = None, name: str | None = None,
-                 limit: int | None = None, quiet: bool = False) -> str:
+def run_detector(store: Store, suite, model_name: str, data_dir: str | Path | None = None, **options) -> str:
     """Run ``model_name`` on every image of ``data_dir`` (or the first ``limit`` by file name) and store its
-    detections; returns the run id. The run is scored on the images it ran on (``image_ids``)."""
+    detections; returns the run id (see :func:`evaluate_detection` for the options)."""
+    return evaluate_detection(store, suite, model_name, data_dir, **options).run_id
+
+
+def evaluate_detection(store: Store, suite, model_name: str, data_dir: str | Path | None = None,
+                       checkpoint: str | Path | None = None, batch_size: int = 2, device: str | None = None,
+                       label_set: str | None = None, model_kwargs: dict | None = None, name: str | None = None,
+                       limit: int | None = None, quiet: bool = False, chunk_images: int = 64, fresh: bool = False,
+                       resume: str | None = None, skip_complete: bool = False, shard: Shard | None = None,
+                       record_failures: bool = False, on_claim: Callable[[str], None] | None = None,
+                       log: Callable[[str], None] | None = None) -> Outcome:
+    """Run a detector on an image folder through the run engine (``harness.runner.execute``): resumed
+    when killed or interrupted, sharded under torchrun, isolated in bulk runs like a classifier.
+
+    The run is scored on the images it ran on (``image_ids``). Every ``chunk_images`` images become one
+    atomic chunk of detections that also names the images it covers, those without a detection included.
+    """
+    from ..data import load_manifest, resolve
+
+    shard = shard or Shard()
+    quiet = quiet or not shard.is_leader
+
+    def prepare() -> Job:
+        folder = data_dir
+        if folder is None:
+            if suite.default_images is None:
+                raise HarnessError(f"suite {suite.name} ships no images; pass an image folder (--data-dir)")
+            manifest, sub = suite.default_images
+            folder = resolve(manifest, [e.path for e in load_manifest(manifest).under(sub)]) / sub
+        files = list_images(Path(folder))
+        if limit is not None:
+            if limit < 1:
+                raise HarnessError(f"limit {limit} must be at least 1 image")
+            files = files[:limit]
+        if batch_size < 1:
+            raise HarnessError(f"batch size {batch_size} must be at least 1")
+        if chunk_images < 1:
+            raise HarnessError(f"chunk size {chunk_images} must be at least 1 image")
+        from .suite import _column
+
+        chosen, image_ids = _image_ids(store, suite, files, label_set)
+        categories = set(_column(store, chosen, "coco_categories", "category_id"))
+        dev = shard_device(pick_device(device), shard)
+        model, source, digest = load_detector(model_name, checkpoint, model_kwargs)
+        model.to(dev)
+        listing = hashlib.sha256("".join(f"{f.name}\t{f.stat().st_size}\n" for f in files).encode()).hexdigest()
+        config = {
+            "model": model_name, "weights_sha256": digest, "model_kwargs": model_kwargs or {},
+            "dataset": suite.dataset, "label_set": chosen, "data_dir": str(Path(folder).resolve()),
+            "listing_sha256": listing, "limit": limit, "precision": "float32",
+            "preprocessing": {"input": "RGB, full size, float in [0, 1]; resizing and normalisation inside the model"},
+        }
+        meta = {"metric_version": suite.metric_version, "weights_source": source, "image_ids": image_ids,
+                "n_images": len(files), "batch_size": batch_size, "device": dev, "environment": environment(dev)}
+        items = [(str(i), (position, i, f)) for position, (i, f) in enumerate(zip(image_ids, files))]
+
+        def predict(writer: RunWriter, todo: list, shard: Shard) -> dict:
+            return _predict(writer, model, todo, dev, batch_size, chunk_images, categories, quiet, shard)
+
+        return Job(items=items, config=config, meta=meta, device=dev, predict=predict, done_keys=_covered_keys,
+                   verify=_verify, table=DETECTIONS,
+                   describe=f"{model_name} on {len(files):,} images of {chosen} ({folder}) on {dev}")
+
+    return execute(store, suite, model_name, prepare, name=name, checkpoint=checkpoint, fresh=fresh,
+                   resume=resume, skip_complete=skip_complete, shard=shard, record_failures=record_failures,
+                   on_claim=on_claim, quiet=quiet, log=log)
+
+
+def _predict(writer: RunWriter, model, todo: list, device: str, batch_size: int, chunk_images: int,
+             categories: set[int], quiet: bool, shard: Shard) -> dict:
+    """Detect on ``todo`` in batches; every ``chunk_images`` images are published as one chunk."""
     import torch
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
     from tqdm import tqdm
 
-    from ..data import load_manifest, resolve
-    from ..inference import pick_device
-    from ..runner import environment
+    forward = BackoffForward(model, device, "fp32", batch_size,
+                             lambda msg: print(f"rank {shard.rank}: {msg}" if shard.sharded else msg, file=sys.stderr))
+    tables: list[pa.Table] = []
+    covers: list[str] = []
+    dropped = 0
+    storage_s = 0.0
 
-    if data_dir is None:
-        if suite.default_images is None:
-            raise HarnessError(f"suite {suite.name} ships no images; pass an image folder (--data-dir)")
-        manifest, folder = suite.default_images
-        data_dir = resolve(manifest, [e.path for e in load_manifest(manifest).under(folder)]) / folder
-    files = list_images(Path(data_dir))
-    if limit is not None:
-        if limit < 1:
-            raise HarnessError(f"limit {limit} must be at least 1 image")
-        files = files[:limit]
-    label_set, image_ids = _image_ids(store, suite, files, label_set)
-    from .suite import _column
+    def flush() -> float:
+        nonlocal dropped
+        t = time.perf_counter()
+        if covers:
+            table = pa.concat_tables(tables) if tables else formats.DETECTIONS_SCHEMA.empty_table()
+            writer.write_chunk(table, DETECTIONS, notes={"covers": list(covers), "dropped_unknown_category": dropped})
+            tables.clear()
+            covers.clear()
+            dropped = 0
+        return time.perf_counter() - t
 
-    categories = set(_column(store, label_set, "coco_categories", "category_id"))
-    device = pick_device(device)
-    if batch_size < 1:
-        raise HarnessError(f"batch size {batch_size} must be at least 1")
-    model, source, digest = load_detector(model_name, checkpoint, model_kwargs)
-    model.to(device)
-    meta = {
-        "name": name or model_name, "model": model_name, "suite": suite.name, "dataset": suite.dataset,
-        "kind": "run", "metric_version": suite.metric_version, "label_set": label_set,
-        "weights_source": source, "weights_sha256": digest, "model_kwargs": model_kwargs or {},
-        "preprocessing": {"input": "RGB, full size, float in [0, 1]; resizing and normalisation inside the model"},
-        "data_dir": str(Path(data_dir).resolve()), "image_ids": image_ids, "batch_size": batch_size,
-        "precision": "float32", "device": device, "environment": environment(device),
-    }
-    writer = store.begin_run(meta)
-    n_written = dropped = 0
-    first_record = None
     started = time.perf_counter()
-    try:
-        bar = tqdm(total=len(files), unit="img", disable=quiet, file=sys.stderr, desc=model_name)
-        for start in range(0, len(files), batch_size):
-            batch_files = files[start:start + batch_size]
-            images = []
-            for f in batch_files:
-                try:
-                    with Image.open(f) as im:
-                        images.append(pil_to_tensor(im.convert("RGB")).float().div_(255).to(device))
-                except OSError as exc:
-                    raise HarnessError(f"image {f} could not be read: {exc}") from None
-            with torch.inference_mode():
-                outputs = model(images)
-            table, n_dropped, first = _rows(outputs, image_ids[start:start + batch_size], n_written, categories)
-            dropped += n_dropped
-            first_record = first_record or first
-            if table is not None:
-                writer.write_chunk(table, DETECTIONS)
-                n_written += table.num_rows
-            bar.update(len(batch_files))
-        bar.close()
-        if n_written == 0:
-            writer.write_chunk(formats.DETECTIONS_SCHEMA.empty_table(), DETECTIONS)
-        return writer.finish(
-            iou_types=available_iou_types(first_record) if first_record else ["bbox"],
-            n_detections=n_written, n_dropped_unknown_category=dropped,
-            seconds=round(time.perf_counter() - started, 3))
-    except BaseException as exc:
-        writer.fail(f"{type(exc).__name__}: {exc}")
-        raise
+    bar = tqdm(total=len(todo), unit="img", disable=quiet, file=sys.stderr,
+               desc=f"rank 0 of {shard.world_size}" if shard.sharded else None)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        images = []
+        for _, (_, _, f) in batch:
+            try:
+                with Image.open(f) as im:
+                    images.append(pil_to_tensor(im.convert("RGB")).float().div_(255).to(device))
+            except OSError as exc:
+                raise HarnessError(f"image {f} could not be read: {exc}") from None
+        with torch.inference_mode():
+            outputs = forward(images)
+        table, n_dropped = _rows(outputs, [i for _, (_, i, _) in batch], [p for _, (p, _, _) in batch], categories)
+        dropped += n_dropped
+        if table is not None:
+            tables.append(table)
+        covers.extend(key for key, _ in batch)
+        bar.update(len(batch))
+        if len(covers) >= chunk_images:
+            storage_s += flush()
+    storage_s += flush()
+    bar.close()
+    return {"loop_s": time.perf_counter() - started, "storage_s": storage_s,
+            "batch_size_effective": forward.slice, "oom_retries": forward.oom_retries}
+
+
+def _covered_keys(writer: RunWriter) -> set[str]:
+    return {key for notes in writer.chunk_notes(DETECTIONS) for key in notes.get("covers", [])}
+
+
+def _verify(writer: RunWriter, keys: list[str], shard: Shard) -> dict:
+    """Every image covered by exactly one chunk, every detection on an image of its chunk; the run's counts."""
+    import pyarrow.parquet as pq
+
+    notes = writer.chunk_notes(DETECTIONS)
+    check_coverage(writer, keys, [key for n in notes for key in n.get("covers", [])], shard)
+    columns = ["det_index", "image_id", "segm_counts", "keypoints"]
+    parts = [pq.read_table(p, columns=columns) for p in sorted(writer.dir.glob(f"{DETECTIONS}-*.parquet"))]
+    table = pa.concat_tables(parts) if parts else None
+    n = table.num_rows if table is not None else 0
+    if n and len(set(table.column("det_index").to_pylist())) != n:
+        raise HarnessError(f"run {writer.run_id}: some detections are stored twice (repeated det_index)")
+    iou_types = ["bbox"]
+    if n and table.column("segm_counts").null_count < n:
+        iou_types.append("segm")
+    if n and table.column("keypoints").null_count < n:
+        iou_types.append("keypoints")
+    return {"n_rows": n, "n_errors": 0, "n_detections": n, "iou_types": iou_types,
+            "n_dropped_unknown_category": sum(int(n.get("dropped_unknown_category", 0)) for n in notes)}
