@@ -224,6 +224,33 @@ def test_interrupted_detection_run_resumes_to_the_rows_of_an_uninterrupted_one(s
     assert len(store.list_runs()) == 2
 
 
+@pytest.mark.slow
+def test_two_torchrun_ranks_detect_into_one_run_with_the_rows_of_one_process(store, checkpoint):
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))}
+    # Batches of one image: a batch is padded to its largest image, so other batch partners would
+    # change what a randomly initialised detector sees.
+    proc = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+                           "-m", "harness", "--store", str(store.root), "run", "--suite", "coco", "--quiet",
+                           "--model", "test_coco_run:small_detector", "--checkpoint", str(checkpoint),
+                           "--batch-size", "1", "--chunk-images", "2"],
+                          capture_output=True, text=True, cwd=tests.parent, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr
+    [sharded] = store.list_runs()
+    assert sharded["status"] == "complete" and sharded["world_size"] == 2
+    assert [s["images_this_session"] for s in sharded["shards"]] == [5, 5]
+    assert proc.stdout.count("stored as run") == 1  # rank 0 alone reports
+    single = COCO.run(store, "test_coco_run:small_detector", None, checkpoint=checkpoint, batch_size=1,
+                      quiet=True, fresh=True)
+    a = read_detections(store, sharded["run_id"]).to_pandas()
+    b = read_detections(store, single).to_pandas()
+    assert len(a) == len(b) > 0 and a["det_index"].tolist() == b["det_index"].tolist()
+    assert a[["image_id", "category_id"]].equals(b[["image_id", "category_id"]])
+    np.testing.assert_allclose(a[["score", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(),
+                               b[["score", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(), rtol=0, atol=1e-3)
+
+
 def test_offline_without_weights_and_bad_folders(store, shared_data, tmp_path, monkeypatch, checkpoint):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no cached weights to fall back on
     with pytest.raises(HarnessError, match=r"weights for ssdlite320_mobilenet_v3_large could not be downloaded"
