@@ -224,7 +224,7 @@ def evaluate_detection(store: Store, suite, model_name: str, data_dir: str | Pat
         config = {
             "model": model_name, "weights_sha256": digest, "model_kwargs": model_kwargs or {},
             "dataset": suite.dataset, "label_set": chosen, "data_dir": str(Path(folder).resolve()),
-            "listing_sha256": listing, "limit": limit, "precision": "float32",
+            "listing_sha256": listing, "limit": limit, "precision": "fp32",
             "preprocessing": {"input": "RGB, full size, float in [0, 1]; resizing and normalisation inside the model"},
         }
         meta = {"metric_version": suite.metric_version, "weights_source": source, "image_ids": image_ids,
