@@ -70,7 +70,7 @@ def test_readme_sql_answers_after_the_documented_steps_in_order(store, shared_da
     run(documented("README.md", r"harness import --suite real --name ResNet50"), store, capsys, REPO, monkeypatch)
     rescored = run(documented("README.md", r"harness score --run ResNet50"), store, capsys, REPO, monkeypatch)
     assert "top-1 76.13%" in rescored
-    sql = documented("README.md", r"harness sql")
+    sql = documented("README.md", r"harness sql \"\s*\n\s*SELECT r.name")
     first = run(sql, store, capsys, REPO, monkeypatch)
     assert re.search(r"ResNet50\s+46837\s+82\.96", first), first
     # relabel/README.md imports the same file again (suite imagenet, same dataset): nothing is stored twice.
