@@ -303,14 +303,10 @@ def _covered_keys(writer: RunWriter) -> set[str]:
 
 def _verify(writer: RunWriter, keys: list[str], shard: Shard) -> dict:
     """Every image covered by exactly one chunk, every detection on an image of its chunk; the run's counts."""
-    import pyarrow.parquet as pq
-
     notes = writer.chunk_notes(DETECTIONS)
     check_coverage(writer, keys, [key for n in notes for key in n.get("covers", [])], shard)
-    columns = ["det_index", "image_id", "segm_counts", "keypoints"]
-    parts = [pq.read_table(p, columns=columns) for p in sorted(writer.dir.glob(f"{DETECTIONS}-*.parquet"))]
-    table = pa.concat_tables(parts) if parts else None
-    n = table.num_rows if table is not None else 0
+    table = writer.read_table(DETECTIONS, ["det_index", "image_id", "segm_counts", "keypoints"])
+    n = table.num_rows
     if n and len(set(table.column("det_index").to_pylist())) != n:
         raise HarnessError(f"run {writer.run_id}: some detections are stored twice (repeated det_index)")
     iou_types = ["bbox"]
