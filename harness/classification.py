@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -17,18 +17,22 @@ import pandas as pd
 from .errors import HarnessError
 from .identity import stored_import
 from .jsonfile import read_json
-from .score import METRIC_VERSION, score_run
+from .score import METRIC_VERSION, describe, score_run
 from .store import Store
+from .suites import Suite
 
 FILE_COLUMNS = ("file_name", "filename", "file", "image", "image_id", "key", "path")
 CLASS_COLUMNS = ("predicted_class", "prediction", "pred", "class", "label", "top1")
 _INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # prediction scores are stored as float32
 SCORE_COLUMNS = ("predicted_probability", "probability", "prob", "score", "confidence")
+PREDICTION_FORMATS = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
+# How a classification run preprocesses and computes (harness.inference.InferenceOptions' fields, timm's flags).
+INFERENCE_OPTIONS = ("img_size", "crop_pct", "interpolation", "precision", "channels_last", "decode")
 
 
-@dataclass
-class ClassificationSuite:
+@dataclass(repr=False)
+class ClassificationSuite(Suite):
     name: str
     dataset: str
     description: str
@@ -40,7 +44,16 @@ class ClassificationSuite:
     default_images: tuple[str, str] | None = None  # (manifest, folder) of shipped images to run on
     image_key: Callable[[Path], str | None] | None = None  # image file -> key when running
     extra: dict = field(default_factory=dict)
-    task: str = "classification"
+    example: tuple[str, str] | None = None  # (manifest, path) of a shipped prediction file
+
+    task: ClassVar[str] = "classification"
+    runner: ClassVar[str | None] = "classification"
+    import_formats: ClassVar[tuple[str, ...]] = PREDICTION_FORMATS
+    options: ClassVar[dict[str, tuple[str, ...]]] = {
+        "import": ("model",), "score": (),
+        "run": ("checkpoint", "batch_size", "workers", "device", "topk", "save_logits", "limit", "chunk_images",
+                "fresh", "name", "resume", "quiet", *INFERENCE_OPTIONS),
+    }
 
     # ----- label sets --------------------------------------------------------
     def ensure_label_sets(self, store: Store, names: list[str] | None = None) -> None:
@@ -49,10 +62,16 @@ class ClassificationSuite:
                 meta, table = self.label_sets[name]()
                 store.put_label_set(name, {"dataset": self.dataset, **meta}, {"labels": table})
 
+    def sample_keys(self, store: Store, label_set: str | None = None) -> list[str]:
+        label_set = label_set or self.default_label_set
+        if label_set in self.label_sets:
+            self.ensure_label_sets(store, [label_set])
+        return store.sql("SELECT key FROM labels WHERE label_set = ? AND len(labels) > 0 ORDER BY key",
+                         [label_set])["key"].tolist()
+
     # ----- import ------------------------------------------------------------
-    def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None) -> str:
+    def _import_predictions(self, store: Store, path: Path, name: str, model: str | None = None) -> str:
         """Import a prediction file as a run; returns its run id (the stored one for a file already stored)."""
-        path = Path(path)
         existing = stored_import(store, self.dataset, path)
         if existing:
             return existing
@@ -106,7 +125,7 @@ class ClassificationSuite:
             for i, (c, s) in enumerate(zip(classes, scores)):
                 if len(c) != len(s):
                     raise HarnessError(f"{path}: row {i + 2} has {len(c)} classes but {len(s)} scores {s!r}")
-                if not all(np.isfinite(s)) or max(map(abs, s), default=0.0) > _FLOAT32_MAX:  # stored as float32
+                if not all(np.isfinite(s)) or max(map(abs, s), default=0.0) > FLOAT32_MAX:  # stored as float32
                     raise HarnessError(f"{path}: row {i + 2} has scores {s!r}, expected finite numbers within "
                                        "float32 range")
         return pd.DataFrame({"key": keys.to_numpy(), "top_classes": classes, "top_scores": scores})
@@ -133,11 +152,25 @@ class ClassificationSuite:
         return out
 
     # ----- score ---------------------------------------------------------------
-    def score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
+    def _score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
         label_set = label_set or self.default_label_set
         if label_set in self.label_sets:
             self.ensure_label_sets(store, [label_set])
         return score_run(store, run_id, label_set)
+
+    def describe(self, result) -> str:
+        return describe(result)
+
+    def import_report(self, store: Store, run_id: str) -> str:
+        return describe(self.score(store, run_id))
+
+    # ----- run ---------------------------------------------------------------
+    def _run(self, store: Store, model: str, data_dir=None, **options) -> str:
+        from .inference import InferenceOptions
+        from .runner import run_classification
+
+        inference = {k: options.pop(k) for k in INFERENCE_OPTIONS if k in options}
+        return run_classification(store, self, model, data_dir, inference=InferenceOptions(**inference), **options)
 
 
 def _pick(table: pd.DataFrame, candidates, path: Path, what: str) -> str:

@@ -6,15 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from .cliargs import common_options, parse_args
+from .cliargs import common_options, given_options, open_store, run_main
 from .errors import HarnessError
 from .inference import DECODERS, INTERPOLATIONS, PRECISIONS
 
-
-def _store(args):
-    from .store import Store
-
-    return Store(args.store)
+_store = open_store
 
 
 def cmd_models(args) -> int:
@@ -29,15 +25,17 @@ def cmd_models(args) -> int:
 
 
 def cmd_suites(args) -> int:
-    from .suites import get_suite, suite_names
+    from .suites import list_suites
 
-    for name in suite_names():
-        try:
-            suite = get_suite(name)
-            print(f"{name:<28} {suite.dataset:<28} {suite.description}")
-        except ImportError as exc:
-            print(f"{name:<28} (unavailable: {exc})")
+    for suite in list_suites():  # declarations: no suite module is imported
+        print(f"{suite.name:<28} {suite.dataset:<28} {suite.description}")
     return 0
+
+
+# `run` options a suite may take, by argparse dest; each suite's contract says which it does take.
+_RUN_OPTIONS = ("checkpoint", "batch_size", "workers", "device", "topk", "save_logits", "limit", "name", "labels",
+                "fresh", "resume", "chunk_images", "img_size", "crop_pct", "interpolation", "precision", "amp",
+                "channels_last", "decode")
 
 
 def cmd_run(args) -> int:
@@ -45,18 +43,10 @@ def cmd_run(args) -> int:
     from .suites import get_suite
 
     suite = get_suite(args.suite)
-    if hasattr(suite, "configure"):  # image-folder: a suite once given its class list
-        if not args.classes:
-            raise HarnessError(f"suite {suite.name} needs --classes FILE: the class names, one per line (line i = "
-                               "class i), or 'folder,class' lines mapping folders onto ImageNet classes")
-        if not args.data_dir:
-            raise HarnessError(f"suite {suite.name} needs --data-dir: a folder of class sub-folders")
-        suite = suite.configure(args.classes, args.data_dir)
-    elif args.classes:
-        raise HarnessError(f"--classes is for suite image-folder; suite {suite.name} knows its classes")
+    suite = suite.configure(args.data_dir, **({"classes": args.classes} if args.classes else {}))
     # Every name and checkpoint is checked before the store is opened or torch imported.
     requests = read_model_requests(args.model, args.models_file, args.checkpoint,
-                                   registry=getattr(suite, "task", "classification") == "classification")
+                                   registry=suite.runner == "classification")
     if args.results_file and Path(args.results_file).suffix.lower() not in (".csv", ".json"):
         raise HarnessError(f"--results-file {args.results_file}: expected a .csv or .json file name (as timm's)")
     inference = inference_options(args)
@@ -69,30 +59,24 @@ def cmd_run(args) -> int:
         raise HarnessError("--resume RUN_ID continues one run; give exactly one model")
     if args.name and len(requests) > 1:
         raise HarnessError("--name names one run; with several models each run is named after its model")
+    given = given_options(args, build_parser().parse_args(["run", "--suite", suite.name]), _RUN_OPTIONS,
+                          {"labels": "label_set"})
+    if given.pop("amp", False):
+        given["precision"] = "fp16"
+    suite.check_options("run", given)
+    if args.results_file and suite.runner != "classification":
+        raise HarnessError(f"--results-file writes timm's classification columns; suite {suite.name} is a "
+                           f"{suite.task} suite")
     options = dict(data_dir=args.data_dir, device=args.device, limit=args.limit, fresh=args.fresh, name=args.name,
                    quiet=args.quiet, resume=args.resume)
-    if suite.task == "detection":
-        defaults = vars(build_parser().parse_args(["run", "--suite", suite.name]))
-        given = [f"--{o.replace('_', '-')}" for o in _CLASSIFICATION_RUN_OPTIONS if getattr(args, o) != defaults[o]]
-        if given:
-            raise HarnessError(f"a {suite.name} run does not take {', '.join(given)} (classification runs do); it "
-                               "takes --name, --limit, --labels, --data-dir, --checkpoint, --batch-size, --device, "
-                               "--chunk-images, --fresh and --resume")
+    if suite.runner == "detection":
         if args.labels:
             check_label_sets(suite, store, [args.labels])
         options.update(batch_size=args.batch_size or 2, chunk_images=args.chunk_images or 64, label_set=args.labels)
     else:
-        if args.labels:
-            raise HarnessError(f"--labels applies to detection runs; a {suite.name} run is scored against every "
-                               "label set of its suite")
         options.update(batch_size=args.batch_size or 64, workers=args.workers, topk=args.topk,
                        save_logits=args.save_logits, chunk_images=args.chunk_images or 4096, inference=inference)
     return _run_models(args, suite, store, requests, options)
-
-
-# Options of `run` that detection runs do not take (whole images in, every detection stored).
-_CLASSIFICATION_RUN_OPTIONS = ("workers", "topk", "save_logits", "img_size", "crop_pct", "interpolation", "precision",
-                               "amp", "channels_last", "decode", "results_file")
 
 
 def inference_options(args):
@@ -111,7 +95,6 @@ def _run_models(args, suite, store, requests, options: dict) -> int:
     from . import distributed
     from .bulk import run_bulk
     from .distributed import describe_error
-    from .score import describe
 
     shard = distributed.from_environment()
     label_sets = [suite.default_label_set] + [n for n in suite.label_sets if n != suite.default_label_set]
@@ -133,7 +116,7 @@ def _run_models(args, suite, store, requests, options: dict) -> int:
                 return
             scores = [suite.score(store, result.run_id, label_set) for label_set in label_sets]
             for score in scores:
-                print(describe(score))
+                print(suite.describe(score))
             rows.append(results_row(store.run_meta(result.run_id), scores))
         except Exception as exc:  # noqa: BLE001 - the run is stored; the next model must still run
             unscored.append(result.run_id)
@@ -200,16 +183,7 @@ def _print_scores(suite, store, run_id, label_sets) -> None:
     from . import scoring
 
     for label_set in label_sets:
-        print(_describe(suite, scoring.score(store, suite, run_id, label_set)))
-
-
-def _describe(suite, result: dict) -> str:
-    """The short summary a person reads: the suite's own (COCO's 12 lines, ActivityNet's tables) or the
-    classification line."""
-    describe = getattr(suite, "describe", None)
-    if describe is None:
-        from .score import describe
-    return describe(result)
+        print(suite.describe(scoring.score(store, suite, run_id, label_set)))
 
 
 def cmd_import(args) -> int:
@@ -217,30 +191,18 @@ def cmd_import(args) -> int:
     from .suites import get_suite
 
     suite = get_suite(args.suite)
+    options = {k: v for k, v in (("label_set", args.labels), ("drop_unknown_images", args.drop_unknown_images)) if v}
+    suite.check_options("import", options)
     store = _store(args)
-    name = args.name or Path(args.file).stem
-    options = {}
-    if args.labels:
-        options["label_set"] = args.labels
-    if args.drop_unknown_images:
-        options["drop_unknown_images"] = True
     existing = stored_import(store, suite.dataset, args.file, say=print)
-    try:
-        with store.rollback_on_error():  # a failed import leaves the store as it was
-            suite.ensure_label_sets(store)
-            run_id = existing or suite.import_predictions(store, args.file, name, **options)
-    except TypeError as exc:
-        if options and "unexpected keyword" in str(exc):
-            flags = {"label_set": "--labels", "drop_unknown_images": "--drop-unknown-images"}
-            raise HarnessError(f"suite {suite.name} takes no {' or '.join(flags[o] for o in options)} option "
-                               "for imports") from None
-        raise
+    with store.rollback_on_error():  # a failed import leaves the store as it was
+        suite.ensure_label_sets(store)
+        run_id = existing or suite.import_predictions(store, args.file, args.name or Path(args.file).stem, **options)
     if not existing:
         print(f"imported {args.file} as run {run_id} ({suite.name})")
-    if getattr(suite, "task", "classification") == "classification":
-        from .score import describe
-
-        print(describe(suite.score(store, run_id)))
+    report = suite.import_report(store, run_id)
+    if report:
+        print(report)
     return 0
 
 
@@ -248,12 +210,13 @@ def cmd_import_labels(args) -> int:
     from .suites import get_suite
 
     suite = get_suite(args.suite)
-    importer = getattr(suite, "import_ground_truth", None)
-    if importer is None:
-        raise HarnessError(f"suite {suite.name} ships its label sets; it has no ground-truth file import")
-    name = importer(_store(args), args.file, args.name)
+    name = suite.import_ground_truth(_store(args), args.file, args.name)
     print(f"registered {args.file} as label set {name} ({suite.name})")
     return 0
+
+
+def _score_options(args) -> dict:
+    return {k: v for k, v in (("max_dets", args.max_dets), ("iou_types", args.iou_type)) if v}
 
 
 def cmd_score(args) -> int:
@@ -265,16 +228,12 @@ def cmd_score(args) -> int:
         return _score_per_split(args, store)
     run = store.resolve_run(args.run)
     suite = get_suite(run["suite"])
-    label_sets = args.labels or [None]
+    options = _score_options(args)
+    suite.check_options("score", options)
     check_label_sets(suite, store, args.labels or [])
-    options = {k: v for k, v in (("max_dets", args.max_dets), ("iou_types", args.iou_type)) if v}
-    if options and getattr(suite, "task", "classification") != "detection":
-        flags = {"max_dets": "--max-dets", "iou_types": "--iou-type"}
-        raise HarnessError(f"run {args.run} is a {suite.name} run; only COCO and LVIS runs are scored with "
-                           f"{' and '.join(flags[o] for o in options)}")
-    for ls in label_sets:
-        result = scoring.score(store, suite, run["run_id"], ls, recompute=args.recompute, **options)
-        print(json.dumps(result, default=str) if args.json else _describe(suite, result))
+    for label_set in args.labels or [None]:
+        result = scoring.score(store, suite, run["run_id"], label_set, recompute=args.recompute, **options)
+        print(json.dumps(result, default=str) if args.json else suite.describe(result))
     return 0
 
 
@@ -282,7 +241,7 @@ def check_label_sets(suite, store, names: list[str]) -> None:
     """Refuse a label set neither the suite ships nor the store holds, naming the closest ones."""
     from .errors import did_you_mean
 
-    known = list(dict.fromkeys([*getattr(suite, "label_sets", ()), *(m["name"] for m in store.list_label_sets())]))
+    known = list(dict.fromkeys([*suite.label_sets, *(m["name"] for m in store.list_label_sets())]))
     for name in names:
         if name not in known:
             raise HarnessError(f"no label set {name!r} for suite {suite.name}{did_you_mean(name, known)} (known: "
@@ -295,9 +254,8 @@ def _score_per_split(args, store) -> int:
 
     runs = [store.resolve_run(name) for name in args.run.split(",")]
     suite = get_suite(runs[0]["suite"])
-    if not hasattr(suite, "score_per_split") or args.max_dets or args.iou_type:
-        raise HarnessError(f"--per-split scores anet-captions runs (without --max-dets or --iou-type); run "
-                           f"{runs[0]['name']} is a {suite.name} run")
+    options = _score_options(args)
+    suite.check_options("score-per-split", options)
     label_sets = args.labels or suite.default_label_set.split("+")
     if len(runs) not in (1, len(label_sets)):
         raise HarnessError(f"--per-split pairs runs with label sets: {len(runs)} runs for {len(label_sets)} label "
@@ -306,7 +264,7 @@ def _score_per_split(args, store) -> int:
 
     pairs = {ls: run["run_id"] for ls, run in zip(label_sets, runs * len(label_sets))}
     result = scoring.score_per_split(store, suite, pairs, recompute=args.recompute)
-    print(json.dumps(result, default=str) if args.json else _describe(suite, result))
+    print(json.dumps(result, default=str) if args.json else suite.describe(result))
     return 0
 
 
@@ -532,15 +490,7 @@ COMMANDS = {"models": cmd_models, "suites": cmd_suites, "run": cmd_run, "import"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
-    try:
-        return COMMANDS[args.command](args)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    return run_main(build_parser(), argv, COMMANDS, interrupted="interrupted; run the same command again to resume")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
-"""The options every command line of the project takes (``harness``, ``relabel``, ``reports``),
-accepted both before and after the command."""
+"""The plumbing every command line of the project shares (``harness``, ``relabel``, ``reports``): the
+options taken before or after the command (``--store``, ``--quiet``), opening the store, which options
+a user actually gave, and the main loop that turns a :class:`HarnessError` into one line and exit code 2."""
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Callable, Iterable, Mapping
+
+from .errors import HarnessError
 
 
 def common_options(quiet: bool = True) -> argparse.ArgumentParser:
@@ -22,3 +27,33 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     args.store = getattr(args, "store", None)
     args.quiet = getattr(args, "quiet", False)
     return args
+
+
+def open_store(args: argparse.Namespace):
+    """The store the command line names (``--store``), else the default one."""
+    from .store import Store
+
+    return Store(args.store)
+
+
+def given_options(args: argparse.Namespace, defaults: argparse.Namespace, names: Iterable[str],
+                  rename: Mapping[str, str] | None = None) -> dict:
+    """The options among ``names`` that the user set (values other than the parser's defaults), keyed by
+    their contract names (``rename`` maps an argparse dest such as ``labels`` to ``label_set``)."""
+    rename = rename or {}
+    return {rename.get(n, n): getattr(args, n) for n in names if getattr(args, n) != getattr(defaults, n)}
+
+
+def run_main(parser: argparse.ArgumentParser, argv: list[str] | None,
+             commands: Mapping[str, Callable[[argparse.Namespace], int]],
+             interrupted: str = "interrupted") -> int:
+    """Parse, run the command (``args.command`` names it), and report a bad input as one line, no traceback."""
+    args = parse_args(parser, argv)
+    try:
+        return commands[args.command](args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130

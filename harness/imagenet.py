@@ -14,6 +14,7 @@ import pandas as pd
 
 from .classification import ClassificationSuite, stem_key
 from .data import resolve_file
+from .suites import declared
 
 VAL_SIZE = 50_000
 VAL_KEY = r"ILSVRC2012_val_000(?!00000)\d{5}"
@@ -94,25 +95,12 @@ def sample_labels() -> tuple[dict, pd.DataFrame]:
 
 _VAL_LABEL_SETS = {"imagenet-original": original_labels, "real": real_labels}
 
-IMAGENET = ClassificationSuite(
-    name="imagenet", dataset="imagenet-val",
-    description="ILSVRC-2012 validation, original labels (top-1/top-5)",
-    default_label_set="imagenet-original", num_classes=1000, label_sets=_VAL_LABEL_SETS,
-    key_of=_val_key_of, class_index=synset_index,
-    default_images=("imagenet-val-subset", "imagenet-val-subset"),
-)
-REAL = ClassificationSuite(
-    name="real", dataset="imagenet-val",
-    description="ILSVRC-2012 validation, ReaL labels (top-1 over the 46,837 labelled images)",
-    default_label_set="real", num_classes=1000, label_sets=_VAL_LABEL_SETS,
-    key_of=_val_key_of, class_index=synset_index,
-    default_images=("imagenet-val-subset", "imagenet-val-subset"),
-)
+_VAL_IMAGES = dict(num_classes=1000, label_sets=_VAL_LABEL_SETS, key_of=_val_key_of, class_index=synset_index,
+                   default_images=("imagenet-val-subset", "imagenet-val-subset"),
+                   example=("imagenet-predictions", "imagenet/model_predictions/ViT.csv"))
+IMAGENET = ClassificationSuite(**declared("imagenet"), **_VAL_IMAGES)
+REAL = ClassificationSuite(**declared("real"), **_VAL_IMAGES)
 IMAGENET_SAMPLE = ClassificationSuite(
-    name="imagenet-sample", dataset="imagenet-sample",
-    description="200 full-size ImageNet images, one per 5th class (labels from the file names)",
-    default_label_set="imagenet-sample-original", num_classes=1000,
-    label_sets={"imagenet-sample-original": sample_labels},
-    key_of=_sample_key_of, class_index=synset_index,
-    default_images=("imagenet-sample", "imagenet-sample"),
+    **declared("imagenet-sample"), num_classes=1000, label_sets={"imagenet-sample-original": sample_labels},
+    key_of=_sample_key_of, class_index=synset_index, default_images=("imagenet-sample", "imagenet-sample"),
 )

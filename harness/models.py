@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data import sha256_file
 from .errors import HarnessError, did_you_mean
 
 # timm's model names as of the timm version they were taken from, so that a name is checked (and a
@@ -159,14 +160,6 @@ class LoadedModel:
     extra: dict = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def state_dict_sha256(state_dict: dict) -> str:
     """A hash of the weights themselves (names, shapes, bytes), independent of the file format."""
     import torch
@@ -180,7 +173,8 @@ def state_dict_sha256(state_dict: dict) -> str:
     return h.hexdigest()
 
 
-def _read_checkpoint(path: Path) -> dict:
+def read_checkpoint(path: Path) -> dict:
+    """The state_dict in a weights file (.pth, .pt, .safetensors; wrapped ones such as {"state_dict": ...} unwrapped)."""
     import torch
 
     if not path.is_file():
@@ -254,7 +248,7 @@ def load_model(name: str, checkpoint: str | Path | None = None, num_classes: int
 
     if checkpoint is not None:
         path = Path(checkpoint)
-        state = _read_checkpoint(path)
+        state = read_checkpoint(path)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:

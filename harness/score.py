@@ -14,7 +14,7 @@ from .store import Store
 
 METRIC_VERSION = "classification-1"
 
-_PER_SAMPLE = """
+PER_SAMPLE_SQL = """
 WITH p AS (SELECT key, top_classes, error FROM predictions WHERE run_id = $run),
      l AS (SELECT key, labels FROM labels WHERE label_set = $labels AND len(labels) > 0)
 SELECT l.key,
@@ -40,7 +40,7 @@ def _check(store: Store, run_id: str, label_set: str) -> tuple[dict, dict]:
     return run, labels
 
 
-def per_sample(store: Store, run_id: str, label_set: str, query: str = _PER_SAMPLE) -> pd.DataFrame:
+def per_sample(store: Store, run_id: str, label_set: str, query: str = PER_SAMPLE_SQL) -> pd.DataFrame:
     """One row per sample that the run predicted and the label set labels (non-empty), keyed by ``key``.
 
     ``query`` computes other per-sample metrics from the same parameters (``$run``, ``$labels``)."""
@@ -57,7 +57,7 @@ def score_run(store: Store, run_id: str, label_set: str) -> dict:
     run, labels = _check(store, run_id, label_set)
     con = store.connect(runs=[run_id])
     try:
-        rows = con.execute(_PER_SAMPLE, {"run": run_id, "labels": label_set}).df()
+        rows = con.execute(PER_SAMPLE_SQL, {"run": run_id, "labels": label_set}).df()
         totals = con.execute(
             """SELECT
                  (SELECT count(*) FROM labels WHERE label_set = $labels) AS dataset_size,

@@ -38,6 +38,7 @@ from .errors import HarnessError
 from .imagenet import synset_index, synsets
 from .score import score_run
 from .store import Store
+from .suites import Suite, declared
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def subset_synsets(which: str) -> tuple[str, ...]:
     return names
 
 
-@dataclass
+@dataclass(repr=False)
 class FolderSuite(ClassificationSuite):
     """A classification suite whose images sit in class folders and whose labels are those folders.
 
@@ -143,7 +144,7 @@ class FolderSuite(ClassificationSuite):
                 "source": "class folders", "num_classes": self.num_classes}
         store.put_label_set(name, meta, {"labels": table})
 
-    def score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
+    def _score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
         label_set = label_set or self.default_label_set
         if label_set == self.default_label_set:
             keys = store.sql("SELECT key FROM predictions_all WHERE run_id = ?", [run_id])["key"].tolist()
@@ -188,35 +189,26 @@ def _subset_classes(which: str) -> Callable[[], OutputClasses]:
     return classes
 
 
-def _folder_suite(name: str, description: str, size: int, class_index, layout_hint: str,
-                  output_classes=None) -> FolderSuite:
+def _folder_suite(name: str, size: int, class_index, layout_hint: str, output_classes=None) -> FolderSuite:
+    """A published dataset of class folders; its name, dataset, description and label set are declared in
+    harness.suites."""
     return FolderSuite(
-        name=name, dataset=name, description=description, default_label_set=name, num_classes=1000,
-        label_sets={name: None}, key_of=None, class_index=class_index, size=size, manifest=name,
-        output_classes=output_classes, layout_hint=layout_hint)
+        **declared(name), num_classes=1000, label_sets={name: None}, key_of=None, class_index=class_index,
+        size=size, manifest=name, output_classes=output_classes, layout_hint=layout_hint)
 
 
 _V2_HINT = "folders 0 .. 999 named by ImageNet class index, as in ImageNetV2's archives"
-IMAGENETV2_MATCHED_FREQUENCY = _folder_suite(
-    "imagenetv2-matched-frequency", "ImageNetV2 matched-frequency (Recht et al. 2019), 10,000 images",
-    10_000, _v2_index, _V2_HINT)
-IMAGENETV2_THRESHOLD = _folder_suite(
-    "imagenetv2-threshold0.7", "ImageNetV2 threshold-0.7 (Recht et al. 2019), 10,000 images",
-    10_000, _v2_index, _V2_HINT)
-IMAGENETV2_TOP_IMAGES = _folder_suite(
-    "imagenetv2-top-images", "ImageNetV2 top-images (Recht et al. 2019), 10,000 images",
-    10_000, _v2_index, _V2_HINT)
-IMAGENET_SKETCH = _folder_suite(
-    "imagenet-sketch", "ImageNet-Sketch (Wang et al. 2019), 50,889 sketches of the 1,000 classes",
-    50_889, _synset_folders, "folders named by ImageNet synset (n01440764 ...)")
-IMAGENET_A = _folder_suite(
-    "imagenet-a", "ImageNet-A (Hendrycks et al. 2021), 7,500 images of 200 classes; logits restricted to them",
-    7_500, _subset_folders("a"), "folders named by the 200 ImageNet-A synsets (timm imagenet_a_synsets.txt)",
-    _subset_classes("a"))
-IMAGENET_R = _folder_suite(
-    "imagenet-r", "ImageNet-R (Hendrycks et al. 2021), 30,000 renditions of 200 classes; logits restricted to them",
-    30_000, _subset_folders("r"), "folders named by the 200 ImageNet-R synsets (timm imagenet_r_synsets.txt)",
-    _subset_classes("r"))
+IMAGENETV2_MATCHED_FREQUENCY = _folder_suite("imagenetv2-matched-frequency", 10_000, _v2_index, _V2_HINT)
+IMAGENETV2_THRESHOLD = _folder_suite("imagenetv2-threshold0.7", 10_000, _v2_index, _V2_HINT)
+IMAGENETV2_TOP_IMAGES = _folder_suite("imagenetv2-top-images", 10_000, _v2_index, _V2_HINT)
+IMAGENET_SKETCH = _folder_suite("imagenet-sketch", 50_889, _synset_folders,
+                                "folders named by ImageNet synset (n01440764 ...)")
+IMAGENET_A = _folder_suite("imagenet-a", 7_500, _subset_folders("a"),
+                           "folders named by the 200 ImageNet-A synsets (timm imagenet_a_synsets.txt)",
+                           _subset_classes("a"))
+IMAGENET_R = _folder_suite("imagenet-r", 30_000, _subset_folders("r"),
+                           "folders named by the 200 ImageNet-R synsets (timm imagenet_r_synsets.txt)",
+                           _subset_classes("r"))
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
@@ -292,17 +284,29 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class _ImageFolderEntry:
-    """The registry entry of ``image-folder``: a suite once given a class list (``--classes``)."""
-    name = "image-folder"
-    dataset = "image-folder-<name>"
+class ImageFolderEntry(Suite):
+    """The registry entry of ``image-folder``: a suite once given a class list (``configure(data_dir,
+    classes=FILE)``, ``--classes``); a stored run of it is scored with the class list it recorded."""
     task = "classification"
-    description = "any folder of class sub-folders plus a class list (--classes FILE); keys are relative paths"
-    default_label_set = None
+    runner = "classification"
+    import_formats = ()
+    options = {"configure": ("classes", "dataset"), "score": (), "run": ClassificationSuite.options["run"]}
+    needs_configuration = True
     label_sets: dict = {}
-    configure = staticmethod(image_folder_suite)
 
-    def score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
+    def __init__(self):
+        for key, value in declared("image-folder").items():
+            setattr(self, key, value)
+
+    def _configure(self, data_dir, classes: str | Path | None = None, dataset: str | None = None) -> FolderSuite:
+        if not classes:
+            raise HarnessError(f"suite {self.name} needs --classes FILE: the class names, one per line (line i = "
+                               "class i), or 'folder,class' lines mapping folders onto ImageNet classes")
+        if not data_dir and not dataset:
+            raise HarnessError(f"suite {self.name} needs --data-dir: a folder of class sub-folders")
+        return image_folder_suite(classes, data_dir, dataset)
+
+    def _score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
         run = store.run_meta(run_id)
         classes = (run.get("suite_extra") or {}).get("classes_file")
         if not classes:
@@ -312,4 +316,4 @@ class _ImageFolderEntry:
             store, run_id, label_set)
 
 
-IMAGE_FOLDER = _ImageFolderEntry()
+IMAGE_FOLDER = ImageFolderEntry()

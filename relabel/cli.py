@@ -24,16 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.cliargs import common_options, parse_args
+from harness.cliargs import common_options, open_store, run_main
 from harness.errors import HarnessError
 
 from .real import MAYBE_HANDLING
 
 
-def _store(args):
-    from harness.store import Store
-
-    return Store(args.store)
+_store = open_store
 
 
 def _print_json(obj) -> None:
@@ -173,7 +170,7 @@ def _class_ids(scale: tuple, dataset: str) -> list[int]:
 
 def cmd_aggregate(args) -> int:
     from .labelsets import check_registration, label_set_frame, register_label_set
-    from .proposals import _read_table, integer_labels
+    from .proposals import integer_labels, read_answer_table
     from .ratings import YES_NO_MAYBE, Ratings, VirtualRater
 
     # Every argument and input is checked before anything is fitted or written.
@@ -184,7 +181,7 @@ def cmd_aggregate(args) -> int:
         from .real import parse_ranges
 
         classes = parse_ranges(args.virtual_classes)
-    table = _read_table(Path(args.answers), "answer file",
+    table = read_answer_table(Path(args.answers), "answer file",
                         ["rater", "key", "answer"] + ([] if args.multiclass else ["label"]))
     if args.scale:
         scale = tuple(s.strip() for s in args.scale.split(","))
@@ -193,7 +190,7 @@ def cmd_aggregate(args) -> int:
     ratings = Ratings.from_long(table, scale, label_col=None if args.multiclass else "label",
                                 where=f"answers in {args.answers}")
     if args.virtual:
-        ref = _read_table(Path(args.virtual), "virtual rater file", ["key", "label"])
+        ref = read_answer_table(Path(args.virtual), "virtual rater file", ["key", "label"])
         reference = dict(zip(ref["key"].str.strip(), integer_labels(ref, args.virtual, "virtual rater file")))
         ratings = ratings.with_virtual(VirtualRater(Path(args.virtual).stem, reference, classes))
     q = ratings.questions
@@ -639,9 +636,4 @@ COMMANDS = {"real": cmd_real, "raters": cmd_raters, "aggregate": cmd_aggregate,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
-    try:
-        return COMMANDS[args.command](args)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_main(build_parser(), argv, COMMANDS)

@@ -33,12 +33,12 @@ def label_set_frame(keys: Sequence[str], labels: Sequence[Sequence[int]],
 def dataset_suite(dataset: str):
     """A classification suite whose sample space is ``dataset``: its ``key_of`` tells a sample
     key, its ``class_index`` and ``num_classes`` the classes."""
-    from harness.suites import get_suite, suite_names
+    from harness.suites import get_suite, list_suites
 
-    suites = [s for s in map(get_suite, suite_names()) if getattr(s, "key_of", None) is not None]
+    suites = [s for s in list_suites() if s.task == "classification"]
     for suite in suites:
         if suite.dataset == dataset:
-            return suite
+            return get_suite(suite.name)
     raise HarnessError(f"unknown dataset {dataset!r} for a label set; expected one of "
                        f"{sorted({s.dataset for s in suites})}")
 

@@ -148,7 +148,7 @@ def export_tasks(tasks: pd.DataFrame, path: Path, class_names: list | None = Non
         raise HarnessError(f"task file {path} must end in .jsonl or .csv")
 
 
-def _read_table(path: Path, what: str, need: list[str]) -> pd.DataFrame:
+def read_answer_table(path: Path, what: str, need: list[str]) -> pd.DataFrame:
     """A UTF-8 CSV of strings with the columns ``need``, or one HarnessError naming the file."""
     if not Path(path).is_file():
         raise HarnessError(f"{what} {path} does not exist; expected a CSV with the columns {need}")
@@ -184,7 +184,7 @@ def read_tasks(path: Path) -> pd.DataFrame:
                 raise HarnessError(f"{path} line {n} is not a task ({exc!r})") from None
         return pd.DataFrame(rows, columns=["task_id", "key", "label"])
     if path.suffix == ".csv":
-        table = _read_table(path, "task file", ["task_id", "key", "label"])[["task_id", "key", "label"]]
+        table = read_answer_table(path, "task file", ["task_id", "key", "label"])[["task_id", "key", "label"]]
         return table.assign(label=integer_labels(table, path, "task file"))
     raise HarnessError(f"task file {path} must end in .jsonl or .csv")
 
@@ -208,7 +208,7 @@ def read_answers(path: Path, tasks: pd.DataFrame, raters: Iterable[str] | None =
     duplicate vote, an empty or non-integer field.
     """
     path = Path(path)
-    table = _read_table(path, "answer file", ["rater", "key", "label", "answer"])
+    table = read_answer_table(path, "answer file", ["rater", "key", "label", "answer"])
     where = f"answers in {path}"
     problems: list[tuple[int, str]] = []
     votes = normalised_votes(table)

@@ -16,15 +16,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cliargs import common_options, parse_args
+from harness.cliargs import common_options, open_store, run_main
 from harness.errors import HarnessError
 from harness.store import Store
 
 from .spec import LEADERBOARD_DIR, spec_names
 
-
-def _store(args) -> Store:
-    return Store(args.store)
+_store = open_store
 
 
 def _folders(args) -> tuple[Path, Path]:
@@ -96,11 +94,10 @@ def cmd_leaderboard(args) -> int:
 def label_set_text(store: Store, label_set: str) -> str:
     """``label set NAME (suite S, dataset D)``: the suite whose own labels these are, if any (a relabelled
     set such as ``real-rebuilt`` has none; it labels a dataset that suites run on)."""
-    from harness.suites import get_suite, suite_names
+    from harness.suites import list_suites
 
     dataset = store.label_set_meta(label_set).get("dataset")
-    suites = sorted({s.name for s in map(get_suite, suite_names())
-                     if getattr(s, "default_label_set", None) == label_set})
+    suites = sorted({s.alias_of or s.name for s in list_suites() if s.default_label_set == label_set})
     where = (f"suite {', '.join(suites)}, " if suites else "relabelled, ") + f"dataset {dataset}"
     return f"label set {label_set} ({where})"
 
@@ -161,15 +158,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reports", description=__doc__, parents=[common],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("build-store", parents=[common], help="fill the store from the shipped data").set_defaults(
-        func=cmd_build_store)
+    sub.add_parser("build-store", parents=[common], help="fill the store from the shipped data")
     it = sub.add_parser("import-timm", parents=[common],
                         help="import timm's shipped result tables (ImageNet, ReaL, ImageNetV2, Sketch), or the "
                              "given files in timm's results format")
     it.add_argument("files", nargs="*", help="results-*.csv files (default: the four shipped ones)")
     it.add_argument("--suite", default=None, help="the suite a file measures (default: from timm's file name, "
                                                   "e.g. results-imagenet-a.csv -> imagenet-a)")
-    it.set_defaults(func=cmd_import_timm)
     cs = sub.add_parser("cifar-study", parents=[common], help="the CIFAR-10 relabelling study (fills the store "
                         "with the shipped CIFAR files and runs the four CIFAR ResNets where missing)")
     cs.add_argument("--dir", default=None, help="folder of cifar10h.toml (default: realbench's leaderboards/)")
@@ -178,16 +173,14 @@ def parser() -> argparse.ArgumentParser:
     cs.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
     cs.add_argument("--no-runs", action="store_true",
                     help="do not run the CIFAR ResNets; own runs already in the store still join the table")
-    cs.set_defaults(func=cmd_cifar_study)
     sub.add_parser("shift-study", parents=[common], help="do models that gain most on ReaL gain on ImageNetV2? "
-                   "(correlations across timm's tables, with intervals)").set_defaults(func=cmd_shift_study)
+                   "(correlations across timm's tables, with intervals)")
     lb = sub.add_parser("leaderboard", parents=[common], help="regenerate leaderboards from the store")
     lb.add_argument("names", nargs="*", metavar="NAME", help="spec names (default: every leaderboards/*.toml)")
     lb.add_argument("--dir", default=None, help="folder of the specs (default: realbench's leaderboards/)")
     lb.add_argument("--out", default=None, help="folder the files are written to (default: --dir when given, "
                     "else leaderboards/ in the current folder)")
     lb.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
-    lb.set_defaults(func=cmd_leaderboard)
     cmp = sub.add_parser("compare", parents=[common], help="McNemar and paired bootstrap of two runs on one label set")
     cmp.add_argument("a", help="run id or name")
     cmp.add_argument("b", help="run id or name")
@@ -195,14 +188,12 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--confidence", type=float, default=0.95)
     cmp.add_argument("--resamples", type=int, default=10_000)
     cmp.add_argument("--seed", type=int, default=0)
-    cmp.set_defaults(func=cmd_compare)
     return p
 
 
+COMMANDS = {"build-store": cmd_build_store, "import-timm": cmd_import_timm, "cifar-study": cmd_cifar_study,
+            "shift-study": cmd_shift_study, "leaderboard": cmd_leaderboard, "compare": cmd_compare}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(parser(), argv)
-    try:
-        return args.func(args)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_main(parser(), argv, COMMANDS)

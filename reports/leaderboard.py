@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.score import _PER_SAMPLE as PER_SAMPLE_SQL
+from harness.score import PER_SAMPLE_SQL
 from harness.store import Store
 
 from . import stats

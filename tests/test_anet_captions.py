@@ -314,7 +314,7 @@ def test_official_header_keys_are_required(tmp_path, store):
         ANET_CAPTIONS.import_predictions(store, path, "bad")
     with pytest.raises(HarnessError, match="does not exist"):
         ANET_CAPTIONS.import_predictions(store, tmp_path / "missing.json", "bad")
-    with pytest.raises(HarnessError, match="unknown import options"):
+    with pytest.raises(HarnessError, match="takes no --split option for imports"):
         ANET_CAPTIONS.import_predictions(store, path, "bad", split="val_1")
 
 

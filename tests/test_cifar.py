@@ -160,7 +160,7 @@ def resnet20_run(tmp_path_factory):
 def test_resnet20_runs_on_the_jpeg_test_images(resnet20_run, raw, shared_data):
     """The run's predictions on the first 1,000 keys agree with a bare eager evaluation."""
     from harness.cifar.resnet import WEIGHT_FILES, cifar_resnet
-    from harness.models import _read_checkpoint
+    from harness.models import read_checkpoint
 
     store, run_id = resnet20_run
     meta = store.run_meta(run_id)
@@ -169,7 +169,7 @@ def test_resnet20_runs_on_the_jpeg_test_images(resnet20_run, raw, shared_data):
     rows = store.sql(f"SELECT key, top_classes[1] AS top1 FROM predictions WHERE run_id = '{run_id}' "
                      "ORDER BY key LIMIT 1000")
     bare = cifar_resnet(20)
-    bare.load_state_dict(_read_checkpoint(shared_data / WEIGHT_FILES[20]))
+    bare.load_state_dict(read_checkpoint(shared_data / WEIGHT_FILES[20]))
     bare.eval()
     members = {c: np.flatnonzero(raw["labels"] == i) for i, c in enumerate(CIFAR10_CLASSES)}
     files = []
@@ -209,7 +209,7 @@ def test_fused_cpu_form_is_the_folded_network(shared_data):
     from PIL import Image
 
     from harness.cifar.resnet import WEIGHT_FILES, cifar_resnet, inference_form
-    from harness.models import _read_checkpoint
+    from harness.models import read_checkpoint
 
     files = sorted((shared_data / CIFAR / "cifar10-test-jpeg").rglob("*.jpg"))[::250]
     x = np.stack([np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255 for f in files])
@@ -217,7 +217,7 @@ def test_fused_cpu_form_is_the_folded_network(shared_data):
     x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
     for depth in (20, 56):
         eager = cifar_resnet(depth)
-        eager.load_state_dict(_read_checkpoint(shared_data / WEIGHT_FILES[depth]))
+        eager.load_state_dict(read_checkpoint(shared_data / WEIGHT_FILES[depth]))
         eager.eval()
         fast = inference_form(eager)
         assert fast.onednn  # the fused path is the one under test on this machine
@@ -303,10 +303,10 @@ def test_cli_import_and_score(tmp_path, shared_data):
     assert "human agreement 90.10%" in out
     refused = subprocess.run(cmd + ["score", "--run", "r56", "--max-dets", "1,10,50"], capture_output=True, text=True)
     assert refused.returncode == 2
-    assert "run r56 is a cifar10 run; only COCO and LVIS runs are scored with --max-dets" in refused.stderr
+    assert "suite cifar10 takes no --max-dets option for scoring; for scoring it takes no options" in refused.stderr
     refused = subprocess.run(cmd + ["run", "--suite", "cifar10", "--model", "resnet20-cifar", "--labels", "cifar10h"],
                              capture_output=True, text=True)
-    assert refused.returncode == 2 and "--labels applies to detection runs" in refused.stderr
+    assert refused.returncode == 2 and "suite cifar10 takes no --labels option for runs" in refused.stderr
     v4 = shared_data / PRED / "v4_predictions" / "resnet_basic_56_predictions.json"
     bad = subprocess.run(cmd + ["import", "--suite", "cifar10", str(v4)], capture_output=True, text=True)
     assert bad.returncode == 2 and "dataset cifar10-test has 10,000 test images" in bad.stderr

@@ -164,7 +164,7 @@ def test_cli_runs_a_detector_with_name_limit_and_label_set(store, shared_data):
     refused = subprocess.run(cmd + ["--workers", "2", "--topk", "3"], capture_output=True, text=True, env=env,
                              cwd=tests.parent, timeout=600)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "a coco run does not take --workers, --topk (classification runs do)" in refused.stderr
+    assert "suite coco takes no --workers, --topk options for runs; for runs it takes --checkpoint" in refused.stderr
     assert [r["run_id"] for r in store.list_runs()] == [run_id]
 
 

@@ -166,7 +166,7 @@ def test_image_folder_with_class_names_matches_the_cifar_suite(store, tmp_path, 
             os.symlink(f, folder / name / f.name)
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(CIFAR10_CLASSES) + "\n")
-    suite = get_suite("image-folder").configure(classes, folder)
+    suite = get_suite("image-folder").configure(folder, classes=classes)
     run_id = run_classification(store, suite, "resnet20-cifar", data_dir=folder, batch_size=20, quiet=True)
     reference = run_classification(store, get_suite("cifar10"), "resnet20-cifar", data_dir=folder, batch_size=20,
                                    quiet=True)

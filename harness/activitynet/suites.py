@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import ClassVar, Mapping
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
 from ..identity import stored_import
 from ..store import Store
+from ..suites import Suite, declared
 from . import densevid, formats, temporal
 from .cocotext import MeteorSession
 
@@ -100,19 +101,32 @@ def _segments(frame: pd.DataFrame) -> dict[str, densevid.Segments]:
             for k, rows in temporal.rows_by_key(frame["key"]).items()}
 
 
-class _ActivityNetSuite:
-    name: str
-    dataset: str
-    metric_version: str
+class ActivityNetSuite(Suite):
+    """What both ActivityNet suites share: the caption label sets, video keys, submission imports."""
+    metric_version: ClassVar[str]
+    import_formats: ClassVar[tuple[str, ...]] = (".json",)
+    label_sets: ClassVar[Mapping[str, CaptionReference]] = CAPTION_LABEL_SETS
 
-    def ensure_label_sets(self, store: Store) -> None:
-        ensure_caption_label_sets(store)
+    def ensure_label_sets(self, store: Store, names: list[str] | None = None) -> None:
+        ensure_caption_label_sets(store, names)
 
-    def _import(self, store: Store, path: str | Path, name: str, model: str | None, options: dict,
+    def key_of(self, name: str) -> str | None:
+        """A video's key is its YouTube id as the label set writes it (``v_`` + 11 characters for Captions)."""
+        stem = Path(str(name)).name.rsplit(".", 1)[0]
+        return stem if len(_video_id(stem)) == 11 else None
+
+    def sample_keys(self, store: Store, label_set: str | None = None) -> list[str]:
+        names = _label_set_names(label_set, self.default_label_set)
+        for n in names:
+            if n in CAPTION_LABEL_SETS:
+                ensure_caption_label_sets(store, [n])
+        table = "temporal_segments" if all(store.label_set_meta(n).get("format") == V13_FORMAT for n in names) \
+            else "caption_segments"
+        return store.sql(f"SELECT DISTINCT key FROM {table} WHERE list_contains(?, label_set) ORDER BY key",
+                         [names])["key"].tolist()
+
+    def _import(self, store: Store, path: Path, name: str, model: str | None,
                 reader, table: str, header_fields: tuple[str, ...] = ()) -> str:
-        if options:
-            raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; known: model")
-        path = Path(path)
         existing = stored_import(store, self.dataset, path)
         if existing:
             return existing
@@ -125,21 +139,22 @@ class _ActivityNetSuite:
         return store.write_run(meta, {table: rows})
 
 
-@dataclass
-class CaptionsSuite(_ActivityNetSuite):
-    name: str = "anet-captions"
-    dataset: str = "activitynet-captions"
-    task: str = "dense-captioning"
-    description: str = ("ActivityNet Captions dense captioning: densevid_eval BLEU/METEOR/ROUGE-L/CIDEr-D "
-                        "at tIoU 0.3/0.5/0.7/0.9, localisation precision/recall")
-    default_label_set: str = "anet-captions-val_1+anet-captions-val_2"
-    metric_version: str = densevid.METRIC_VERSION
+@dataclass(repr=False)
+class CaptionsSuite(ActivityNetSuite):
+    name: str
+    dataset: str
+    description: str
+    default_label_set: str
 
-    def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None,
-                           **options) -> str:
+    task: ClassVar[str] = "dense-captioning"
+    metric_version: ClassVar[str] = densevid.METRIC_VERSION
+    options: ClassVar[dict[str, tuple[str, ...]]] = {
+        "import": ("model",), "score": ("tious", "max_proposals", "progress", "meteor"),
+        "score-per-split": ("tious", "max_proposals", "progress", "meteor")}
+
+    def _import_predictions(self, store: Store, path: Path, name: str, model: str | None = None) -> str:
         """Import a densevid_eval submission JSON: one row per predicted segment; returns the run id."""
-        return self._import(store, path, name, model, options, formats.read_caption_submission,
-                            "dense_captions")
+        return self._import(store, path, name, model, formats.read_caption_submission, "dense_captions")
 
     def predictions(self, store: Store, run_id: str) -> pd.DataFrame:
         _run_meta(store, run_id, self.name)
@@ -150,9 +165,9 @@ class CaptionsSuite(_ActivityNetSuite):
         return store.sql('SELECT key, idx, start, "end", sentence FROM caption_segments WHERE label_set = ? '
                          "ORDER BY key, idx", [label_set])
 
-    def score(self, store: Store, run_id: str, label_set: str | None = None,
-              tious=densevid.TIOUS, max_proposals: int = densevid.MAX_PROPOSALS, progress: bool = True,
-              meteor: MeteorSession | None = None) -> dict:
+    def _score(self, store: Store, run_id: str, label_set: str | None = None,
+               tious=densevid.TIOUS, max_proposals: int = densevid.MAX_PROPOSALS, progress: bool = True,
+               meteor: MeteorSession | None = None) -> dict:
         """densevid_eval scores of a run against one label set or several joined by ``+``.
 
         ``anet-captions-val_1+anet-captions-val_2`` (the default) is the official tool's
@@ -176,8 +191,8 @@ class CaptionsSuite(_ActivityNetSuite):
                       n_videos_predicted=len(predicted & known), n_unknown_videos=len(predicted - known))
         return result
 
-    def score_per_split(self, store: Store, runs: Mapping[str, str], meteor: MeteorSession | None = None,
-                        **kwargs) -> dict:
+    def _score_per_split(self, store: Store, runs: Mapping[str, str], meteor: MeteorSession | None = None,
+                         **kwargs) -> dict:
         """The ground-truth-proposal protocol: each run against its own label set, metrics averaged.
 
         ``runs`` maps label set to run, e.g. ``{"anet-captions-val_1": r1, "anet-captions-val_2": r2}``.
@@ -221,20 +236,21 @@ class CaptionsSuite(_ActivityNetSuite):
         return "\n".join(lines)
 
 
-@dataclass
-class DetectionSuite(_ActivityNetSuite):
-    name: str = "anet-detection"
-    dataset: str = "activitynet-v1.3"
-    task: str = "temporal-detection"
-    description: str = ("ActivityNet v1.3 temporal action detection (mAP at tIoU 0.5:0.05:0.95) and "
-                        "proposals (AR@AN, AUC)")
-    default_label_set: str = "anet-captions-val_1"
-    metric_version: str = temporal.METRIC_VERSION
+@dataclass(repr=False)
+class DetectionSuite(ActivityNetSuite):
+    name: str
+    dataset: str
+    description: str
+    default_label_set: str
 
-    def import_ground_truth(self, store: Store, path: str | Path, name: str,
-                            subset: str = "validation") -> str:
+    task: ClassVar[str] = "temporal-detection"
+    metric_version: ClassVar[str] = temporal.METRIC_VERSION
+    options: ClassVar[dict[str, tuple[str, ...]]] = {
+        "import": ("model",), "import-labels": ("subset",),
+        "score": ("tious", "max_avg_nr_proposals", "progress")}
+
+    def _import_ground_truth(self, store: Store, path: Path, name: str, subset: str = "validation") -> str:
         """Register an ActivityNet v1.3 ground truth file (activity_net.v1-3.min.json) as a label set."""
-        path = Path(path)
         rows = formats.read_v13_ground_truth(path, subset)
         store.put_label_set(name, {
             "dataset": self.dataset, "format": V13_FORMAT, "subset": subset,
@@ -243,10 +259,9 @@ class DetectionSuite(_ActivityNetSuite):
             {"temporal_segments": rows})
         return name
 
-    def import_predictions(self, store: Store, path: str | Path, name: str, model: str | None = None,
-                           **options) -> str:
+    def _import_predictions(self, store: Store, path: Path, name: str, model: str | None = None) -> str:
         """Import an ActivityNet detection or proposal submission; returns the run id."""
-        return self._import(store, path, name, model, options, formats.read_detection_submission,
+        return self._import(store, path, name, model, formats.read_detection_submission,
                             "temporal_detections", header_fields=("task",))
 
     def ground_truth(self, store: Store, label_set: str) -> pd.DataFrame:
@@ -259,9 +274,9 @@ class DetectionSuite(_ActivityNetSuite):
                               "WHERE label_set = ? ORDER BY key, idx", [label_set])
         return frame.assign(key=frame["key"].map(_video_id))
 
-    def score(self, store: Store, run_id: str, label_set: str | None = None,
-              tious=temporal.TIOUS, max_avg_nr_proposals: int = temporal.MAX_AVG_NR_PROPOSALS,
-              progress: bool = True) -> dict:
+    def _score(self, store: Store, run_id: str, label_set: str | None = None,
+               tious=temporal.TIOUS, max_avg_nr_proposals: int = temporal.MAX_AVG_NR_PROPOSALS,
+               progress: bool = True) -> dict:
         """Detection runs: mAP; proposal runs: AR@AN and its AUC (percent, as the official tool prints)."""
         run = _run_meta(store, run_id, self.name)
         names = _label_set_names(label_set, self.default_label_set)
@@ -294,5 +309,5 @@ class DetectionSuite(_ActivityNetSuite):
                           + f"{100 * result['average_mAP']:>9.2f}"])
 
 
-ANET_CAPTIONS = CaptionsSuite()
-ANET_DETECTION = DetectionSuite()
+ANET_CAPTIONS = CaptionsSuite(**declared("anet-captions"))
+ANET_DETECTION = DetectionSuite(**declared("anet-detection"))

@@ -29,16 +29,18 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..classification import _FLOAT32_MAX, ClassificationSuite, read_prediction_file
+from ..classification import FLOAT32_MAX, PREDICTION_FORMATS, ClassificationSuite, read_prediction_file
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
 from ..score import per_sample
 from ..store import Store
+from ..suites import declared
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR100_CLASSES = (
@@ -177,9 +179,10 @@ def _array_labels(dataset: str, path: str, size: int, num_classes: int, descript
     return build
 
 
-@dataclass
+@dataclass(repr=False)
 class CifarSuite(ClassificationSuite):
     size: int = 10_000
+    import_formats: ClassVar[tuple[str, ...]] = (*PREDICTION_FORMATS, ".npy")
 
     def read_table(self, path: Path) -> pd.DataFrame:
         """Arrays in test-set order (``.npy``, a JSON list) become a keyed table; other files as usual."""
@@ -228,15 +231,15 @@ class CifarSuite(ClassificationSuite):
             raise HarnessError(f"{where} of {self.num_classes} classes; the array has {array.shape[1]} columns "
                                f"(shape {array.shape})")
         if (not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all()
-                or np.abs(array).max() > _FLOAT32_MAX):  # stored as float32
+                or np.abs(array).max() > FLOAT32_MAX):  # stored as float32
             raise HarnessError(f"{path}: the probabilities must be finite numbers within float32 range")
         k = min(5, self.num_classes)
         top = np.argsort(-array, axis=1, kind="stable")[:, :k]
         scores = np.take_along_axis(array, top, axis=1)
         return pd.DataFrame({"key": keys, "top_classes": top.tolist(), "top_scores": scores.tolist()})
 
-    def score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
-        result = super().score(store, run_id, label_set)
+    def _score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
+        result = super()._score(store, run_id, label_set)
         if store.label_set_meta(result["label_set"]).get("soft"):
             result.update(human_agreement_summary(store, run_id, result["label_set"]))
         return result
@@ -309,39 +312,41 @@ def import_shipped(store: Store, quiet: bool = True, suites: tuple[str, ...] | N
     return out
 
 
+def _published_example(suite: str) -> tuple[str, str]:
+    return CIFAR10_1, f"{PREDICTIONS}/{PUBLISHED_SETS[suite]}/resnet_basic_56_predictions.json"
+
+
+CIFAR10_CLASS_INDEX = {c: i for i, c in enumerate(CIFAR10_CLASSES)}
 _CIFAR10_LABEL_SETS = {"cifar10-original": original_labels, "cifar10h": cifar10h_labels,
                        "cifar10-corrected": corrected_labels}
 
 
-def _cifar10_suite(name: str, default_label_set: str, description: str) -> CifarSuite:
-    return CifarSuite(
-        name=name, dataset="cifar10-test", description=description, default_label_set=default_label_set,
-        num_classes=10, label_sets=_CIFAR10_LABEL_SETS, key_of=cifar10_key_of,
-        class_index=lambda: {c: i for i, c in enumerate(CIFAR10_CLASSES)},
-        default_images=(JPEG, "cifar/cifar10-test-jpeg"), size=10_000)
+def _cifar10_suite(name: str) -> CifarSuite:
+    return CifarSuite(**declared(name), num_classes=10, label_sets=_CIFAR10_LABEL_SETS, key_of=cifar10_key_of,
+                      class_index=lambda: CIFAR10_CLASS_INDEX, default_images=(JPEG, "cifar/cifar10-test-jpeg"),
+                      size=10_000, example=_published_example("cifar10"))
 
 
-CIFAR10 = _cifar10_suite("cifar10", "cifar10-original", "CIFAR-10 test set, original labels (10,000 images)")
-CIFAR10H = _cifar10_suite("cifar10h", "cifar10h",
-                          "CIFAR-10 test set, CIFAR-10H human label distributions (human agreement)")
+CIFAR10 = _cifar10_suite("cifar10")
+CIFAR10H = _cifar10_suite("cifar10h")
 
 
 def _cifar10_1(version: str, size: int) -> CifarSuite:
-    label_set = f"cifar10.1-{version}-original"
+    facts = declared(f"cifar10.1-{version}")
+    label_set = facts["default_label_set"]
     return CifarSuite(
-        name=f"cifar10.1-{version}", dataset=f"cifar10.1-{version}",
-        description=f"CIFAR-10.1 {version} (Recht et al. 2018), {size:,} new test images",
-        default_label_set=label_set, num_classes=10,
+        **facts, num_classes=10,
         label_sets={label_set: _array_labels(CIFAR10_1, f"cifar/cifar10.1_{version}_labels.npy", size, 10,
                                              f"CIFAR-10.1 {version} labels")},
-        key_of=index_key(size), class_index=lambda: {c: i for i, c in enumerate(CIFAR10_CLASSES)}, size=size)
+        key_of=index_key(size), class_index=lambda: CIFAR10_CLASS_INDEX, size=size,
+        example=_published_example(f"cifar10.1-{version}"))
 
 
 CIFAR10_1_V4 = _cifar10_1("v4", 2_021)
 CIFAR10_1_V6 = _cifar10_1("v6", 2_000)
 CIFAR100 = CifarSuite(
-    name="cifar100", dataset="cifar100-test", description="CIFAR-100 test set, original fine labels",
-    default_label_set="cifar100-original", num_classes=100,
+    **declared("cifar100"), num_classes=100,
     label_sets={"cifar100-original": _array_labels(CIFAR100_TEST, "cifar/cifar100_test_labels.npy", 10_000, 100,
                                                    "original CIFAR-100 test labels (fine)")},
-    key_of=index_key(10_000), class_index=lambda: {c: i for i, c in enumerate(CIFAR100_CLASSES)}, size=10_000)
+    key_of=index_key(10_000), class_index=lambda: {c: i for i, c in enumerate(CIFAR100_CLASSES)}, size=10_000,
+    example=(CIFAR100_TEST, "cifar/cifar100_test_cv_top1.npy"))

@@ -80,7 +80,8 @@ def load_cifar_resnet(spec, checkpoint=None):
     """Registry loader (``custom:harness.cifar.resnet:load_cifar_resnet``): the alias names the depth,
     ``resnet20-cifar`` ... ``resnet56-cifar``; weights from the manifest, or ``checkpoint``."""
     from ..data import resolve_file
-    from ..models import LoadedModel, _read_checkpoint, sha256_file
+    from ..data import sha256_file
+    from ..models import LoadedModel, read_checkpoint
 
     depth = int(spec.alias.removeprefix("resnet").split("-")[0])
     model = cifar_resnet(depth)
@@ -91,7 +92,7 @@ def load_cifar_resnet(spec, checkpoint=None):
             raise HarnessError(f"no released CIFAR-10 weights for ResNet-{depth}; pass --checkpoint FILE")
         path = resolve_file(WEIGHTS_DATASET, WEIGHT_FILES[depth])
         source = f"manifest:{WEIGHTS_DATASET}/{Path(WEIGHT_FILES[depth]).name}"
-    state = _read_checkpoint(path)  # unwraps "state_dict" and DataParallel's "module." prefix
+    state = read_checkpoint(path)  # unwraps "state_dict" and DataParallel's "module." prefix
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

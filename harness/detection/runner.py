@@ -27,7 +27,7 @@ from ..inference import pick_device
 from ..runner import BackoffForward, Job, Outcome, check_coverage, environment, execute, shard_device
 from ..store import RunWriter, Store
 from . import formats
-from .suite import DETECTIONS
+from .tables import DETECTIONS, label_column, read_label_tables
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _MASK_THRESHOLD = 0.5  # torchvision's reference evaluation binarises mask probabilities at 0.5
@@ -37,7 +37,8 @@ def load_detector(name: str, checkpoint: str | Path | None = None, model_kwargs:
     """(model in eval mode, weights source, weights sha256) for a torchvision name or ``module:factory``."""
     import torchvision
 
-    from ..models import _read_checkpoint, sha256_file, state_dict_sha256
+    from ..data import sha256_file
+    from ..models import read_checkpoint, state_dict_sha256
 
     kwargs = dict(model_kwargs or {})
     if ":" in name:
@@ -67,7 +68,7 @@ def load_detector(name: str, checkpoint: str | Path | None = None, model_kwargs:
     if checkpoint is not None:
         path = Path(checkpoint)
         model = build(None)
-        state = _read_checkpoint(path)
+        state = read_checkpoint(path)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -101,16 +102,14 @@ def list_images(folder: Path) -> list[Path]:
 
 def _image_ids(store: Store, suite, files: list[Path], label_set: str | None) -> tuple[str, list[int]]:
     """The label set whose images the files are (by file name), and each file's image id."""
-    from .suite import _read_tables
-
     names = [f.name for f in files]
     candidates = [label_set] if label_set else list(suite.label_sets)
     if not label_set:
         suite.ensure_label_sets(store)
     best = None
     for candidate in candidates:
-        label_set = suite._label_set(store, candidate)
-        images = _read_tables(store, label_set, ["coco_images"])["coco_images"]
+        label_set = suite.check_label_set(store, candidate)
+        images = read_label_tables(store, label_set, ["coco_images"])["coco_images"]
         by_name = dict(zip(images.column("file_name").to_pylist(), images.column("image_id").to_pylist()))
         missing = [n for n in names if n not in by_name]
         if not missing:
@@ -213,10 +212,9 @@ def evaluate_detection(store: Store, suite, model_name: str, data_dir: str | Pat
             raise HarnessError(f"batch size {batch_size} must be at least 1")
         if chunk_images < 1:
             raise HarnessError(f"chunk size {chunk_images} must be at least 1 image")
-        from .suite import _column
 
         chosen, image_ids = _image_ids(store, suite, files, label_set)
-        categories = set(_column(store, chosen, "coco_categories", "category_id"))
+        categories = set(label_column(store, chosen, "coco_categories", "category_id"))
         dev = shard_device(pick_device(device), shard)
         model, source, digest = load_detector(model_name, checkpoint, model_kwargs)
         model.to(dev)

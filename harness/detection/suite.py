@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,12 +33,11 @@ from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
 from ..identity import stored_import
 from ..store import Store
+from ..suites import Suite, declared
 from . import formats
 from .evaluate import IOU_TYPES, default_max_dets, evaluate, summary_lines
-
-GT_TABLES = ("coco_images", "coco_annotations", "coco_categories")
-DETECTIONS = "coco_detections"
-_FIELD_OF_IOU_TYPE = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
+from .tables import (DETECTIONS, FIELD_OF_IOU_TYPE, GT_TABLES, available_iou_types, label_column,  # noqa: F401
+                     read_detections, read_label_tables)
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class GroundTruthFile:
     description: str
 
 
-@dataclass
-class DetectionSuite:
+@dataclass(repr=False)
+class DetectionSuite(Suite):
     name: str
     dataset: str
     description: str
@@ -56,7 +56,17 @@ class DetectionSuite:
     label_sets: dict[str, GroundTruthFile]
     lvis: bool = False
     default_images: tuple[str, str] | None = None  # (manifest, folder) of shipped images to run on
-    task: str = "detection"
+    example: tuple[str, str] | None = None  # (manifest, path) of a shipped result file
+
+    task: ClassVar[str] = "detection"
+    runner: ClassVar[str | None] = "detection"
+    import_formats: ClassVar[tuple[str, ...]] = (".json",)
+    options: ClassVar[dict[str, tuple[str, ...]]] = {
+        "import": ("label_set", "drop_unknown_images", "model"), "import-labels": (),
+        "score": ("iou_types", "max_dets"),
+        "run": ("checkpoint", "batch_size", "device", "label_set", "model_kwargs", "name", "limit", "quiet",
+                "chunk_images", "fresh", "resume"),
+    }
 
     @property
     def metric_version(self) -> str:
@@ -71,7 +81,18 @@ class DetectionSuite:
                 import_ground_truth(store, path, name, dataset=self.dataset, lvis=self.lvis,
                                     description=source.description, manifest=source.manifest)
 
-    def _label_set(self, store: Store, label_set: str | None, run: dict | None = None) -> str:
+    def key_of(self, name: str) -> str | None:
+        """An image's key is its COCO image id; COCO file names are the zero-padded id."""
+        stem = Path(str(name)).name.split(".", 1)[0]
+        return str(int(stem)) if stem.isascii() and stem.isdigit() else None
+
+    def sample_keys(self, store: Store, label_set: str | None = None) -> list[str]:
+        ids = label_column(store, self.check_label_set(store, label_set), "coco_images", "image_id")
+        return sorted(str(i) for i in ids)
+
+    def check_label_set(self, store: Store, label_set: str | None, run: dict | None = None) -> str:
+        """The label set to score against (given, else the run's, else the default), checked to be
+        COCO-format ground truth of this suite's dataset; shipped ones are registered on first use."""
         label_set = label_set or (run or {}).get("label_set") or self.default_label_set
         if label_set in self.label_sets:
             self.ensure_label_sets(store, [label_set])
@@ -88,19 +109,15 @@ class DetectionSuite:
         self.ensure_label_sets(store)
         best, best_overlap = self.default_label_set, -1
         for name in self.label_sets:
-            overlap = len(image_ids & set(_column(store, name, "coco_images", "image_id")))
+            overlap = len(image_ids & set(label_column(store, name, "coco_images", "image_id")))
             if overlap > best_overlap:
                 best, best_overlap = name, overlap
         return best
 
     # ----- import ------------------------------------------------------------
-    def import_predictions(self, store: Store, path: str | Path, name: str, label_set: str | None = None,
-                           drop_unknown_images: bool = False, model: str | None = None, **options) -> str:
+    def _import_predictions(self, store: Store, path: Path, name: str, label_set: str | None = None,
+                            drop_unknown_images: bool = False, model: str | None = None) -> str:
         """Import a COCO/LVIS result JSON as a run: every detection becomes a row; returns the run id."""
-        if options:
-            raise HarnessError(f"unknown import options {sorted(options)} for suite {self.name}; "
-                               "known: label_set, drop_unknown_images, model")
-        path = Path(path)
         existing = stored_import(store, self.dataset, path)
         if existing:
             return existing
@@ -108,10 +125,10 @@ class DetectionSuite:
         if label_set is None and isinstance(records, list):
             label_set = self._guess_label_set(
                 store, {r["image_id"] for r in records if isinstance(r, dict) and formats.is_int(r.get("image_id"))})
-        label_set = self._label_set(store, label_set)
-        images = _read_tables(store, label_set, ["coco_images"])["coco_images"]
+        label_set = self.check_label_set(store, label_set)
+        images = read_label_tables(store, label_set, ["coco_images"])["coco_images"]
         image_ids = images.column("image_id").to_pylist()
-        category_ids = set(_column(store, label_set, "coco_categories", "category_id"))
+        category_ids = set(label_column(store, label_set, "coco_categories", "category_id"))
         records, dropped = formats.validate_results(records, path, set(image_ids), category_ids, label_set,
                                                     drop_unknown_images)
         if "segmentation" in records[0] and "bbox" not in records[0]:
@@ -136,12 +153,12 @@ class DetectionSuite:
         if run.get("suite") not in (self.name, None) and run.get("dataset") != self.dataset:
             raise HarnessError(f"run {run_id} is a {run.get('suite')} run on {run.get('dataset')!r}, "
                                f"not on suite {self.name}'s dataset {self.dataset!r}")
-        label_set = self._label_set(store, label_set, run)
+        label_set = self.check_label_set(store, label_set, run)
         detections = read_detections(store, run_id)
         kinds = run.get("iou_types") or IOU_TYPES
         iou_type = iou_type or kinds[0]
         if iou_type not in kinds:
-            raise HarnessError(f"run {run_id} has no {_FIELD_OF_IOU_TYPE.get(iou_type, iou_type)} results to "
+            raise HarnessError(f"run {run_id} has no {FIELD_OF_IOU_TYPE.get(iou_type, iou_type)} results to "
                                f"score as {iou_type!r}; it has {', '.join(kinds)}")
         # Millions of small dicts: the cyclic collector would rescan them many times over, finding nothing.
         gc_was_enabled = gc.isenabled()
@@ -149,7 +166,7 @@ class DetectionSuite:
         try:
             # Masks are most of the ground truth's bytes; only segm evaluation reads them.
             skip = () if iou_type == "segm" else ("segm_counts", "segm_height", "segm_width", "segm_polygons")
-            gt = formats.ground_truth_dataset(_read_tables(store, label_set, GT_TABLES, skip_columns=skip),
+            gt = formats.ground_truth_dataset(read_label_tables(store, label_set, GT_TABLES, skip_columns=skip),
                                               with_segmentation=iou_type == "segm")
             if iou_type == "keypoints" and not any(a.get("num_keypoints") for a in gt["annotations"]):
                 raise HarnessError(
@@ -175,8 +192,8 @@ class DetectionSuite:
                 gc.enable()
         return ev, label_set, run
 
-    def score(self, store: Store, run_id: str, label_set: str | None = None,
-              iou_types: list[str] | None = None, max_dets: tuple[int, ...] | None = None) -> dict:
+    def _score(self, store: Store, run_id: str, label_set: str | None = None,
+               iou_types: list[str] | None = None, max_dets: tuple[int, ...] | None = None) -> dict:
         """Summary numbers of a stored run for each IoU type it has (AP, AP50, ..., AR@100 ...).
 
         The result records the maxDets of each IoU type (``max_dets``) and whether they all are the
@@ -187,9 +204,9 @@ class DetectionSuite:
         not_scored = {}
         if not iou_types:
             iou_types = list(run.get("iou_types") or ["bbox"])
-            name = self._label_set(store, label_set, run)
+            name = self.check_label_set(store, label_set, run)
             if len(iou_types) > 1 and "keypoints" in iou_types and not any(
-                    _column(store, name, "coco_annotations", "num_keypoints")):
+                    label_column(store, name, "coco_annotations", "num_keypoints")):
                 iou_types.remove("keypoints")
                 not_scored["keypoints"] = f"label set {name!r} has no keypoint ground truth"
         summaries, max_dets_used = {}, {}
@@ -226,20 +243,16 @@ class DetectionSuite:
             lines.append(f"{iou_type}: not scored ({why})")
         return "\n".join(lines)
 
-    def import_ground_truth(self, store: Store, path: str | Path, name: str) -> str:
+    def _import_ground_truth(self, store: Store, path: Path, name: str) -> str:
         """Register an annotation file of this suite's format as a label set."""
         return import_ground_truth(store, path, name, dataset=self.dataset, lvis=self.lvis)
 
     # ----- running models ------------------------------------------------------
-    def run(self, store: Store, model_name: str, data_dir: str | Path | None = None, **options) -> str:
+    def _run(self, store: Store, model_name: str, data_dir: str | Path | None = None, **options) -> str:
         """Run a detection model on an image folder and store every detection (see ``detection.runner``)."""
         from .runner import run_detector
 
         return run_detector(store, self, model_name, data_dir, **options)
-
-
-def available_iou_types(record: dict) -> list[str]:
-    return [t for t in IOU_TYPES if _FIELD_OF_IOU_TYPE[t] in record]
 
 
 def import_ground_truth(store: Store, path: str | Path, name: str, dataset: str = "coco", lvis: bool = False,
@@ -259,30 +272,8 @@ def import_ground_truth(store: Store, path: str | Path, name: str, dataset: str 
     return name
 
 
-def _read_tables(store: Store, label_set: str, tables, skip_columns=()) -> dict[str, pa.Table]:
-    out = {}
-    for t in tables:
-        if t not in store.label_set_entry(label_set).files:
-            raise HarnessError(f"label set {label_set!r} has no {t} table; it is not COCO-format ground truth")
-        out[t] = store.read_label_table(label_set, t, exclude=skip_columns)
-    return out
-
-
-def _column(store: Store, label_set: str, table: str, column: str) -> list:
-    return _read_tables(store, label_set, [table])[table].column(column).to_pylist()
-
-
-def read_detections(store: Store, run_id: str) -> pa.Table:
-    """A run's detections in file (or inference) order, straight from its Parquet parts."""
-    if DETECTIONS not in store.run_entry(run_id).files:
-        raise HarnessError(f"run {run_id} has no detections ({DETECTIONS} rows); it is not a detection run")
-    return store.read_run_table(run_id, DETECTIONS).sort_by("det_index")
-
-
 COCO = DetectionSuite(
-    name="coco", dataset="coco",
-    description="COCO detection, segmentation and keypoints (official numbers via ultrafast-pycocotools)",
-    default_label_set="coco-val2014-100",
+    **declared("coco"),
     label_sets={
         "coco-val2014-100": GroundTruthFile("coco-val2014-100", "coco/instances_val2014_100.json",
                                             "COCO val2014 ground truth, 100 images"),
@@ -290,11 +281,10 @@ COCO = DetectionSuite(
                                              "COCO val2017 ground truth, 80 images (COCO_Tiny)"),
     },
     default_images=("coco-val2017-tiny", "coco/val2017-tiny"),
+    example=("coco-val2014-100", "coco/instances_val2014_fakebbox100_results.json"),
 )
 LVIS = DetectionSuite(
-    name="lvis", dataset="lvis",
-    description="LVIS v1 detection and segmentation (federated: AP, APr/c/f, AR@300)",
-    default_label_set="lvis-val-100",
+    **declared("lvis"),
     label_sets={"lvis-val-100": GroundTruthFile("lvis-val-100", "lvis/lvis_val_100.json",
                                                 "LVIS validation ground truth, 100 images")},
     lvis=True,
