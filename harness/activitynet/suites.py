@@ -103,7 +103,7 @@ def _segments(frame: pd.DataFrame) -> dict[str, densevid.Segments]:
 
 class ActivityNetSuite(Suite):
     """What both ActivityNet suites share: the caption label sets, video keys, submission imports."""
-    metric_version: ClassVar[str]
+    metric_version: str
     import_formats: ClassVar[tuple[str, ...]] = (".json",)
     label_sets: ClassVar[Mapping[str, CaptionReference]] = CAPTION_LABEL_SETS
 
@@ -147,7 +147,7 @@ class CaptionsSuite(ActivityNetSuite):
     default_label_set: str
 
     task: ClassVar[str] = "dense-captioning"
-    metric_version: ClassVar[str] = densevid.METRIC_VERSION
+    metric_version: str = densevid.METRIC_VERSION
     options: ClassVar[dict[str, tuple[str, ...]]] = {
         "import": ("model",), "score": ("tious", "max_proposals", "progress", "meteor"),
         "score-per-split": ("tious", "max_proposals", "progress", "meteor")}
@@ -244,7 +244,7 @@ class DetectionSuite(ActivityNetSuite):
     default_label_set: str
 
     task: ClassVar[str] = "temporal-detection"
-    metric_version: ClassVar[str] = temporal.METRIC_VERSION
+    metric_version: str = temporal.METRIC_VERSION
     options: ClassVar[dict[str, tuple[str, ...]]] = {
         "import": ("model",), "import-labels": ("subset",),
         "score": ("tious", "max_avg_nr_proposals", "progress")}
