@@ -10,9 +10,10 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import HarnessError
+from .metrics import CLASSIFICATION_VERSION, classes_kept, metrics_for
 from .store import Store
 
-METRIC_VERSION = "classification-1"
+METRIC_VERSION = CLASSIFICATION_VERSION
 
 PER_SAMPLE_SQL = """
 WITH p AS (SELECT key, top_classes, error FROM predictions WHERE run_id = $run),
@@ -77,14 +78,13 @@ def score_run(store: Store, run_id: str, label_set: str) -> dict:
         # Labelled samples without a prediction are not counted wrong: such a score is not the label set's.
         "partial": n < int(labelled),
     }
-    k = int(rows["k"].min()) if n and rows["k"].notna().all() else 1
-    if k >= 5:
-        result["top5"] = float(rows["correct_top5"].mean())
-    if k >= 3 and n and rows["n_labels"].max() > 1:
-        # Multi-label sets (ReaL): how often the 2nd and 3rd predictions are labels too, i.e. what top-1 misses
-        # on images with several correct answers. On single-label sets they are only top-k detail, left out.
-        result["pred2_in_labels"] = float(rows["pred2_in_labels"].mean())
-        result["pred3_in_labels"] = float(rows["pred3_in_labels"].mean())
+    # Each further metric when the run can give it (harness.metrics' one rule). The 2nd/3rd-in-labels metrics
+    # only on multi-label sets (ReaL): what top-1 misses on images with several correct answers; on
+    # single-label sets they are only top-k detail, left out.
+    classes, multi_label = classes_kept(rows["k"]), bool(n) and rows["n_labels"].max() > 1
+    for metric in metrics_for("classification"):
+        if metric.column and metric.name != "top1" and metric.available(classes, multi_label):
+            result[metric.name] = float(rows[metric.column].mean())
     return result
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.metrics import classes_kept, get_metric
 from harness.score import PER_SAMPLE_SQL
 from harness.store import Store
 
@@ -50,7 +51,8 @@ class AxisScore:
     n: int
     wilson: stats.Interval
     bootstrap: stats.Interval | None
-    top5: float | None = None  # only when the spec's metrics ask for it and the row has it
+    # The spec's further metrics (top-5): None where the row cannot give one (harness.metrics' rule)
+    metrics: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -191,12 +193,13 @@ def _source_of(meta: dict) -> str:
 
 def _score_axis(spec: Spec, name: str, axis_name: str, scored: pd.DataFrame) -> AxisScore:
     correct = scored["correct_top1"].to_numpy()
-    # as harness.score: top-5 only when every scored sample keeps at least five classes
-    top5 = (float(scored["correct_top5"].mean()) if "top5" in spec.metrics and scored["k"].notna().all()
-            and scored["k"].min() >= 5 else None)
+    classes = classes_kept(scored["k"])
+    further = {}
+    for metric in map(get_metric, spec.metrics[1:]):
+        further[metric.name] = float(scored[metric.column].mean()) if metric.available(classes) else None
     return AxisScore(float(correct.mean()), int(correct.size), stats.accuracy_wilson(correct, spec.confidence),
                      stats.bootstrap_accuracy(correct, spec.confidence, spec.bootstrap_resamples,
-                                              _row_seed(spec, name, axis_name)), top5)
+                                              _row_seed(spec, name, axis_name)), further)
 
 
 def _per_sample_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, left_out: list[str],
@@ -232,8 +235,9 @@ def _score_rows(con, spec: Spec, ref: AxisInfo, rel: AxisInfo, runs_by_axis: dic
         for axis_name, info in infos.items():
             table = con.execute(PER_SAMPLE_SQL, {"run": runs_by_axis[axis_name][name]["run_id"],
                                                  "labels": info.axis.label_set}).df()
-            table = table.set_index("key")[["correct_top1", "correct_top5", "k"]]
-            scored[name][axis_name] = table.astype({"correct_top1": bool, "correct_top5": bool})
+            columns = [get_metric(m).column for m in spec.metrics]
+            table = table.set_index("key")[[*columns, "k"]]
+            scored[name][axis_name] = table.astype(dict.fromkeys(columns, bool))
     for axis_name, info in infos.items():
         if spec.samples == "full":
             partial = sorted(n for n in scored if len(scored[n][axis_name]) < info.n_labelled)
@@ -311,17 +315,21 @@ def _external_rows(store: Store, spec: Spec, ref: AxisInfo, rel: AxisInfo, notes
         name = f"{rec.model} @{rec.img_size}" if rec.model in multi_size else rec.model
         rows.append(Row(
             name, SOURCE_EXTERNAL, f"{ref_meta['name']} + {rel_meta['name']}",
-            _aggregate_axis(spec, rec.top1_rel, rec.top5_rel, n_rel),
-            _aggregate_axis(spec, rec.top1_ref, rec.top5_ref, n_ref),
+            _aggregate_axis(spec, rec, "rel", n_rel), _aggregate_axis(spec, rec, "ref", n_ref),
             img_size=int(rec.img_size), params_m=float(rec.param_count_m_ref)))
     return rows
 
 
-def _aggregate_axis(spec: Spec, accuracy: float, top5: float, n: int) -> AxisScore:
+def _aggregate_axis(spec: Spec, rec, axis: str, n: int) -> AxisScore:
+    """An external row's axis: its published metrics (columns ``<metric>_<axis>``, e.g. ``top5_rel``)."""
+    accuracy = getattr(rec, f"top1_{axis}")
     # A published percentage with three decimals and its n give back the count of correct samples.
     k = int(round(accuracy * n))
-    return AxisScore(float(accuracy), n, stats.wilson_interval(k, n, spec.confidence), None,
-                     float(top5) if "top5" in spec.metrics and np.isfinite(top5) else None)
+    further = {}
+    for metric in spec.metrics[1:]:
+        value = getattr(rec, f"{metric}_{axis}", float("nan"))
+        further[metric] = float(value) if np.isfinite(value) else None
+    return AxisScore(float(accuracy), n, stats.wilson_interval(k, n, spec.confidence), None, further)
 
 
 def _pairs_and_ranks(spec: Spec, rows: list[Row]) -> list[Pair]:
@@ -362,11 +370,11 @@ def build(store: Store, spec: Spec) -> Board:
         raise HarnessError(f"{spec.path} selects no complete run in store {store.root}; import or run models "
                            "first (python -m reports build-store rebuilds it from the shipped data)")
     rows.sort(key=lambda r: (-r.relabelled.accuracy, -r.reference.accuracy, r.name))
-    if "top5" in spec.metrics:
-        no_top5 = [r.name for r in rows if r.relabelled.top5 is None or r.reference.top5 is None]
-        if no_top5:
-            notes.append(f"top-5 shows {DASH} for {', '.join(no_top5)}: the stored predictions keep fewer than "
-                         "five classes per sample (an imported file of top-1 classes), so top-5 cannot be scored")
+    for metric in map(get_metric, spec.metrics[1:]):
+        lacking = [r.name for r in rows if r.relabelled.metrics[metric.name] is None
+                   or r.reference.metrics[metric.name] is None]
+        if lacking:
+            notes.append(f"{metric.label} shows {DASH} for {', '.join(lacking)}: {metric.unavailable}")
     pairs = _pairs_and_ranks(spec, rows)
     x = np.array([r.reference.accuracy for r in rows]) * 100
     y = np.array([r.relabelled.accuracy for r in rows]) * 100

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.score import METRIC_VERSION
+from harness.metrics import Metric, get_metric, leaderboard_metrics
 
 from .leaderboard import DASH, SOURCE_EXTERNAL, SOURCE_IMPORT, SOURCE_OWN, AxisScore, Board, Row
 from .stats import Interval, TwoRegimes
@@ -69,10 +69,17 @@ def _axis_cols(which: str) -> dict[str, Column]:
             lambda r: None if score(r).bootstrap is None else score(r).bootstrap.low),
         f"n_{which}": Column(lambda b: f"n ({axis(b).label_set})", lambda r: f"{score(r).n:,}",
                              lambda r: score(r).n),
-        f"{which}_top5": Column(lambda b: f"top-5 % ({axis(b).label_set})",
-                                lambda r: DASH if score(r).top5 is None else pct(score(r).top5),
-                                lambda r: score(r).top5),
+        **{f"{which}_{m.name}": _metric_col(m, axis, score) for m in leaderboard_metrics()[1:]},
     }
+
+
+def _metric_col(metric: Metric, axis, score) -> Column:
+    """A further metric's column on one axis: a dash where the row cannot give it."""
+    def value(row: Row):
+        return score(row).metrics.get(metric.name)
+
+    return Column(lambda b: f"{metric.label} % ({axis(b).label_set})",
+                  lambda r: DASH if value(r) is None else pct(value(r)), value)
 
 
 COLUMNS: dict[str, Column] = {
@@ -118,7 +125,7 @@ def metric_line(board: Board) -> str:
         f" ({board.spec.metric} ranks the rows and drives the statistics)" if many else "")
     if all(r.correct is None for r in board.rows):
         return f"{metrics}, as published by the external tables"
-    return f"{metrics}, scored from the stored predictions by harness.score {METRIC_VERSION}"
+    return f"{metrics}, scored from the stored predictions by harness.score {get_metric(board.spec.metric).version}"
 
 
 def rows_lines(board: Board) -> list[str]:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.metrics import leaderboard_metrics
 
 try:
     import tomllib
@@ -53,12 +54,15 @@ except ModuleNotFoundError:  # Python 3.10
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboards"
 
+# The metrics a leaderboard row can show come from harness.metrics: the first (top-1) ranks the rows; each
+# further one adds a column per axis, "<axis>_<metric>".
+METRICS = tuple(m.name for m in leaderboard_metrics())
 COLUMNS = (
     "rank", "model", "source", "relabelled", "relabelled_wilson", "relabelled_bootstrap", "reference",
     "reference_wilson", "reference_bootstrap", "gap", "gap_bootstrap", "n_relabelled", "n_reference", "img_size", "params_m",
-    "provenance", "relabelled_top5", "reference_top5", "effective_robustness", "effective_robustness_bootstrap",
+    "provenance", *(f"{axis}_{metric}" for metric in METRICS[1:] for axis in ("relabelled", "reference")),
+    "effective_robustness", "effective_robustness_bootstrap",
 )
-METRICS = ("top1", "top5")
 SAMPLE_POLICIES = ("full", "common")
 
 

@@ -50,12 +50,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..metrics import CAPTION_METRICS, DENSEVID_VERSION
 from .cocotext import MeteorSession, ptb_tokenize
 
 TIOUS = (0.3, 0.5, 0.7, 0.9)
 MAX_PROPOSALS = 1000
-METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
-METRIC_VERSION = "densevid_eval-9d4045a/1"
+METRICS = CAPTION_METRICS
+METRIC_VERSION = DENSEVID_VERSION
 
 
 @dataclass(frozen=True)

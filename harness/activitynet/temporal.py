@@ -31,10 +31,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import HarnessError
+from ..metrics import TEMPORAL_VERSION
 
 TIOUS = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
 MAX_AVG_NR_PROPOSALS = 100
-METRIC_VERSION = "activitynet-v1.3-eval/1"
+METRIC_VERSION = TEMPORAL_VERSION
 
 
 def segment_iou(target: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ import pandas as pd
 from ..classification import FLOAT32_MAX, PREDICTION_FORMATS, ClassificationSuite, read_prediction_file
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
+from ..metrics import HUMAN_AGREEMENT_VERSION, get_metric
 from ..score import per_sample
 from ..store import Store
 from ..suites import declared
@@ -61,7 +62,7 @@ CIFAR10_1 = "cifar10.1"  # manifest of the CIFAR-10.1 labels and the 30 models' 
 CIFAR100_TEST = "cifar100-test"
 JPEG = "cifar10-test-jpeg"
 PREDICTIONS = "cifar/cifar10_1_model_predictions"
-SOFT_METRIC_VERSION = "human-agreement-1"
+SOFT_METRIC_VERSION = HUMAN_AGREEMENT_VERSION
 
 
 def _npy(dataset: str, path: str) -> np.ndarray:
@@ -240,7 +241,8 @@ class CifarSuite(ClassificationSuite):
 
     def _score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
         result = super()._score(store, run_id, label_set)
-        if store.label_set_meta(result["label_set"]).get("soft"):
+        soft = bool(store.label_set_meta(result["label_set"]).get("soft"))
+        if get_metric("human_agreement").available(classes=1, soft_labels=soft):
             result.update(human_agreement_summary(store, run_id, result["label_set"]))
         return result
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
 from ..identity import stored_import
+from ..metrics import get_metric
 from ..store import Store
 from ..suites import Suite, declared
 from . import formats
@@ -70,7 +71,7 @@ class DetectionSuite(Suite):
 
     @property
     def metric_version(self) -> str:
-        return "lvis-1" if self.lvis else "coco-1"
+        return get_metric("lvis_ap" if self.lvis else "coco_ap").version
 
     # ----- label sets --------------------------------------------------------
     def ensure_label_sets(self, store: Store, names: list[str] | None = None) -> None:
