@@ -32,20 +32,13 @@ from typing import Callable
 from . import faults
 from .errors import HarnessError
 from .identity import fingerprint as config_fingerprint
+from .imagelist import ImageList
 from .inference import (InferenceOptions, autocast, default_workers, is_out_of_memory, pick_device,
                         prepare_model)
 from .distributed import Shard, ShardFailed, describe_error
 from .store import FolderLock, RunWriter, Store, check_identifier
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
-
-
-@dataclass(frozen=True)
-class ImageList:
-    root: Path
-    items: list[tuple[str, Path]]  # (key, file), sorted by key
-    layout: str  # "flat" or "class-folders"
-    listing_sha256: str
 
 
 def list_images(root: Path, key_of: Callable[[str], str | None], class_names: set[str] | None = None,
