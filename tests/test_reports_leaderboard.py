@@ -366,14 +366,15 @@ def test_top5_columns_from_timm_tables_and_a_dash_where_a_run_has_none(shipped_s
     orig = pd.read_csv(folder / "results-imagenet.csv", thousands=",").set_index(["model", "img_size"])
     for row in board.rows[:50]:
         model = row.name.split(" @")[0]
-        assert 100 * row.relabelled.top5 == pytest.approx(real.top5[model, row.img_size], abs=1e-9)
-        assert 100 * row.reference.top5 == pytest.approx(orig.top5[model, row.img_size], abs=1e-9)
+        assert 100 * row.relabelled.metrics.get("top5") == pytest.approx(real.top5[model, row.img_size], abs=1e-9)
+        assert 100 * row.reference.metrics.get("top5") == pytest.approx(orig.top5[model, row.img_size], abs=1e-9)
     md = render_leaderboard(shipped_store, "timm-real")[LEADERBOARD_DIR / "timm-real.md"].decode()
     assert "| top-5 % (real) |" in md and "| top-5 % (imagenet-original) |" in md
     # the five ImageNet prediction files hold top-1 classes only: a dash and the reason, no crash
     text = (LEADERBOARD_DIR / "real.toml").read_text().replace('metric = "top1"', 'metrics = ["top1", "top5"]')
     real_board = build(shipped_store, parse_spec(text, "real-top5", tmp_path / "real-top5.toml"))
-    assert all(r.relabelled.top5 is None and r.reference.top5 is None for r in real_board.rows)
+    assert all(r.relabelled.metrics.get("top5") is None and r.reference.metrics.get("top5") is None
+               for r in real_board.rows)
     assert any(n.startswith("top-5 shows – for ") and "fewer than five classes" in n for n in real_board.notes)
     from reports.render import render_markdown
 
@@ -385,8 +386,9 @@ def test_top5_columns_from_timm_tables_and_a_dash_where_a_run_has_none(shipped_s
     pyx = np.load(shared_data / "cifar" / "cifar10_test_pyx.npy")
     labels = np.load(shared_data / "cifar" / "cifar10_test_labels.npy")
     top5 = np.argsort(-pyx, axis=1, kind="stable")[:, :5]
-    assert rows["label_errors_cv"].reference.top5 == pytest.approx(np.mean((top5 == labels[:, None]).any(1)))
-    assert rows["resnet_basic_56"].reference.top5 is None
+    assert rows["label_errors_cv"].reference.metrics.get("top5") == pytest.approx(
+        np.mean((top5 == labels[:, None]).any(1)))
+    assert rows["resnet_basic_56"].reference.metrics.get("top5") is None
 
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
