@@ -155,8 +155,8 @@ def test_any_store_path_works(tmp_path, folder):
     store = Store(tmp_path / folder / "store")
     good, _ = two_runs(store)
     assert score_run(store, good, "mine")["top1"] == 1.0
-    proc = harness(store, "sql", "SELECT count(*) AS n FROM predictions JOIN runs USING (run_id)")
-    assert proc.returncode == 0 and " 6" in proc.stdout, proc.stderr
+    proc = harness(store, "sql", "--format", "csv", "SELECT count(*) AS n FROM predictions JOIN runs USING (run_id)")
+    assert proc.returncode == 0 and proc.stdout.split() == ["n", "6"], proc.stderr
     with duckdb.connect(str(store.catalog_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 6
 
