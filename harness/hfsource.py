@@ -124,7 +124,7 @@ def list_dataset_images(source: str | Path, suite) -> tuple[Path, list[tuple[str
         if "key" not in ds.column_names else None
     if "key" in ds.column_names:
         raw_keys = [str(k) for k in ds["key"]]
-    elif getattr(suite, "layout_hint", None) and "label" in ds.column_names:
+    elif suite.layout_hint and "label" in ds.column_names:
         folder_of = {c: f for f, c in suite.class_index().items()}
         labels = ds["label"]
         missing = sorted({int(c) for c in labels if int(c) not in folder_of})

@@ -433,14 +433,14 @@ def list_suite_images(suite, data_dir: str | Path | None, quiet: bool = True) ->
         return ImageList(*list_dataset_images(data_dir, suite)), None
     if data_dir is None:
         if suite.default_images is None:
-            download = f" (a downloaded copy of data manifest {suite.manifest})" if getattr(suite, "manifest", None) else ""
+            download = f" (a downloaded copy of data manifest {suite.manifest})" if suite.manifest else ""
             raise HarnessError(f"suite {suite.name} ships no images; pass --data-dir{download}")
         dataset_name, folder = suite.default_images
         data_dir = resolve(dataset_name, progress=not quiet) / folder
         manifest_info = {"dataset": dataset_name, "manifest_sha256": load_manifest(dataset_name).sha256}
     class_names = set(suite.class_index()) if suite.class_index else None
     return list_images(Path(data_dir), suite.key_of, class_names, suite.dataset,
-                       getattr(suite, "layout_hint", None)), manifest_info
+                       suite.layout_hint), manifest_info
 
 
 def evaluate_classification(store: Store, suite, model_name: str, data_dir: str | Path | None = None,
@@ -476,7 +476,7 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
         if loaded.num_classes != suite.num_classes:
             raise HarnessError(f"model {model_name} predicts {loaded.num_classes} classes but suite "
                                f"{suite.name} has {suite.num_classes}")
-        output_classes = suite.output_classes() if getattr(suite, "output_classes", None) else None
+        output_classes = suite.output_classes() if suite.output_classes else None
         # ImageNet-A/-R: logits outside the suite's classes are -inf, so top-k ranges over its classes only
         net = output_classes.wrap(loaded.model, loaded.num_classes) if output_classes else loaded.model
         cfg = options.preprocessing(loaded.preprocessing)

@@ -23,7 +23,7 @@ STORED_TASKS = ("detection", "dense-captioning", "temporal-detection")
 
 
 def is_stored(suite) -> bool:
-    return getattr(suite, "task", "classification") in STORED_TASKS
+    return suite.task in STORED_TASKS
 
 
 def score(store: Store, suite, run_id: str, label_set: str | None = None, recompute: bool = False,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 from .errors import HarnessError
 from .registry import Registry, load_object
@@ -132,6 +132,11 @@ class Suite:
     example: tuple[str, str] | None = None
     # Built per dataset (image-folder): `configure` gives the suite that runs, imports and scores.
     needs_configuration: ClassVar[bool] = False
+    # Test sets whose images realbench does not ship (harness.shift) and fixed-size ones (CIFAR) say so:
+    size: int | None = None  # samples in the published dataset, where it is fixed
+    manifest: str | None = None  # data manifest of the images a run reads, where there is one
+    layout_hint: str = ""  # how the class folders are named, for error messages
+    output_classes: Callable[[], Any] | None = None  # the model outputs a run keeps (ImageNet-A/-R)
 
     # ----- options ---------------------------------------------------------------------
     def supports(self, action: str) -> bool:

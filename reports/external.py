@@ -126,7 +126,7 @@ def import_table(store: Store, path: Path, name: str, suite: str, label_set: str
     if existing:
         return existing
     digest = sha256_file(path)
-    n = getattr(suite_obj, "size", None)  # a test set whose images realbench does not ship: its published size
+    n = suite_obj.size  # a test set whose images realbench does not ship: its published size
     if n is None:
         suite_obj.ensure_label_sets(store, [label_set])
         n = int(store.sql("SELECT count(*) AS n FROM labels WHERE label_set = ? AND len(labels) > 0",

@@ -162,7 +162,7 @@ def _published_suite(axis: Axis):
     from harness.suites import get_suite
 
     suite = get_suite(axis.suite)
-    if getattr(suite, "size", None) and suite.dataset == axis.dataset and suite.default_label_set == axis.label_set:
+    if suite.size and suite.dataset == axis.dataset and suite.default_label_set == axis.label_set:
         return suite
     return None
 
