@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -35,7 +34,9 @@ def timed_run(command: list[str], threads: int, store: Path) -> tuple[float, flo
     t0 = time.perf_counter()
     subprocess.run(command + ["--store", str(store)], check=True, cwd=REPO, env=env, capture_output=True)
     total = time.perf_counter() - t0
-    [meta] = [json.loads(p.read_text()) for p in store.glob("runs/run_id=*/run.json")]
+    from harness.store import Store
+
+    [meta] = Store(store).list_runs()
     return total, meta["timings"]["inference_loop_s"]
 
 
