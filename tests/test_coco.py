@@ -198,10 +198,11 @@ def test_keypoints_equal_pycocotools_exactly(store, shared_data, tmp_path):
     theirs = official(gt_path, shared_data / KEYPOINTS, "keypoints")
     assert ours == list(theirs.stats)
     assert 0.05 < ours[0] < 0.95
-    without_keypoints = COCO.import_predictions(store, shared_data / KEYPOINTS, "on-instances",
-                                                label_set="coco-val2014-100")
+    # The same file again is the same run (a run is a file on a dataset); a label set is how it is scored.
+    assert COCO.import_predictions(store, shared_data / KEYPOINTS, "on-instances",
+                                   label_set="coco-val2014-100") == run_id
     with pytest.raises(HarnessError, match="'coco-val2014-100' has no keypoint ground truth"):
-        COCO.score(store, without_keypoints)
+        COCO.score(store, run_id, "coco-val2014-100")
 
 
 @pytest.mark.parametrize("mutate, message", [
