@@ -16,7 +16,6 @@ This module imports nothing heavy: listing metrics and their versions is free.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -57,9 +56,19 @@ def classes_kept(counts: Iterable) -> int:
     """The classes every scored sample keeps (the fewest stored top classes); 0 when there is no sample or
     a count is unknown, so that no metric beyond what every sample shows is claimed."""
     values = [c for c in counts]
-    if not values or any(c is None or (isinstance(c, float) and math.isnan(c)) for c in values):
+    if not values or any(unknown_count(c) for c in values):
         return 0
     return int(min(values))
+
+
+def unknown_count(value) -> bool:
+    """None, NaN or pandas' NA (the count of an error row read into a nullable integer column)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:  # pandas' NA: its truth value is undefined
+        return True
 
 
 METRICS: Registry[Metric] = Registry("metric")

@@ -1,6 +1,7 @@
 """The metric registry: names, versions, the one "cannot give this metric" rule, and what follows from it."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from harness.data import resolve_file
@@ -35,6 +36,8 @@ def test_one_rule_for_a_metric_a_run_cannot_give():
     assert human.available(1, soft_labels=True) and not human.available(5)
     assert classes_kept([5, 10, 7]) == 5 and classes_kept([]) == 0 and classes_kept([5, None]) == 0
     assert classes_kept([5.0, float("nan")]) == 0
+    # An error row's count read from DuckDB into pandas' nullable integers is NA
+    assert classes_kept(pd.Series([5, None], dtype="Int64")) == 0 and classes_kept(pd.Series([5, 7], dtype="Int64")) == 5
 
 
 def test_scoring_and_leaderboard_columns_follow_the_registry(store):
