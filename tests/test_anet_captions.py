@@ -51,6 +51,7 @@ def mdvc_val_1(tmp_path_factory, shared_data):
     return store, run_id
 
 
+@pytest.mark.slow
 def test_mdvc_val_1_scores_as_published(mdvc_val_1, meteor):
     # MDVC's README: the official densevid_eval gives METEOR 9.9407 for results_val_1_e30.json
     # against the full val_1.  The other averages are what the official tool prints for it.
@@ -238,6 +239,7 @@ def test_ptb_tokenizer_keeps_lines():
         "a man is here", "", "do n't stop", "", "two spaces"]
 
 
+@pytest.mark.slow
 def test_per_split_protocol_is_the_mean(tmp_path, store, shared_data, meteor):
     for split in (1, 2):
         preds, gt = real_subset(shared_data, split, 12)

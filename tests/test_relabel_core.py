@@ -253,6 +253,7 @@ def test_rater_quality_and_golden_precision_recall(data, golden_rebuild):
     assert ours["precision"] >= 0.89 and ours["recall"] >= 0.77
 
 
+@pytest.mark.slow
 def test_golden_cross_validation_is_out_of_sample_and_deterministic(data):
     """5-fold over the 155 golden images: measured on this data, the default recipe makes the
     same 215 yes-decisions (193 right) out of sample as in sample; 10-fold one more false yes."""

@@ -64,6 +64,7 @@ def raw_correct(shared_data) -> dict[str, dict[str, pd.Series]]:
     return out
 
 
+@pytest.mark.slow
 def test_real_leaderboard_rows_match_independent_scoring(real_board, raw_correct, shipped_store):
     rows = {r.name: r for r in real_board.rows}
     assert set(rows) == set(MODELS)
@@ -158,6 +159,7 @@ def test_timm_study_matches_the_csv_files(shipped_store, shared_data):
     assert not any(t.startswith("Caveat") for t in regime_sentences(board, given))
 
 
+@pytest.mark.slow
 def test_regenerating_gives_byte_identical_files_and_reproduces_the_committed_ones(shipped_store, tmp_path):
     strip_png = re.compile(rb"data:image/png;base64,[A-Za-z0-9+/=]+")
     for name in ("real", "real-subset", "timm-real", "cifar10-v6", "cifar10-corrected", "imagenetv2",
@@ -299,6 +301,7 @@ def test_timm_csv_parsing_refuses_bad_files_and_stores_nothing(shared_data, tmp_
     assert store.list_runs() == []
 
 
+@pytest.mark.slow
 def test_cli_regenerates_checks_and_compares(shipped_store, raw_correct, tmp_path, capsys, monkeypatch):
     shutil.copy(LEADERBOARD_DIR / "real.toml", tmp_path)
     args = ["--store", str(shipped_store.root), "leaderboard", "--dir", str(tmp_path)]
@@ -334,6 +337,7 @@ def test_cli_regenerates_checks_and_compares(shipped_store, raw_correct, tmp_pat
     assert "left out" not in (tmp_path / "cifar10-v6.md").read_text().replace("are left out;", "")
 
 
+@pytest.mark.slow
 def test_build_store_is_idempotent_registers_cifar10h_real_and_is_quiet_on_request(shipped_store, shared_data,
                                                                                   capsys):
     from relabel.cifar import cifar10h_counts, label_sets

@@ -38,6 +38,7 @@ def lite0_run(tmp_path_factory):
     return store, run_id
 
 
+@pytest.mark.slow
 def test_lite0_on_real_images_matches_timm(lite0_run):
     store, run_id = lite0_run
     original = get_suite("imagenet").score(store, run_id)
@@ -96,6 +97,7 @@ def test_rescoring_needs_no_model(lite0_run):
     assert results[1]["top1"] == get_suite("imagenet").score(store, run_id)["top1"]
 
 
+@pytest.mark.slow
 def test_the_same_images_under_another_suite_are_the_same_run(lite0_run):
     # `run --suite real` made the fixture's run; `run --suite imagenet` on the same images is the same model
     # run (a run is a model on a dataset; the suite only says how it is scored): found complete, scored on
