@@ -30,16 +30,16 @@ SOURCE_OWN = "own run"
 SOURCE_IMPORT = "imported predictions"
 SOURCE_EXTERNAL = "external table"
 _IMPORT_KINDS = ("import",)
-# Run metadata a reader needs to reproduce a row, as (label, path into run.json). Timings, run ids
-# and absolute paths are left out on purpose: they differ between machines and rebuilds, and would
-# make regenerated leaderboards differ without any change in what was measured.
+# Run metadata a reader needs to reproduce a row, as (label, path into run.json). Timings, run ids,
+# absolute paths and the code's commit are left out on purpose: they differ between machines, rebuilds and
+# commits, and would make regenerated leaderboards differ without any change in what was measured (the
+# store keeps them all in run.json).
 _PROVENANCE_FIELDS = (
     ("model", ("model",)), ("timm", ("timm_name",)), ("weights", ("weights_source",)),
     ("weights sha256", ("weights_sha256",)), ("input", ("preprocessing", "input_size")),
     ("crop", ("preprocessing", "crop_pct")), ("interpolation", ("preprocessing", "interpolation")),
     ("precision", ("precision",)), ("batch", ("batch_size",)), ("images", ("n_images",)),
-    ("image set", ("data_manifest", "dataset")), ("code", ("environment", "git", "commit")),
-    ("uncommitted changes", ("environment", "git", "dirty")), ("device", ("environment", "device_name")),
+    ("image set", ("data_manifest", "dataset")), ("device", ("environment", "device_name")),
     ("torch", ("environment", "libraries", "torch")), ("timm version", ("environment", "libraries", "timm")),
     ("file", ("source_file",)), ("file sha256", ("source_sha256",)),
 )
@@ -175,7 +175,7 @@ def _provenance(meta: dict) -> str:
             value = value.get(key) if isinstance(value, dict) else None
         if value in (None, "", [], {}, False):
             continue
-        if label.endswith("sha256") or label == "code":
+        if label.endswith("sha256"):
             value = str(value)[:12]
         elif label == "file":
             value = str(value).replace("\\", "/").rsplit("/", 1)[-1]

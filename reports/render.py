@@ -503,13 +503,16 @@ _JS = """
 """
 
 
-def _sort_attr(value) -> str:
+def sort_key_text(value) -> str:
+    """A cell's ``data-v`` sort key: integers as they are, floats to ten significant digits, None empty."""
     if value is None:
         return ""
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return repr(float(value))
+        # A sort key, not a shown number: ten significant digits order every column, while the last digits
+        # of a least-squares fit or a mean differ with BLAS and thread count and would change the page's bytes.
+        return repr(float(f"{float(value):.10g}"))
     return str(value)
 
 
@@ -543,7 +546,7 @@ def render_html(board: Board, png: bytes) -> bytes:
         out.append(f'<tr data-model="{esc(row.name)}">')
         for cid, col in cols:
             cls = ' class="num"' if col.numeric else ""
-            out.append(f'<td data-col="{cid}" data-v="{esc(_sort_attr(col.sort_value(row)))}"{cls}>'
+            out.append(f'<td data-col="{cid}" data-v="{esc(sort_key_text(col.sort_value(row)))}"{cls}>'
                        f"{esc(col.cell(row))}</td>")
         out.append("</tr>")
     out.append("</tbody></table>")

@@ -20,6 +20,8 @@ from harness.detection.runner import DETS_PER_IMAGE
 from harness.detection.suite import COCO, read_detections
 from harness.errors import HarnessError
 
+from childproc import INTERRUPTIBLE
+
 MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 # Random weights score every class about equally, under the default 0.05 threshold; keep a few
 # low-scoring boxes per image and fewer proposals so the CPU run stays short.
@@ -190,8 +192,10 @@ def test_interrupted_detection_run_resumes_to_the_rows_of_an_uninterrupted_one(s
            "--model", "test_coco_run:small_detector", "--checkpoint", str(checkpoint), "--batch-size", "2",
            "--chunk-images", "2"]
     # Ctrl-C during the third batch: two chunks (4 images) are stored, the run is recorded as interrupted.
+    # A background job (`nohup pytest &`, CI) starts with SIGINT ignored and passes that on to its children;
+    # the child gets Ctrl-C's default handling back, in a session of its own, whatever pytest inherited.
     stopped = subprocess.run(cmd, capture_output=True, text=True, cwd=tests.parent, timeout=600,
-                             env={**env, "REALBENCH_TEST_SIGINT_AFTER": "3"})
+                             env={**env, "REALBENCH_TEST_SIGINT_AFTER": "3"}, **INTERRUPTIBLE)
     assert stopped.returncode == 130 and "interrupted; run the same command again" in stopped.stderr
     [meta] = store.list_runs()
     assert meta["status"] == "interrupted"
@@ -241,8 +245,15 @@ def test_two_torchrun_ranks_detect_into_one_run_with_the_rows_of_one_process(sto
     assert sharded["status"] == "complete" and sharded["world_size"] == 2
     assert [s["images_this_session"] for s in sharded["shards"]] == [5, 5]
     assert proc.stdout.count("stored as run") == 1  # rank 0 alone reports
-    single = COCO.run(store, "test_coco_run:small_detector", None, checkpoint=checkpoint, batch_size=1,
-                      quiet=True, fresh=True)
+    # The reference runs with the ranks' one thread: a detector's float sums (and so which of its nearly
+    # equal-scored boxes it keeps) depend on the thread count, whatever OMP_NUM_THREADS pytest started with.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = COCO.run(store, "test_coco_run:small_detector", None, checkpoint=checkpoint, batch_size=1,
+                          quiet=True, fresh=True)
+    finally:
+        torch.set_num_threads(threads)
     a = read_detections(store, sharded["run_id"]).to_pandas()
     b = read_detections(store, single).to_pandas()
     assert len(a) == len(b) > 0 and a["det_index"].tolist() == b["det_index"].tolist()

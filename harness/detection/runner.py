@@ -124,13 +124,13 @@ def _image_ids(store: Store, suite, files: list[Path], label_set: str | None) ->
 
 
 # Detections of one image get det_index = position of the image in the run's listing * DETS_PER_IMAGE + its
-# rank among the image's kept detections: unique and in inference order (image order, then the model's order)
+# rank among the image's kept detections: unique and in a defined order (image order, then score, category and box)
 # however the images were split between ranks and sessions, so a resumed or sharded run stores the very
 # rows of an uninterrupted one.
 DETS_PER_IMAGE = 1 << 20
 
 
-def _rows(outputs: list[dict], image_ids: list[int], positions: list[int], categories: set[int]
+def detection_rows(outputs: list[dict], image_ids: list[int], positions: list[int], categories: set[int]
           ) -> tuple[pa.Table | None, int]:
     """Model outputs as COCO result records (boxes as x, y, w, h); detections of unknown categories dropped."""
     from pycocotools import mask as mask_utils
@@ -152,7 +152,11 @@ def _rows(outputs: list[dict], image_ids: list[int], positions: list[int], categ
             raise HarnessError(f"image {image_id}: the model returned {len(boxes):,} detections, more than the "
                                f"{DETS_PER_IMAGE:,} per image a run stores")
         kept = 0
-        for j in range(len(boxes)):
+        # The model's own order among equal scores depends on its sort and thread count; a defined order
+        # (score, then category, then the box, then the model's index) makes det_index a function of the
+        # detections alone, in one process, several threads or torchrun ranks.
+        order = sorted(range(len(boxes)), key=lambda j: (-scores[j], int(labels[j]), *boxes[j].tolist(), j))
+        for j in order:
             if int(labels[j]) not in categories:
                 dropped += 1
                 continue
@@ -281,7 +285,7 @@ def _predict(writer: RunWriter, model, todo: list, device: str, batch_size: int,
                 raise HarnessError(f"image {f} could not be read: {exc}") from None
         with torch.inference_mode():
             outputs = forward(images)
-        table, n_dropped = _rows(outputs, [i for _, (_, i, _) in batch], [p for _, (p, _, _) in batch], categories)
+        table, n_dropped = detection_rows(outputs, [i for _, (_, i, _) in batch], [p for _, (p, _, _) in batch], categories)
         dropped += n_dropped
         if table is not None:
             tables.append(table)
