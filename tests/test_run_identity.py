@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,42 +16,7 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.suites import get_suite
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def documented(readme: str, pattern: str) -> str:
-    """The one shell command of ``readme``'s code blocks that matches ``pattern``, comments stripped."""
-    commands = [c for block in code_blocks(readme, ("bash", "sh", "")) for c in _split_commands(block) if re.search(pattern, c)]
-    assert len(commands) == 1, f"{readme}: expected one command matching {pattern!r}, found {commands}"
-    return commands[0]
-
-
-def code_blocks(readme: str, languages: tuple[str, ...]) -> list[str]:
-    """The fenced code blocks of ``readme`` in these languages, in order."""
-    blocks, language, lines = [], None, []
-    for line in (REPO / readme).read_text().splitlines():
-        if line.startswith("```"):
-            if language is None:
-                language, lines = line[3:].strip(), []
-            else:
-                if language in languages:
-                    blocks.append("\n".join(lines))
-                language = None
-        elif language is not None:
-            lines.append(line)
-    return blocks
-
-
-def _split_commands(block: str) -> list[str]:
-    """Shell commands of a block: lines, joined while a double quote is open; comments dropped."""
-    out, current = [], ""
-    for line in block.splitlines():
-        current = f"{current}\n{line}" if current else line
-        if current.count('"') % 2 == 0:
-            out.append(current)
-            current = ""
-    return [c for c in out if c.strip() and not c.lstrip().startswith("#")]
-
+from readmes import REPO, code_blocks, documented
 
 def run(command: str, store, capsys, cwd, monkeypatch) -> str:
     words = shlex.split(command, comments=True)

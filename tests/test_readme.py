@@ -1,0 +1,89 @@
+"""Every command of README.md is accounted for: run here as written (after the tour's set-up line, against a
+scratch store), run by a named test, or not runnable on this machine for a stated reason. A command added to
+the README without a line here fails the test, so the README cannot drift from what works."""
+from __future__ import annotations
+
+import re
+import shlex
+
+from harness.cli import main
+
+from readmes import REPO, commands
+
+# (pattern, how): "here" = run below, in this order; anything else says where it runs or why it cannot.
+ACCOUNTED = [
+    (r"^bash scripts/setup.sh && REALBENCH_MIRROR=\S+ \.venv/bin/python -m harness run --model efficientnet-lite0 "
+     r"--suite real$", "the main job: .ci/run runs setup.sh; tests/test_run.py runs the model on the 1,300 images"),
+    (r"^\.venv/bin/python -m pytest -q$", "what .ci/run runs"),
+    (r'^\.venv/bin/python -m pytest -q -m "not slow"$', "the quick run, a subset of the above"),
+    (r"^\.venv/bin/python scripts/mutate\.py", "tests/test_mutants.py runs scripts/mutate.py"),
+    (r"^source \.venv/bin/activate && export REALBENCH_MIRROR=\.\./shared/data$",
+     "the tour's set-up line: this test runs with the venv's Python and REALBENCH_MIRROR set by conftest.py"),
+    (r"--data-dir /data/", "needs a dataset folder that is not on this machine (tests/test_shift.py and "
+                           "tests/test_run.py run the same suites on stand-ins made from the shipped JPEGs)"),
+    (r"--checkpoint r50\.pth", "needs a weights file of the reader's"),
+    (r"--model efficientnet-lite0,efficientnet-lite1 --suite real$", "two models on 1,300 images: "
+                                                                      "tests/test_faults_bulk.py runs model lists"),
+    (r"--results-file lite0\.csv", "tests/test_run_options.py writes and checks --results-file"),
+    (r"^python -m harness run --suite real --models-file leaderboard\.txt", "needs the reader's model list; tests/test_faults_bulk.py runs one"),
+    (r"^torchrun ", "needs several GPUs or machines; tests/test_scale_distributed.py runs two CPU ranks"),
+    (r"harness score --run MDVC,MDVC-val_2 --per-split", "three minutes of METEOR; "
+                                                          "tests/test_anet_captions.py scores the same protocol"),
+    (r"^python -m harness score --run MDVC$", "a minute of METEOR; tests/test_anet_captions.py scores it"),
+    (r"^python -m harness import --suite real --name ResNet50 ", "here"),
+    (r"^python -m harness score --run ResNet50 --labels imagenet-original", "here"),
+    (r'^python -m harness sql "\n\s*SELECT r\.name', "here"),
+    (r"^python -m harness sql --format markdown", "here"),
+    (r"^python -m harness runs --suite real --name 'ResNet\*'", "here"),
+    (r"^python -m harness import --suite coco --name fake-bbox ", "here"),
+    (r"^python -m harness import-labels --suite coco --name tiny2017 ", "here"),
+    (r"^python -m harness import --suite coco --name yolov2 ", "here"),
+    (r"^python -m harness import --suite anet-captions --name MDVC ", "here"),
+    (r"^python -m harness import --suite anet-captions --name MDVC-val_2 ", "here"),
+]
+
+# What the commands run here print, checked against the numbers the README states.
+EXPECTED = {
+    "score --run ResNet50": r"top-1 76\.13%",
+    "sql --format markdown": r"\| ResNet50 +\| real +\|",
+    "runs --suite real": r"ResNet50",
+}
+
+
+def bare(command: str) -> str:
+    """The command without its trailing comments (none of the README's quoted arguments holds a `#`)."""
+    return "\n".join(re.sub(r"\s+#.*$", "", line) for line in command.splitlines())
+
+
+def how(command: str) -> str:
+    matches = [h for pattern, h in ACCOUNTED if re.search(pattern, bare(command))]
+    assert len(matches) == 1, f"README.md command not accounted for exactly once in {__file__}: {command!r}"
+    return matches[0]
+
+
+def test_every_readme_command_is_accounted_for():
+    found = commands("README.md", ("bash", "sh"))
+    assert len(found) > 20
+    for command in found:
+        how(command)
+    unused = [p for p, _ in ACCOUNTED if not any(re.search(p, bare(c)) for c in found)]
+    assert not unused, f"patterns matching no README command (remove them): {unused}"
+
+
+def test_the_readme_commands_run_as_written(store, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    ran = []
+    for command in commands("README.md", ("bash", "sh")):
+        if how(command) != "here":
+            continue
+        words = shlex.split(command, comments=True)
+        assert words[:3] == ["python", "-m", "harness"], command
+        code = main(["--store", str(store.root), *words[3:]])
+        out = capsys.readouterr()
+        assert code == 0, f"{command}\n{out.out}\n{out.err}"
+        for key, pattern in EXPECTED.items():
+            if key in command:
+                assert re.search(pattern, out.out), f"{command}\n{out.out}"
+        ran.append(command)
+    assert len(ran) == 10
+    assert {m["name"] for m in store.list_runs()} == {"ResNet50", "fake-bbox", "yolov2", "MDVC", "MDVC-val_2"}
