@@ -32,7 +32,7 @@ from harness.cifar import CIFAR10_CLASSES, cifar10_key_of  # noqa: E402
 from harness.cifar.resnet import (PREPROCESSING, WEIGHT_FILES, WEIGHTS_DATASET, cifar_resnet,  # noqa: E402
                                   inference_form)
 from harness.data import resolve, resolve_file  # noqa: E402
-from harness.models import _read_checkpoint  # noqa: E402
+from harness.models import read_checkpoint  # noqa: E402
 from harness.runner import run_classification  # noqa: E402
 from harness.store import Store  # noqa: E402
 from harness.suites import get_suite  # noqa: E402
@@ -45,7 +45,7 @@ def bare_loop(files: list[Path], batch_size: int, workers: int, fused: bool = Fa
 
     t0 = time.perf_counter()
     model = cifar_resnet(20)
-    model.load_state_dict(_read_checkpoint(resolve_file(WEIGHTS_DATASET, WEIGHT_FILES[20])))
+    model.load_state_dict(read_checkpoint(resolve_file(WEIGHTS_DATASET, WEIGHT_FILES[20])))
     model.eval()
     if fused:
         model = inference_form(model)
