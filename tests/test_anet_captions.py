@@ -280,6 +280,18 @@ def test_per_split_protocol_is_the_mean(tmp_path, store, shared_data, meteor):
     assert proc.returncode == 2 and "3 runs for 2 label sets" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_the_per_split_table_names_each_split_whole():
+    # The published protocol's label sets differ only at their ends (...val_1-available, ...val_2-available).
+    metrics = [*CAPTION_METRICS, "Precision", "Recall", "F1"]
+    split = {m: 0.1 for m in metrics}
+    names = ["anet-captions-val_1-available", "anet-captions-val_2-available"]
+    result = {**{m: 0.1 for m in metrics}, "label_set": "|".join(names), "n": 8936, "metric_version": "v",
+              "splits": {name: {**split, "n": 1} for name in names}}
+    rows = ANET_CAPTIONS.describe(result).splitlines()
+    assert [row.split()[0] for row in rows[2:5]] == [*names, "mean"]
+    assert len({len(row) for row in rows[1:5]}) == 1  # the columns line up
+
+
 # ----- bad input -------------------------------------------------------------------------
 
 def _submission(tmp_path, results, **header):

@@ -216,15 +216,18 @@ class CaptionsSuite(ActivityNetSuite):
     def describe(self, result: dict) -> str:
         """A table a person reads: each metric in percent per tIoU and averaged (per split for --per-split)."""
         columns = [*densevid.METRICS, "Precision", "Recall"]
-        head = f"{'':<14}" + "".join(f"{c:>10}" for c in columns)
         if "splits" in result:
+            # the first column as wide as the longest label set's name: never cut (val_1 and val_2 differ at the end)
+            width = max(14, *(len(name) + 1 for name in result["splits"]))
+            head = f"{'':<{width}}" + "".join(f"{c:>10}" for c in columns)
             lines = [f"{result['label_set']}: per-split mean (ground-truth-proposal protocol), n={result['n']:,} "
                      f"videos, percent ({result['metric_version']})", head]
             for name, part in result["splits"].items():
-                lines.append(f"{name[-14:]:<14}" + "".join(f"{100 * part[c]:>10.2f}" for c in columns))
-            lines.append(f"{'mean':<14}" + "".join(f"{100 * result[c]:>10.2f}" for c in columns))
+                lines.append(f"{name:<{width}}" + "".join(f"{100 * part[c]:>10.2f}" for c in columns))
+            lines.append(f"{'mean':<{width}}" + "".join(f"{100 * result[c]:>10.2f}" for c in columns))
             lines.append(f"F1 {100 * result['F1']:.2f}")
             return "\n".join(lines)
+        head = f"{'':<14}" + "".join(f"{c:>10}" for c in columns)
         lines = [f"run {result['run_id']} on {result['label_set']}: n={result['n']:,} videos "
                  f"({result['n_videos_predicted']:,} predicted, {result['n_unknown_videos']:,} unknown), "
                  f"at most {result['max_proposals']} segments per video, percent ({result['metric_version']})", head]
