@@ -54,7 +54,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import faults
+from . import faults, sqlguard
 from .errors import HarnessError, did_you_mean
 
 STORE_ENV = "REALBENCH_HOME"
@@ -200,8 +200,6 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _CHUNK = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.parquet$")
 _LABEL_FILE = re.compile(r"^([A-Za-z0-9_]+)\.parquet$")
 ORPHAN_AGE_S = 60  # a hidden temporary this old whose writer holds no lock is an orphan
-# Statement types `Store.sql` runs without write=True (DuckDB's parser decides the type).
-_READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def default_store_dir() -> Path:
@@ -1178,22 +1176,16 @@ class Store:
     def sql(self, query: str, params: list | None = None, write: bool = False):
         """Run a query over the views; returns a pandas DataFrame.
 
-        Only reading statements run unless ``write``: DuckDB's own parser tells what each one is."""
-        if not write:
-            try:
-                statements = duckdb.extract_statements(query)
-            except duckdb.Error as exc:
-                raise HarnessError(f"SQL error: {exc}") from None
-            for stmt in statements:
-                if stmt.type not in _READ_STATEMENTS or (
-                        stmt.type == duckdb.StatementType.EXPLAIN and re.match(r"\s*explain\s+analy[sz]e",
-                                                                               stmt.query, re.I)):
-                    raise HarnessError(
-                        f"{stmt.type.name} statements change files or settings and the store's queries only "
-                        f"read ({stmt.query.strip()[:60]!r}); ask for a writable connection to run it "
-                        "(python -m harness sql --write)")
+        Only reading statements run unless ``write`` (:mod:`harness.sqlguard`: DuckDB's own parser tells)."""
+        if write:
+            sqlguard.statements(query)  # no statement at all is an error either way
+        else:
+            sqlguard.check_read_only(query)
         con = self.connect()
         try:
+            if not write:
+                for setting in sqlguard.READ_ONLY_SETTINGS:
+                    con.execute(setting)
             return con.execute(query, params or []).df()
         except duckdb.Error as exc:
             raise HarnessError(f"SQL error: {exc}") from None
