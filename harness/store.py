@@ -56,6 +56,7 @@ import pyarrow.parquet as pq
 
 from . import faults, sqlguard
 from .errors import HarnessError, did_you_mean
+from .storecheck import first_unreadable_chunk, read_label_set_json, read_run_json, unreadable_owner
 
 STORE_ENV = "REALBENCH_HOME"
 
@@ -435,8 +436,11 @@ class FolderLock:
     """An exclusive lock on a folder (``flock`` on its ``.lock``), released on close or on the holder's death."""
 
     def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.file = open(directory / ".lock", "a+")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.file = open(directory / ".lock", "a+")
+        except PermissionError:  # a reader without write access only asks whether a writer holds it
+            self.file = open(directory / ".lock" if (directory / ".lock").exists() else directory)
 
     def try_acquire(self) -> bool:
         try:
@@ -579,11 +583,14 @@ class Store:
         except OSError as exc:
             raise HarnessError(f"cannot use {self.root} as a store: {exc.strerror}") from None
         self._created: list[tuple[str, str]] | None = None  # see rollback_on_error
+        self._unreadable: dict[tuple[str, str], str] = {}  # ("run", id) -> a read that failed in this process
         self.recover()
 
     def recover(self) -> None:
         """Tidy what writers killed midway left behind: a label set set aside and never replaced goes
         back into place, and hidden work folders and temporary files whose writer is gone are removed."""
+        if not os.access(self.root / "runs", os.W_OK):
+            return  # a reader without write access tidies nothing (python -m harness check still reports)
         now = time.time()
         for e in _visible_entries(self.root / "runs", ".run_id="):
             # An import's folder is locked by its writer; the age keeps off a folder created this instant,
@@ -616,7 +623,7 @@ class Store:
                 aside = re.fullmatch(r"\.(label_set=.+)\.old-[0-9a-f]{6}", folder.name)
                 if aside and not (base / aside.group(1)).exists():
                     os.replace(folder, base / aside.group(1))  # the new version never landed
-                else:
+                elif aside or _abandoned(folder, now):  # a new version being built is its writer's
                     shutil.rmtree(folder, ignore_errors=True)
         finally:
             lock.release()
@@ -678,7 +685,7 @@ class Store:
         run_id = check_identifier(run_id or self.new_run_id(meta.get("name", "run")), "run id")
         directory = self.run_dir(run_id)
         if (directory / "run.json").exists():
-            old = _read_json(directory / "run.json", "run.json")
+            old = read_run_json(directory / "run.json", run_id)
             if old.get("status") == "complete":
                 raise HarnessError(f"run {run_id} is already complete in {self.root}")
             meta = {**old, **meta, "resumed_at": now_iso()}
@@ -729,10 +736,11 @@ class Store:
         chunks present, each footer checked."""
         directory = self.run_dir(run_id)
         try:
-            meta = _read_json(directory / "run.json", "run.json")
+            meta = read_run_json(directory / "run.json", run_id)
         except HarnessError as exc:
             return RunEntry(run_id, None, problems=[str(exc)])
-        entry = RunEntry(run_id, meta)
+        entry = RunEntry(run_id, meta, problems=[self._unreadable[("run", run_id)]]
+                         if ("run", run_id) in self._unreadable else [])
         recorded = meta.get("files") if meta.get("status") == "complete" else None
         if recorded is not None:
             for name in sorted(recorded):
@@ -805,7 +813,7 @@ class Store:
         if not path.exists():
             known = ", ".join(r["run_id"] for r in self.list_runs()[-10:]) or "none"
             raise HarnessError(f"no run {run_id!r} in store {self.root} (latest runs: {known})")
-        return _read_json(path, "run.json")
+        return read_run_json(path, run_id)
 
     def list_runs(self, status: str | None = None) -> list[dict]:
         """Run metadata, oldest first. Damaged runs are left out (with a warning) unless ``status`` is
@@ -924,6 +932,8 @@ class Store:
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         except OSError as exc:
             raise _disk_error(exc, final.parent) from None
+        building = FolderLock(tmp)  # recover() in other processes leaves a folder so held alone
+        building.try_acquire()
         try:
             follow_umask(tmp, directory=True)
             for t, table in arrow.items():
@@ -943,6 +953,7 @@ class Store:
                     tmp = old
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            building.release()
         if not existed:
             self._note_created("label set", name)
         self._register({"label_sets": True, "label_tables": sorted(arrow)})
@@ -951,10 +962,11 @@ class Store:
         """A label set as it reads now: its meta.json and tables, each footer checked against its rows."""
         directory = self.label_set_dir(name)
         try:
-            meta = _read_json(directory / "meta.json", "meta.json")
+            meta = read_label_set_json(directory / "meta.json", name)
         except HarnessError as exc:
             return LabelSetEntry(name, None, problems=[str(exc)])
-        entry = LabelSetEntry(name, meta)
+        entry = LabelSetEntry(name, meta, problems=[self._unreadable[("label set", name)]]
+                              if ("label set", name) in self._unreadable else [])
         for e in _visible_entries(directory, ""):
             m = _LABEL_FILE.match(e.name)
             if m:
@@ -1181,16 +1193,23 @@ class Store:
             sqlguard.statements(query)  # no statement at all is an error either way
         else:
             sqlguard.check_read_only(query)
-        con = self.connect()
-        try:
-            if not write:
-                for setting in sqlguard.READ_ONLY_SETTINGS:
-                    con.execute(setting)
-            return con.execute(query, params or []).df()
-        except duckdb.Error as exc:
-            raise HarnessError(f"SQL error: {exc}") from None
-        finally:
-            con.close()
+        while True:  # a chunk that passed the size check but does not read: its owner is left out, and again
+            con = self.connect()
+            try:
+                if not write:
+                    for setting in sqlguard.READ_ONLY_SETTINGS:
+                        con.execute(setting)
+                return con.execute(query, params or []).df()
+            except duckdb.Error as exc:
+                found = None if write else unreadable_owner(str(exc), self.root)
+                if found is None and not write and not isinstance(exc, (duckdb.ParserException,
+                                                                        duckdb.BinderException)):
+                    found = first_unreadable_chunk(self.scan_runs())
+                if found is None or found[0] in self._unreadable:
+                    raise HarnessError(f"SQL error: {exc}") from None
+                self._unreadable[found[0]] = found[1]
+            finally:
+                con.close()
 
     @property
     def catalog_path(self) -> Path:
@@ -1265,16 +1284,18 @@ def _exchange(a: Path, b: Path) -> bool:
     return False
 
 
-def _read_json(path: Path, what: str) -> dict:
+def _abandoned(folder: Path, now: float) -> bool:
+    """A hidden work folder whose writer is gone: older than a minute and its lock free."""
     try:
-        meta = json.loads(path.read_text())
+        if now - folder.stat().st_mtime <= ORPHAN_AGE_S:
+            return False  # maybe created this instant, before its writer could lock it
     except FileNotFoundError:
-        raise HarnessError(f"{path} is missing") from None
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path} is not a readable {what} ({exc})") from None
-    if not isinstance(meta, dict):
-        raise HarnessError(f"{path} is not a readable {what} (a JSON object was expected)")
-    return meta
+        return False
+    lock = FolderLock(folder)
+    try:
+        return lock.try_acquire()
+    finally:
+        lock.release()
 
 
 def _warn_damaged(what: str, problems: list[str]) -> None:
@@ -1282,8 +1303,16 @@ def _warn_damaged(what: str, problems: list[str]) -> None:
                   "(python -m harness check lists all damage; --repair moves it aside)", StoreWarning, stacklevel=3)
 
 
-def _json_columns(fields: list[str]) -> str:
-    return ", ".join(f"json::JSON ->> '{f}' AS {f}" for f in fields)
+def _json_columns(fields: list[str], from_path: Mapping[str, str] | None = None) -> str:
+    from_path = from_path or {}
+    return ", ".join(f"regexp_extract(filename, '{from_path[f]}', 1) AS {f}" if f in from_path
+                     else f"json::JSON ->> '{f}' AS {f}" for f in fields)
+
+
+# The folder names the run and the label set, whatever their JSON says (harness.storecheck).
+_NAMED_BY_FOLDER = {"runs": {"run_id": r"run_id=([^/\\]+)[/\\]run\.json$"},
+                    "label_sets": {"name": r"label_set=([^/\\]+)[/\\]meta\.json$"},
+                    "scores": {"run_id": r"run_id=([^/\\]+)[/\\]scores[/\\][^/\\]+$"}}
 
 
 def _json_view(view: str, files: list[Path], fields: list[str]) -> str:
@@ -1292,9 +1321,9 @@ def _json_view(view: str, files: list[Path], fields: list[str]) -> str:
     if not files:
         cols = ", ".join(f"NULL::VARCHAR AS {f}" for f in fields)
         return f"CREATE OR REPLACE VIEW {view} AS SELECT {cols}, NULL::JSON AS meta WHERE false"
-    return (f"CREATE OR REPLACE VIEW {view} AS SELECT {_json_columns(fields)}, json::JSON AS meta FROM "
-            f"(SELECT content AS json FROM read_text([{', '.join(sql_string(f) for f in files)}]) "
-            "WHERE json_valid(content))")
+    return (f"CREATE OR REPLACE VIEW {view} AS SELECT {_json_columns(fields, _NAMED_BY_FOLDER.get(view))}, "
+            f"json::JSON AS meta FROM (SELECT content AS json, filename FROM "
+            f"read_text([{', '.join(sql_string(f) for f in files)}]) WHERE json_valid(content))")
 
 
 def _read_parquet_sql(table: str, files: list[Path], partition: str, registry: Mapping[str, pa.Schema]) -> str:
