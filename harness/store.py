@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 
 from . import faults, sqlguard
 from .errors import HarnessError, did_you_mean
-from .storecheck import first_unreadable_chunk, read_label_set_json, read_run_json, unreadable_owner
+from .storecheck import catalog_mismatch, catalog_outdated, first_unreadable_chunk, read_label_set_json, read_run_json, unreadable_owner
 
 STORE_ENV = "REALBENCH_HOME"
 
@@ -246,6 +246,9 @@ def _disk_error(exc: OSError, path: Path) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return HarnessError(f"no space left on the device holding {path} ({exc.strerror}); nothing half-written "
                             "was kept: free some space and run the same command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return HarnessError(f"cannot write {path} ({exc.strerror}): reading this store works without write "
+                            "access, this command writes; run it as the store's owner")
     return exc
 
 
@@ -435,12 +438,23 @@ def _rows_per_table(files: Mapping[str, dict]) -> dict[str, int]:
 class FolderLock:
     """An exclusive lock on a folder (``flock`` on its ``.lock``), released on close or on the holder's death."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, name: str = ".lock"):
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self.file = open(directory / ".lock", "a+")
+            self.file = open(directory / name, "a+")
         except PermissionError:  # a reader without write access only asks whether a writer holds it
             self.file = open(directory / ".lock" if (directory / ".lock").exists() else directory)
+
+    @classmethod
+    def held_new(cls, directory: Path) -> "FolderLock":
+        """The lock of a folder nobody else knows yet, held before its ``.lock`` becomes visible: whoever
+        finds that file and can take its lock knows the writer is gone."""
+        fd, tmp = tempfile.mkstemp(prefix=".lock.", dir=directory)
+        os.close(fd)
+        lock = cls(directory, name=Path(tmp).name)
+        lock.try_acquire()
+        os.replace(tmp, directory / ".lock")
+        return lock
 
     def try_acquire(self) -> bool:
         try:
@@ -585,6 +599,11 @@ class Store:
         self._created: list[tuple[str, str]] | None = None  # see rollback_on_error
         self._unreadable: dict[tuple[str, str], str] = {}  # ("run", id) -> a read that failed in this process
         self.recover()
+        if os.access(self.root, os.W_OK) and catalog_outdated(self.root, self._catalog_state()):
+            try:
+                self.refresh_catalog()
+            except (OSError, HarnessError):
+                pass  # a full disk: the catalog stays as it was; python -m harness check says so
 
     def recover(self) -> None:
         """Tidy what writers killed midway left behind: a label set set aside and never replaced goes
@@ -655,6 +674,11 @@ class Store:
     def _note_created(self, kind: str, name: str) -> None:
         if self._created is not None:
             self._created.append((kind, name))
+
+    def import_lock(self) -> FolderLock:
+        """Held (``with``) around an import's check-and-store, so that one file imported by several processes
+        at once is stored once (one sha256, one run)."""
+        return FolderLock(self.root, name=".import.lock")
 
     def set_aside(self, path: Path) -> Path:
         """Move a damaged file or folder under ``damaged/`` (same relative path, time-stamped); never deletes."""
@@ -932,8 +956,7 @@ class Store:
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         except OSError as exc:
             raise _disk_error(exc, final.parent) from None
-        building = FolderLock(tmp)  # recover() in other processes leaves a folder so held alone
-        building.try_acquire()
+        building = FolderLock.held_new(tmp)  # recover() in other processes leaves it alone while held
         try:
             follow_umask(tmp, directory=True)
             for t, table in arrow.items():
@@ -1039,6 +1062,9 @@ class Store:
         taken). Repairing never deletes data: damaged runs, label sets and stray files are moved under
         ``damaged/``; only temporary files and hidden work folders of dead writers are removed; the
         catalog is rebuilt."""
+        if repair and not os.access(self.root / "runs", os.W_OK):
+            raise HarnessError(f"check --repair moves damage aside inside {self.root}, which this user cannot "
+                               "write; python -m harness check (without --repair) reports without writing")
         findings: list[dict] = []
 
         def found(what: str, problem: str, fix=None) -> None:
@@ -1101,6 +1127,9 @@ class Store:
             if now - e.stat().st_mtime > ORPHAN_AGE_S:
                 found(f"file {e.path}", "a catalog rebuild that did not finish",
                       lambda p=e.path: Path(p).unlink(missing_ok=True) or "removed")
+        problem = self.catalog_problem()
+        if problem:
+            found(f"catalog {self.catalog_path}", problem, lambda: "rebuilt")
         if repair:
             self.refresh_catalog()
         return findings
@@ -1223,7 +1252,7 @@ class Store:
 
     def _register(self, adds: Mapping[str, Any]) -> None:
         state = self._catalog_state()
-        if not self.catalog_path.exists() or state["listed"] or any(
+        if not self.catalog_path.exists() or state["listed"] or state["root"] != str(self.root.resolve()) or any(
                 (v is True and not state[k]) or (isinstance(v, list) and not set(v) <= set(state[k]))
                 for k, v in adds.items()):
             self.refresh_catalog()
@@ -1234,15 +1263,31 @@ class Store:
         except (OSError, ValueError):
             return dict(_EMPTY_CATALOG)
 
+    def catalog_state_of(self, runs: list[RunEntry], label_sets: list[LabelSetEntry]) -> dict:
+        """What catalog.duckdb must be built from for these runs and label sets (kept beside it)."""
+        return {"root": str(self.root.resolve()),
+                "listed": any(e.damaged for e in runs) or any(e.problems for e in label_sets),
+                "runs": bool(runs), "label_sets": any(e.meta is not None for e in label_sets),
+                "scores": any(self.score_files(e.run_id) for e in runs),
+                "run_tables": sorted({t for e in runs for t in e.files}),
+                "label_tables": sorted({t for e in label_sets for t in e.files})}
+
+    def catalog_problem(self, runs: list[RunEntry] | None = None,
+                        label_sets: list[LabelSetEntry] | None = None) -> str | None:
+        """Why catalog.duckdb does not show this store as it is (a copied store, a kill between a run's
+        rename and its registration, a run removed), or None."""
+        runs = self.scan_runs() if runs is None else runs
+        label_sets = self.scan_label_sets() if label_sets is None else label_sets
+        return catalog_mismatch(self.catalog_path, self._catalog_state(), self.catalog_state_of(runs, label_sets))
+
     def refresh_catalog(self) -> Path:
         """(Re)build catalog.duckdb from the files; safe to delete at any time."""
         runs, label_sets = self.scan_runs(), self.scan_label_sets()
-        state = {"listed": any(e.damaged for e in runs) or any(e.problems for e in label_sets),
-                 "runs": bool(runs), "label_sets": any(e.meta is not None for e in label_sets),
-                 "scores": any(self.score_files(e.run_id) for e in runs),
-                 "run_tables": sorted({t for e in runs for t in e.files}),
-                 "label_tables": sorted({t for e in label_sets for t in e.files})}
-        fd, tmp = tempfile.mkstemp(prefix=".catalog.", suffix=".duckdb", dir=self.root)
+        state = self.catalog_state_of(runs, label_sets)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".catalog.", suffix=".duckdb", dir=self.root)
+        except OSError as exc:
+            raise _disk_error(exc, self.catalog_path) from None
         os.close(fd)
         os.unlink(tmp)
         try:
@@ -1261,7 +1306,7 @@ class Store:
         return self.catalog_path
 
 
-_EMPTY_CATALOG = {"listed": False, "runs": False, "scores": False, "label_sets": False, "run_tables": [], "label_tables": []}
+_EMPTY_CATALOG = {"root": None, "listed": False, "runs": False, "scores": False, "label_sets": False, "run_tables": [], "label_tables": []}
 RUN_FIELDS = ["run_id", "name", "model", "suite", "dataset", "kind", "status", "created_at", "finished_at",
               "metric_version"]
 LABEL_SET_FIELDS = ["name", "dataset", "description", "created_at"]
@@ -1285,10 +1330,11 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _abandoned(folder: Path, now: float) -> bool:
-    """A hidden work folder whose writer is gone: older than a minute and its lock free."""
+    """A hidden work folder whose writer is gone: its ``.lock`` (made held, FolderLock.held_new) is free, or
+    it has none and is older than a minute (its writer was killed before making it)."""
     try:
-        if now - folder.stat().st_mtime <= ORPHAN_AGE_S:
-            return False  # maybe created this instant, before its writer could lock it
+        if not (folder / ".lock").exists() and now - folder.stat().st_mtime <= ORPHAN_AGE_S:
+            return False  # created this instant: its writer is about to lock it
     except FileNotFoundError:
         return False
     lock = FolderLock(folder)

@@ -8,6 +8,7 @@ The folder is the identity: ``runs/run_id=<id>/run.json`` describes run ``<id>``
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,52 @@ def first_unreadable_chunk(entries) -> tuple[tuple[str, str], str] | None:
                 except (OSError, pa.ArrowException) as exc:
                     return ("run", entry.run_id), f"{path} cannot be read as Parquet ({str(exc).strip()[:200]})"
     return None
+
+
+def catalog_outdated(root: Path, recorded: dict) -> bool:
+    """A quick look, when a store is opened, for a catalog.duckdb that cannot be right: missing while the
+    store holds something, built for another folder (a copied store), or built before the first run or
+    label set arrived (a writer killed between renaming it into place and registering it)."""
+    runs = any(e.name.startswith("run_id=") for e in _entries(root / "runs"))
+    label_sets = any(e.name.startswith("label_set=") for e in _entries(root / "labelsets"))
+    if not (root / "catalog.duckdb").exists():
+        return runs or label_sets
+    return (recorded.get("root") != str(Path(root).resolve()) or (runs and not recorded.get("runs"))
+            or (label_sets and not recorded.get("label_sets")))
+
+
+def catalog_mismatch(path: Path, recorded: dict, expected: dict) -> str | None:
+    """Why the catalog at ``path``, built from the ``recorded`` state, does not show the store's
+    ``expected`` state, or None."""
+    if not path.exists():
+        return "is missing" if expected["runs"] or expected["label_sets"] else None
+    if recorded.get("root") != expected["root"]:
+        return (f"was built for the store at {recorded.get('root')} (a copy?); plain DuckDB users would read "
+                "that store's files")
+    differ = [k for k in expected if recorded.get(k) != expected[k]]
+    if differ:
+        return (f"does not match the store ({', '.join(differ)} differ: the store holds {_state_text(expected)}, "
+                f"the catalog was built for {_state_text(recorded)})")
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            con.execute("SELECT count(*) FROM runs").fetchone()
+    except duckdb.Error as exc:
+        return f"cannot be read by DuckDB ({str(exc).splitlines()[0][:200]})"
+    return None
+
+
+def _state_text(state: dict) -> str:
+    return (f"{'runs' if state.get('runs') else 'no runs'}, "
+            f"{'label sets' if state.get('label_sets') else 'no label sets'}, "
+            f"tables {', '.join(state.get('run_tables', []) + state.get('label_tables', [])) or 'none'}"
+            + (", damage listed around" if state.get("listed") else ""))
+
+
+def _entries(folder: Path) -> list:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except FileNotFoundError:
+        return []
