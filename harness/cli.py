@@ -162,8 +162,8 @@ def cmd_import(args) -> int:
     options = {k: v for k, v in (("label_set", args.labels), ("drop_unknown_images", args.drop_unknown_images)) if v}
     suite.check_options("import", options)
     store = _store(args)
-    existing = stored_import(store, suite.dataset, args.file, say=print)
-    with store.rollback_on_error():  # a failed import leaves the store as it was
+    with store.import_lock(), store.rollback_on_error():  # one sha256, one run; a failed import leaves nothing
+        existing = stored_import(store, suite.dataset, args.file, say=print)
         suite.ensure_label_sets(store)
         run_id = existing or suite.import_predictions(store, args.file, args.name or Path(args.file).stem, **options)
     if not existing:

@@ -597,6 +597,7 @@ class Store:
         except OSError as exc:
             raise HarnessError(f"cannot use {self.root} as a store: {exc.strerror}") from None
         self._created: list[tuple[str, str]] | None = None  # see rollback_on_error
+        self._importing = False  # see import_lock
         self._unreadable: dict[tuple[str, str], str] = {}  # ("run", id) -> a read that failed in this process
         self.recover()
         if os.access(self.root, os.W_OK) and catalog_outdated(self.root, self._catalog_state()):
@@ -675,10 +676,19 @@ class Store:
         if self._created is not None:
             self._created.append((kind, name))
 
-    def import_lock(self) -> FolderLock:
-        """Held (``with``) around an import's check-and-store, so that one file imported by several processes
-        at once is stored once (one sha256, one run)."""
-        return FolderLock(self.root, name=".import.lock")
+    @contextmanager
+    def import_lock(self) -> Iterator[None]:
+        """Held around an import's check-and-store, so that one file imported by several processes at once is
+        stored once (one sha256, one run). Nested use in one Store holds it once."""
+        if self._importing:
+            yield
+            return
+        with FolderLock(self.root, name=".import.lock"):
+            self._importing = True
+            try:
+                yield
+            finally:
+                self._importing = False
 
     def set_aside(self, path: Path) -> Path:
         """Move a damaged file or folder under ``damaged/`` (same relative path, time-stamped); never deletes."""
