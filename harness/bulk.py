@@ -25,6 +25,7 @@ from typing import Callable
 
 from .distributed import Shard, describe_error
 from .errors import HarnessError
+from .runoptions import RUN_NUMBERS, check_run_options
 from .store import RunWriter, Store
 
 
@@ -98,6 +99,7 @@ def run_bulk(store: Store, suite, requests: list[ModelRequest], shard: Shard | N
              on_result: Callable[[BulkResult], None] | None = None, **options) -> list[BulkResult]:
     """Run each requested model with the suite's task function (:func:`evaluator`; ``options`` are its
     keyword arguments); returns one result per request, in order."""
+    check_run_options(**{name: options.get(name) for name in RUN_NUMBERS})
     evaluator(suite)  # a suite that runs no models: say so before any work
     if suite.task == "classification":
         from .runner import list_suite_images

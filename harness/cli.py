@@ -9,6 +9,8 @@ from pathlib import Path
 from .cliargs import common_options, given_options, open_store, run_main
 from .errors import HarnessError
 from .inference import DECODERS, INTERPOLATIONS, PRECISIONS
+from .resultsfile import check_results_file, results_row, write_results_file
+from .runoptions import RUN_NUMBERS, check_run_options
 
 _store = open_store
 
@@ -42,13 +44,15 @@ def cmd_run(args) -> int:
     from .bulk import read_model_requests
     from .suites import get_suite
 
+    check_run_options(**{name: getattr(args, name) for name in RUN_NUMBERS})
+
     suite = get_suite(args.suite)
     suite = suite.configure(args.data_dir, **({"classes": args.classes} if args.classes else {}))
     # Every name and checkpoint is checked before the store is opened or torch imported.
     requests = read_model_requests(args.model, args.models_file, args.checkpoint,
                                    registry=suite.runner == "classification")
-    if args.results_file and Path(args.results_file).suffix.lower() not in (".csv", ".json"):
-        raise HarnessError(f"--results-file {args.results_file}: expected a .csv or .json file name (as timm's)")
+    if args.results_file:
+        check_results_file(args.results_file)
     inference = inference_options(args)
     if inference.precision == "fp16":  # refused on the CPU now, not as a failed run after the model has loaded
         from .inference import pick_device
@@ -143,42 +147,6 @@ def _run_models(args, suite, store, requests, options: dict) -> int:
     return 2 if failed and not shard.sharded else 0
 
 
-def results_row(meta: dict, scores: list[dict]) -> dict:
-    """One model's row in timm validate.py's columns (percentages, millions of parameters), then realbench's:
-    the number of images scored, the label set of top1/top5, and top-1/5 against every label set."""
-    first = scores[0]
-    pct = (lambda v: None if v is None else round(100 * v, 4))
-    cfg = meta["preprocessing"]
-    row = {"model": meta["model"], "top1": pct(first["top1"]), "top1_err": pct(1 - first["top1"]),
-           "top5": pct(first.get("top5")), "top5_err": pct(1 - first["top5"]) if "top5" in first else None,
-           "param_count": round(meta["param_count"] / 1e6, 2) if meta.get("param_count") else None,
-           "img_size": cfg["input_size"][-1], "crop_pct": cfg["crop_pct"], "interpolation": cfg["interpolation"],
-           "n": first["n"], "label_set": first["label_set"], "run_id": meta["run_id"]}
-    for score in scores:
-        row[f"top1_{score['label_set']}"] = pct(score["top1"])
-        row[f"top5_{score['label_set']}"] = pct(score.get("top5"))
-    return row
-
-
-def write_results_file(path: Path, rows: list[dict]) -> None:
-    """timm's results file: CSV with a header, or a JSON list of rows; written whole or not at all."""
-    import csv
-    import io
-
-    from .store import atomic_write_bytes
-
-    if path.suffix.lower() == ".json":
-        data = json.dumps(rows, indent=4) + "\n"
-    else:
-        columns = list(dict.fromkeys(c for row in rows for c in row))
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        data = out.getvalue()
-    atomic_write_bytes(path, data.encode())
-
-
 def _print_scores(suite, store, run_id, label_sets) -> None:
     from . import scoring
 
@@ -194,8 +162,8 @@ def cmd_import(args) -> int:
     options = {k: v for k, v in (("label_set", args.labels), ("drop_unknown_images", args.drop_unknown_images)) if v}
     suite.check_options("import", options)
     store = _store(args)
-    existing = stored_import(store, suite.dataset, args.file, say=print)
-    with store.rollback_on_error():  # a failed import leaves the store as it was
+    with store.import_lock(), store.rollback_on_error():  # one sha256, one run; a failed import leaves nothing
+        existing = stored_import(store, suite.dataset, args.file, say=print)
         suite.ensure_label_sets(store)
         run_id = existing or suite.import_predictions(store, args.file, args.name or Path(args.file).stem, **options)
     if not existing:

@@ -54,6 +54,14 @@ def run_main(parser: argparse.ArgumentParser, argv: list[str] | None,
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not type(exc).__module__.endswith("duckdb"):
+            raise
+        # A file in the store that passed every check yet does not read (its bytes garbled in place).
+        first = "".join(c if c.isprintable() else "?" for c in (str(exc).splitlines() or [""])[0][:300])
+        print(f"error: reading the store failed ({first}); python -m harness check "
+              "names damaged files and --repair moves them aside", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130

@@ -37,6 +37,7 @@ from .inference import (InferenceOptions, autocast, default_workers, is_out_of_m
                         prepare_model)
 from .distributed import Shard, ShardFailed, describe_error
 from .store import FolderLock, RunWriter, Store, check_identifier
+from .runoptions import check_run_options
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 
@@ -464,6 +465,7 @@ def evaluate_classification(store: Store, suite, model_name: str, data_dir: str 
 
     from .models import load_model
 
+    check_run_options(batch_size=batch_size, workers=workers, topk=topk, limit=limit, chunk_images=chunk_images)
     shard = shard or Shard()
     options = inference or InferenceOptions()
     quiet = quiet or not shard.is_leader

@@ -54,8 +54,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import faults
+from . import faults, sqlguard
 from .errors import HarnessError, did_you_mean
+from .storecheck import catalog_mismatch, catalog_outdated, first_unreadable_chunk, read_label_set_json, read_run_json, unreadable_owner
 
 STORE_ENV = "REALBENCH_HOME"
 
@@ -200,8 +201,6 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _CHUNK = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.parquet$")
 _LABEL_FILE = re.compile(r"^([A-Za-z0-9_]+)\.parquet$")
 ORPHAN_AGE_S = 60  # a hidden temporary this old whose writer holds no lock is an orphan
-# Statement types `Store.sql` runs without write=True (DuckDB's parser decides the type).
-_READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def default_store_dir() -> Path:
@@ -247,6 +246,9 @@ def _disk_error(exc: OSError, path: Path) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return HarnessError(f"no space left on the device holding {path} ({exc.strerror}); nothing half-written "
                             "was kept: free some space and run the same command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return HarnessError(f"cannot write {path} ({exc.strerror}): reading this store works without write "
+                            "access, this command writes; run it as the store's owner")
     return exc
 
 
@@ -436,9 +438,23 @@ def _rows_per_table(files: Mapping[str, dict]) -> dict[str, int]:
 class FolderLock:
     """An exclusive lock on a folder (``flock`` on its ``.lock``), released on close or on the holder's death."""
 
-    def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.file = open(directory / ".lock", "a+")
+    def __init__(self, directory: Path, name: str = ".lock"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.file = open(directory / name, "a+")
+        except PermissionError:  # a reader without write access only asks whether a writer holds it
+            self.file = open(directory / ".lock" if (directory / ".lock").exists() else directory)
+
+    @classmethod
+    def held_new(cls, directory: Path) -> "FolderLock":
+        """The lock of a folder nobody else knows yet, held before its ``.lock`` becomes visible: whoever
+        finds that file and can take its lock knows the writer is gone."""
+        fd, tmp = tempfile.mkstemp(prefix=".lock.", dir=directory)
+        os.close(fd)
+        lock = cls(directory, name=Path(tmp).name)
+        lock.try_acquire()
+        os.replace(tmp, directory / ".lock")
+        return lock
 
     def try_acquire(self) -> bool:
         try:
@@ -581,11 +597,20 @@ class Store:
         except OSError as exc:
             raise HarnessError(f"cannot use {self.root} as a store: {exc.strerror}") from None
         self._created: list[tuple[str, str]] | None = None  # see rollback_on_error
+        self._importing = False  # see import_lock
+        self._unreadable: dict[tuple[str, str], str] = {}  # ("run", id) -> a read that failed in this process
         self.recover()
+        if os.access(self.root, os.W_OK) and catalog_outdated(self.root, self._catalog_state()):
+            try:
+                self.refresh_catalog()
+            except (OSError, HarnessError):
+                pass  # a full disk: the catalog stays as it was; python -m harness check says so
 
     def recover(self) -> None:
         """Tidy what writers killed midway left behind: a label set set aside and never replaced goes
         back into place, and hidden work folders and temporary files whose writer is gone are removed."""
+        if not os.access(self.root / "runs", os.W_OK):
+            return  # a reader without write access tidies nothing (python -m harness check still reports)
         now = time.time()
         for e in _visible_entries(self.root / "runs", ".run_id="):
             # An import's folder is locked by its writer; the age keeps off a folder created this instant,
@@ -618,7 +643,7 @@ class Store:
                 aside = re.fullmatch(r"\.(label_set=.+)\.old-[0-9a-f]{6}", folder.name)
                 if aside and not (base / aside.group(1)).exists():
                     os.replace(folder, base / aside.group(1))  # the new version never landed
-                else:
+                elif aside or _abandoned(folder, now):  # a new version being built is its writer's
                     shutil.rmtree(folder, ignore_errors=True)
         finally:
             lock.release()
@@ -651,6 +676,20 @@ class Store:
         if self._created is not None:
             self._created.append((kind, name))
 
+    @contextmanager
+    def import_lock(self) -> Iterator[None]:
+        """Held around an import's check-and-store, so that one file imported by several processes at once is
+        stored once (one sha256, one run). Nested use in one Store holds it once."""
+        if self._importing:
+            yield
+            return
+        with FolderLock(self.root, name=".import.lock"):
+            self._importing = True
+            try:
+                yield
+            finally:
+                self._importing = False
+
     def set_aside(self, path: Path) -> Path:
         """Move a damaged file or folder under ``damaged/`` (same relative path, time-stamped); never deletes."""
         relative = Path(path).resolve().relative_to(self.root.resolve())
@@ -680,7 +719,7 @@ class Store:
         run_id = check_identifier(run_id or self.new_run_id(meta.get("name", "run")), "run id")
         directory = self.run_dir(run_id)
         if (directory / "run.json").exists():
-            old = _read_json(directory / "run.json", "run.json")
+            old = read_run_json(directory / "run.json", run_id)
             if old.get("status") == "complete":
                 raise HarnessError(f"run {run_id} is already complete in {self.root}")
             meta = {**old, **meta, "resumed_at": now_iso()}
@@ -731,10 +770,11 @@ class Store:
         chunks present, each footer checked."""
         directory = self.run_dir(run_id)
         try:
-            meta = _read_json(directory / "run.json", "run.json")
+            meta = read_run_json(directory / "run.json", run_id)
         except HarnessError as exc:
             return RunEntry(run_id, None, problems=[str(exc)])
-        entry = RunEntry(run_id, meta)
+        entry = RunEntry(run_id, meta, problems=[self._unreadable[("run", run_id)]]
+                         if ("run", run_id) in self._unreadable else [])
         recorded = meta.get("files") if meta.get("status") == "complete" else None
         if recorded is not None:
             for name in sorted(recorded):
@@ -807,7 +847,7 @@ class Store:
         if not path.exists():
             known = ", ".join(r["run_id"] for r in self.list_runs()[-10:]) or "none"
             raise HarnessError(f"no run {run_id!r} in store {self.root} (latest runs: {known})")
-        return _read_json(path, "run.json")
+        return read_run_json(path, run_id)
 
     def list_runs(self, status: str | None = None) -> list[dict]:
         """Run metadata, oldest first. Damaged runs are left out (with a warning) unless ``status`` is
@@ -926,6 +966,7 @@ class Store:
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         except OSError as exc:
             raise _disk_error(exc, final.parent) from None
+        building = FolderLock.held_new(tmp)  # recover() in other processes leaves it alone while held
         try:
             follow_umask(tmp, directory=True)
             for t, table in arrow.items():
@@ -945,6 +986,7 @@ class Store:
                     tmp = old
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            building.release()
         if not existed:
             self._note_created("label set", name)
         self._register({"label_sets": True, "label_tables": sorted(arrow)})
@@ -953,10 +995,11 @@ class Store:
         """A label set as it reads now: its meta.json and tables, each footer checked against its rows."""
         directory = self.label_set_dir(name)
         try:
-            meta = _read_json(directory / "meta.json", "meta.json")
+            meta = read_label_set_json(directory / "meta.json", name)
         except HarnessError as exc:
             return LabelSetEntry(name, None, problems=[str(exc)])
-        entry = LabelSetEntry(name, meta)
+        entry = LabelSetEntry(name, meta, problems=[self._unreadable[("label set", name)]]
+                              if ("label set", name) in self._unreadable else [])
         for e in _visible_entries(directory, ""):
             m = _LABEL_FILE.match(e.name)
             if m:
@@ -1029,6 +1072,9 @@ class Store:
         taken). Repairing never deletes data: damaged runs, label sets and stray files are moved under
         ``damaged/``; only temporary files and hidden work folders of dead writers are removed; the
         catalog is rebuilt."""
+        if repair and not os.access(self.root / "runs", os.W_OK):
+            raise HarnessError(f"check --repair moves damage aside inside {self.root}, which this user cannot "
+                               "write; python -m harness check (without --repair) reports without writing")
         findings: list[dict] = []
 
         def found(what: str, problem: str, fix=None) -> None:
@@ -1091,6 +1137,9 @@ class Store:
             if now - e.stat().st_mtime > ORPHAN_AGE_S:
                 found(f"file {e.path}", "a catalog rebuild that did not finish",
                       lambda p=e.path: Path(p).unlink(missing_ok=True) or "removed")
+        problem = self.catalog_problem()
+        if problem:
+            found(f"catalog {self.catalog_path}", problem, lambda: "rebuilt")
         if repair:
             self.refresh_catalog()
         return findings
@@ -1178,27 +1227,28 @@ class Store:
     def sql(self, query: str, params: list | None = None, write: bool = False):
         """Run a query over the views; returns a pandas DataFrame.
 
-        Only reading statements run unless ``write``: DuckDB's own parser tells what each one is."""
-        if not write:
+        Only reading statements run unless ``write`` (:mod:`harness.sqlguard`: DuckDB's own parser tells)."""
+        if write:
+            sqlguard.statements(query)  # no statement at all is an error either way
+        else:
+            sqlguard.check_read_only(query)
+        while True:  # a chunk that passed the size check but does not read: its owner is left out, and again
+            con = self.connect()
             try:
-                statements = duckdb.extract_statements(query)
+                if not write:
+                    for setting in sqlguard.READ_ONLY_SETTINGS:
+                        con.execute(setting)
+                return con.execute(query, params or []).df()
             except duckdb.Error as exc:
-                raise HarnessError(f"SQL error: {exc}") from None
-            for stmt in statements:
-                if stmt.type not in _READ_STATEMENTS or (
-                        stmt.type == duckdb.StatementType.EXPLAIN and re.match(r"\s*explain\s+analy[sz]e",
-                                                                               stmt.query, re.I)):
-                    raise HarnessError(
-                        f"{stmt.type.name} statements change files or settings and the store's queries only "
-                        f"read ({stmt.query.strip()[:60]!r}); ask for a writable connection to run it "
-                        "(python -m harness sql --write)")
-        con = self.connect()
-        try:
-            return con.execute(query, params or []).df()
-        except duckdb.Error as exc:
-            raise HarnessError(f"SQL error: {exc}") from None
-        finally:
-            con.close()
+                found = None if write else unreadable_owner(str(exc), self.root)
+                if found is None and not write and not isinstance(exc, (duckdb.ParserException,
+                                                                        duckdb.BinderException)):
+                    found = first_unreadable_chunk(self.scan_runs())
+                if found is None or found[0] in self._unreadable:
+                    raise HarnessError(f"SQL error: {exc}") from None
+                self._unreadable[found[0]] = found[1]
+            finally:
+                con.close()
 
     @property
     def catalog_path(self) -> Path:
@@ -1212,7 +1262,7 @@ class Store:
 
     def _register(self, adds: Mapping[str, Any]) -> None:
         state = self._catalog_state()
-        if not self.catalog_path.exists() or state["listed"] or any(
+        if not self.catalog_path.exists() or state["listed"] or state["root"] != str(self.root.resolve()) or any(
                 (v is True and not state[k]) or (isinstance(v, list) and not set(v) <= set(state[k]))
                 for k, v in adds.items()):
             self.refresh_catalog()
@@ -1223,15 +1273,31 @@ class Store:
         except (OSError, ValueError):
             return dict(_EMPTY_CATALOG)
 
+    def catalog_state_of(self, runs: list[RunEntry], label_sets: list[LabelSetEntry]) -> dict:
+        """What catalog.duckdb must be built from for these runs and label sets (kept beside it)."""
+        return {"root": str(self.root.resolve()),
+                "listed": any(e.damaged for e in runs) or any(e.problems for e in label_sets),
+                "runs": bool(runs), "label_sets": any(e.meta is not None for e in label_sets),
+                "scores": any(self.score_files(e.run_id) for e in runs),
+                "run_tables": sorted({t for e in runs for t in e.files}),
+                "label_tables": sorted({t for e in label_sets for t in e.files})}
+
+    def catalog_problem(self, runs: list[RunEntry] | None = None,
+                        label_sets: list[LabelSetEntry] | None = None) -> str | None:
+        """Why catalog.duckdb does not show this store as it is (a copied store, a kill between a run's
+        rename and its registration, a run removed), or None."""
+        runs = self.scan_runs() if runs is None else runs
+        label_sets = self.scan_label_sets() if label_sets is None else label_sets
+        return catalog_mismatch(self.catalog_path, self._catalog_state(), self.catalog_state_of(runs, label_sets))
+
     def refresh_catalog(self) -> Path:
         """(Re)build catalog.duckdb from the files; safe to delete at any time."""
         runs, label_sets = self.scan_runs(), self.scan_label_sets()
-        state = {"listed": any(e.damaged for e in runs) or any(e.problems for e in label_sets),
-                 "runs": bool(runs), "label_sets": any(e.meta is not None for e in label_sets),
-                 "scores": any(self.score_files(e.run_id) for e in runs),
-                 "run_tables": sorted({t for e in runs for t in e.files}),
-                 "label_tables": sorted({t for e in label_sets for t in e.files})}
-        fd, tmp = tempfile.mkstemp(prefix=".catalog.", suffix=".duckdb", dir=self.root)
+        state = self.catalog_state_of(runs, label_sets)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".catalog.", suffix=".duckdb", dir=self.root)
+        except OSError as exc:
+            raise _disk_error(exc, self.catalog_path) from None
         os.close(fd)
         os.unlink(tmp)
         try:
@@ -1250,7 +1316,7 @@ class Store:
         return self.catalog_path
 
 
-_EMPTY_CATALOG = {"listed": False, "runs": False, "scores": False, "label_sets": False, "run_tables": [], "label_tables": []}
+_EMPTY_CATALOG = {"root": None, "listed": False, "runs": False, "scores": False, "label_sets": False, "run_tables": [], "label_tables": []}
 RUN_FIELDS = ["run_id", "name", "model", "suite", "dataset", "kind", "status", "created_at", "finished_at",
               "metric_version"]
 LABEL_SET_FIELDS = ["name", "dataset", "description", "created_at"]
@@ -1273,16 +1339,19 @@ def _exchange(a: Path, b: Path) -> bool:
     return False
 
 
-def _read_json(path: Path, what: str) -> dict:
+def _abandoned(folder: Path, now: float) -> bool:
+    """A hidden work folder whose writer is gone: its ``.lock`` (made held, FolderLock.held_new) is free, or
+    it has none and is older than a minute (its writer was killed before making it)."""
     try:
-        meta = json.loads(path.read_text())
+        if not (folder / ".lock").exists() and now - folder.stat().st_mtime <= ORPHAN_AGE_S:
+            return False  # created this instant: its writer is about to lock it
     except FileNotFoundError:
-        raise HarnessError(f"{path} is missing") from None
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path} is not a readable {what} ({exc})") from None
-    if not isinstance(meta, dict):
-        raise HarnessError(f"{path} is not a readable {what} (a JSON object was expected)")
-    return meta
+        return False
+    lock = FolderLock(folder)
+    try:
+        return lock.try_acquire()
+    finally:
+        lock.release()
 
 
 def _warn_damaged(what: str, problems: list[str]) -> None:
@@ -1290,8 +1359,16 @@ def _warn_damaged(what: str, problems: list[str]) -> None:
                   "(python -m harness check lists all damage; --repair moves it aside)", StoreWarning, stacklevel=3)
 
 
-def _json_columns(fields: list[str]) -> str:
-    return ", ".join(f"json::JSON ->> '{f}' AS {f}" for f in fields)
+def _json_columns(fields: list[str], from_path: Mapping[str, str] | None = None) -> str:
+    from_path = from_path or {}
+    return ", ".join(f"regexp_extract(filename, '{from_path[f]}', 1) AS {f}" if f in from_path
+                     else f"json::JSON ->> '{f}' AS {f}" for f in fields)
+
+
+# The folder names the run and the label set, whatever their JSON says (harness.storecheck).
+_NAMED_BY_FOLDER = {"runs": {"run_id": r"run_id=([^/\\]+)[/\\]run\.json$"},
+                    "label_sets": {"name": r"label_set=([^/\\]+)[/\\]meta\.json$"},
+                    "scores": {"run_id": r"run_id=([^/\\]+)[/\\]scores[/\\][^/\\]+$"}}
 
 
 def _json_view(view: str, files: list[Path], fields: list[str]) -> str:
@@ -1300,9 +1377,9 @@ def _json_view(view: str, files: list[Path], fields: list[str]) -> str:
     if not files:
         cols = ", ".join(f"NULL::VARCHAR AS {f}" for f in fields)
         return f"CREATE OR REPLACE VIEW {view} AS SELECT {cols}, NULL::JSON AS meta WHERE false"
-    return (f"CREATE OR REPLACE VIEW {view} AS SELECT {_json_columns(fields)}, json::JSON AS meta FROM "
-            f"(SELECT content AS json FROM read_text([{', '.join(sql_string(f) for f in files)}]) "
-            "WHERE json_valid(content))")
+    return (f"CREATE OR REPLACE VIEW {view} AS SELECT {_json_columns(fields, _NAMED_BY_FOLDER.get(view))}, "
+            f"json::JSON AS meta FROM (SELECT content AS json, filename FROM "
+            f"read_text([{', '.join(sql_string(f) for f in files)}]) WHERE json_valid(content))")
 
 
 def _read_parquet_sql(table: str, files: list[Path], partition: str, registry: Mapping[str, pa.Schema]) -> str:

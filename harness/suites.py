@@ -175,7 +175,8 @@ class Suite:
     def import_predictions(self, store, path: str | Path, name: str, **options) -> str:
         """Store a prediction file made elsewhere as a run; returns the run id."""
         self.check_options("import", options)
-        return self._import_predictions(store, Path(path), name, **options)
+        with store.import_lock():  # the stored-file check and the store, one process at a time
+            return self._import_predictions(store, Path(path), name, **options)
 
     def import_ground_truth(self, store, path: str | Path, name: str, **options) -> str:
         """Register an annotation file of this suite's format as label set ``name``; returns the name."""

@@ -91,6 +91,7 @@ def _run_meta(store: Store, run_id: str, suite: str) -> dict:
                            f"expected a run imported with --suite {suite}")
     if run.get("status") != "complete":
         raise HarnessError(f"run {run_id} is {run.get('status')}, not complete; expected a finished import")
+    store.complete_run(run_id)  # a chunk missing or cut short is an error naming it, never a score of 0.00
     return run
 
 
