@@ -79,7 +79,7 @@ def cmd_runs(args) -> int:
     if args.name and not rows:
         names = sorted({m.get("name") or "" for m in listed if not args.suite or m.get("suite") == args.suite})
         raise HarnessError(f"no run named {args.name!r}" + (f" on suite {args.suite}" if args.suite else "")
-                           + f" in store {store.root}{did_you_mean(args.name, names)}")
+                           + f" in store {store.root}{did_you_mean(args.name.strip('*?'), names)}")
     frame = pd.DataFrame(rows, columns=RUNS_COLUMNS, dtype=object)  # counts stay integers, blank where unscored
     print(format_frame(frame, args.format))
     return 0
