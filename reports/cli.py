@@ -41,6 +41,8 @@ def cmd_build_store(args) -> int:
     from .shipped import build_store
 
     done = build_store(_store(args), quiet=args.quiet)
+    if args.quiet:  # the run ids are in `python -m harness runs`
+        return 0
     for kind, run_ids in done.items():
         for run_id in run_ids:
             print(f"{kind}: {run_id}")
@@ -70,7 +72,7 @@ def cmd_leaderboard(args) -> int:
     stale, failed = [], []
     for name in names:
         try:
-            files = render_leaderboard(store, name, directory, left_out=lambda note: print(
+            files = render_leaderboard(store, name, directory, left_out=lambda note: None if args.quiet else print(
                 f"{name}: {note}", file=sys.stderr), out=out)
         except HarnessError as exc:
             # one leaderboard whose inputs are not in this store must not stop the others
@@ -81,8 +83,9 @@ def cmd_leaderboard(args) -> int:
             stale += [p for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
             continue
         changed = write_files(files)
-        print(f"{name}: {len(changed)} of {len(files)} files changed"
-              + (f" ({', '.join(p.name for p in changed)})" if changed else ""))
+        if not args.quiet:
+            print(f"{name}: {len(changed)} of {len(files)} files changed"
+                  + (f" ({', '.join(p.name for p in changed)})" if changed else ""))
     if stale:
         print("stale: " + ", ".join(str(p) for p in stale) + "; run `python -m reports leaderboard`",
               file=sys.stderr)

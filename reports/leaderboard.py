@@ -9,6 +9,7 @@ per row and rows are ordered by (relabelled accuracy, reference accuracy, name).
 from __future__ import annotations
 
 import fnmatch
+import re
 import zlib
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -360,7 +361,27 @@ def _pairs_and_ranks(spec: Spec, rows: list[Row]) -> list[Pair]:
     return pairs
 
 
+def _check_label_sets(store: Store, spec: Spec) -> None:
+    """A label set the spec needs and the store lacks: made here when a suite ships it; otherwise one sentence
+    saying what makes it (the relabel command the spec's description names)."""
+    from harness.suites import get_suite
+
+    for axis in (spec.reference, spec.relabelled):
+        if store.has_label_set(axis.label_set) or _published_suite(axis) is not None:
+            continue
+        suite = get_suite(axis.suite)
+        if axis.label_set in suite.label_sets:
+            suite.ensure_label_sets(store, [axis.label_set])
+            continue
+        made = re.search(r"`(python -m relabel [^`]*--register " + re.escape(axis.label_set) + r"\b[^`]*)`",
+                         spec.description)
+        how = f"run `{made.group(1)}` first" if made else "make it first (python -m relabel ... --register NAME)"
+        raise HarnessError(f"{spec.path} needs label set {axis.label_set!r}, which store {store.root} does not hold; "
+                           f"{how}")
+
+
 def build(store: Store, spec: Spec) -> Board:
+    _check_label_sets(store, spec)
     ref = _axis_info(store, spec.reference)
     rel = _axis_info(store, spec.relabelled)
     notes: list[str] = []

@@ -75,3 +75,23 @@ def test_a_subset_run_is_refused_or_marked(population):
     assert shown.stdout.startswith("SUBSET effective robustness of part")
     assert "SUBSET: 10 of 10,000 images, not the published test set" in shown.stdout
     assert "SUBSET effective robustness:" in shown.stdout
+
+
+def test_own_runs_never_leak_into_the_timm_only_page_and_quiet_is_quiet(population, tmp_path):
+    """The store holds own ImageNetV2 runs (a whole one and a 10-image one) and the V2 label set: the committed
+    timm-only page is still rebuilt byte for byte, and --quiet prints nothing."""
+    store = population
+    done = _reports(store, "leaderboard", "imagenetv2", "--out", str(tmp_path), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+    # the Markdown page (the HTML's data-v attributes carry unrounded floats, being made deterministic apart)
+    assert (tmp_path / "imagenetv2.md").read_bytes() == (REPO / "leaderboards" / "imagenetv2.md").read_bytes()
+    again = _reports(store, "leaderboard", "imagenetv2", "--out", str(tmp_path))
+    assert again.stdout.strip().startswith("imagenetv2: ") and "files changed" in again.stdout
+
+
+def test_a_leaderboard_on_a_missing_relabel_says_what_to_run(population, tmp_path):
+    done = _reports(population, "leaderboard", "real-rebuilt", "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert "needs label set 'real-rebuilt', which store" in done.stderr
+    assert "run `python -m relabel real --register real-rebuilt` first" in done.stderr
