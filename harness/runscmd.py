@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+from typing import TYPE_CHECKING
 
 from .errors import HarnessError, did_you_mean
-from .store import Store
+
+if TYPE_CHECKING:  # the command lines import this module; the store (duckdb) only when a command runs
+    from .store import Store
 
 RUNS_COLUMNS = ["run_id", "name", "suite", "kind", "status", "n", "coverage_%", "label_set", "metric", "score_%",
                 "created_at"]
