@@ -41,8 +41,6 @@ def cmd_build_store(args) -> int:
     from .shipped import build_store
 
     done = build_store(_store(args), quiet=args.quiet)
-    if args.quiet:  # the run ids are in `python -m harness runs`
-        return 0
     for kind, run_ids in done.items():
         for run_id in run_ids:
             print(f"{kind}: {run_id}")
