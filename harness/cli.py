@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import runscmd
 from .cliargs import common_options, given_options, open_store, run_main
 from .errors import HarnessError
 from .inference import DECODERS, INTERPOLATIONS, PRECISIONS
@@ -177,8 +178,22 @@ def cmd_import(args) -> int:
 def cmd_import_labels(args) -> int:
     from .suites import get_suite
 
+    from .removal import remove_label_set, restore
+
     suite = get_suite(args.suite)
-    name = suite.import_ground_truth(_store(args), args.file, args.name)
+    store = _store(args)
+    aside = None
+    if args.replace and store.has_label_set(args.name):
+        aside = remove_label_set(store, args.name)  # kept under removed/, put back if the import fails
+    try:
+        name = suite.import_ground_truth(store, args.file, args.name)
+    except BaseException:
+        if aside is not None:
+            restore(store, aside)
+        raise
+    if aside is not None:
+        print(f"the label set {args.name} it replaces was moved to {aside} (undo: python -m harness rm --undo "
+              f"{aside})")
     print(f"registered {args.file} as label set {name} ({suite.name})")
     return 0
 
@@ -194,7 +209,7 @@ def cmd_score(args) -> int:
     store = _store(args)
     if args.per_split:
         return _score_per_split(args, store)
-    run = store.resolve_run(args.run)
+    run = runscmd.resolve(store, args.run, args.labels or (), dataset=args.dataset)
     suite = get_suite(run["suite"])
     options = _score_options(args)
     suite.check_options("score", options)
@@ -220,7 +235,7 @@ def _score_per_split(args, store) -> int:
     """The ground-truth-proposal protocol: each label set scored on its own (by its own run), then averaged."""
     from .suites import get_suite
 
-    runs = [store.resolve_run(name) for name in args.run.split(",")]
+    runs = [runscmd.resolve(store, name, args.labels or (), dataset=args.dataset) for name in args.run.split(",")]
     suite = get_suite(runs[0]["suite"])
     options = _score_options(args)
     suite.check_options("score-per-split", options)
@@ -242,41 +257,6 @@ def cmd_sql(args) -> int:
     store = _store(args)
     query = args.query if args.query != "-" else sys.stdin.read()
     print(format_frame(store.sql(query, write=args.write), args.format, args.max_rows))
-    return 0
-
-
-def cmd_runs(args) -> int:
-    """Stored runs with what they cover and their score on the suite's default label set."""
-    import fnmatch
-
-    import pandas as pd
-
-    from . import scoring
-    from .suites import get_suite
-    from .tables import format_frame
-
-    store = _store(args)
-    rows = []
-    for meta in store.list_runs():
-        if args.suite and meta.get("suite") != args.suite:
-            continue
-        if args.name and not fnmatch.fnmatchcase(meta.get("name") or "", args.name):
-            continue
-        row = {"run_id": meta["run_id"], "name": meta.get("name"), "suite": meta.get("suite"),
-               "kind": meta.get("kind"), "status": meta.get("status"), "n": None, "coverage": None,
-               "label_set": None, "metric": None, "score": None, "created_at": meta.get("created_at")}
-        if meta.get("status") == "complete":
-            try:
-                suite = get_suite(meta.get("suite"))
-                result = scoring.stored_or_quick(store, suite, meta["run_id"])
-            except HarnessError:
-                result = None
-            if result is not None:
-                row.update(scoring.headline(result))
-        rows.append(row)
-    print(format_frame(pd.DataFrame(rows, columns=list(rows[0]) if rows else [
-        "run_id", "name", "suite", "kind", "status", "n", "coverage", "label_set", "metric", "score", "created_at"]),
-        args.format))
     return 0
 
 
@@ -406,12 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--suite", required=True)
     p.add_argument("--name", required=True, help="label set name")
+    p.add_argument("--replace", action="store_true", help="replace a label set of that name, also one of another "
+                   "dataset (the old one is moved under removed/ in the store)")
 
     p = sub.add_parser("score", parents=[common], help="score a stored run (no model needed)")
     p.add_argument("--run", required=True, help="run id, or the name of the latest complete run so named "
                    "(refused when the name has runs on several datasets); with --per-split, one run per label "
                    "set may be given as RUN1,RUN2")
-    p.add_argument("--labels", action="append", help="label set (repeatable; default: the suite's)")
+    p.add_argument("--labels", action="append", help="label set (repeatable; default: the suite's); a run name "
+                   "resolves on its dataset")
+    p.add_argument("--dataset", default=None, help="the dataset a run name resolves on (default: that of --labels)")
     p.add_argument("--per-split", action="store_true",
                    help="anet-captions: score against each label set separately (default val_1 and val_2) and "
                         "average, the ground-truth-proposal protocol (harness/activitynet/README.md)")
@@ -433,11 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow statements that write (COPY TO, CREATE, ATTACH, INSTALL...); by default only "
                         "reading statements run")
 
-    p = sub.add_parser("runs", parents=[common], help="list stored runs: n, coverage and the score on the "
-                       "suite's default label set (COCO/LVIS/ActivityNet: once scored)")
-    p.add_argument("--suite", default=None, help="only runs of this suite")
-    p.add_argument("--name", default=None, help="only runs so named (wildcards: 'efficientnet*')")
-    p.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    runscmd.add_parsers(sub, common)
     sub.add_parser("catalog", parents=[common], help="rebuild catalog.duckdb from the Parquet files")
     p = sub.add_parser("check", parents=[common],
                        help="verify the store (Parquet footers, row counts, unique keys, label sets, temporary files)")
@@ -453,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"models": cmd_models, "suites": cmd_suites, "run": cmd_run, "import": cmd_import,
             "import-labels": cmd_import_labels,
-            "score": cmd_score, "sql": cmd_sql, "runs": cmd_runs, "catalog": cmd_catalog, "check": cmd_check,
+            "score": cmd_score, "sql": cmd_sql, "runs": runscmd.cmd_runs, "rm": runscmd.cmd_rm, "catalog": cmd_catalog,
+            "check": cmd_check,
             "data": cmd_data}
 
 

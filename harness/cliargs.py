@@ -29,10 +29,22 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     return args
 
 
-def open_store(args: argparse.Namespace):
-    """The store the command line names (``--store``), else the default one."""
-    from .store import Store
+# Commands that only read a store: a store folder that does not exist is a typo, not a new store.
+READING_COMMANDS = frozenset({"score", "sql", "runs", "catalog", "check", "rm", "compare", "robustness"})
 
+
+def open_store(args: argparse.Namespace):
+    """The store the command line names (``--store``), else the default one. A reading command refuses a
+    store that does not exist instead of creating an empty one."""
+    from pathlib import Path
+
+    from .store import Store, default_store_dir
+
+    if getattr(args, "command", None) in READING_COMMANDS:
+        root = Path(args.store).expanduser() if args.store else default_store_dir()
+        if not (root / "runs").is_dir():
+            raise HarnessError(f"no store at {root} (a {args.command} command reads a store; check --store, or "
+                               "import or run something first)")
     return Store(args.store)
 
 

@@ -10,8 +10,9 @@
 
 The image column is the first column of feature type ``Image``. A sample's key is, in order: the
 value of a ``key`` column; else, for a suite labelled by class folders (ImageNetV2, -Sketch, -A,
--R, image-folder), ``<class folder>/<file name>`` from a ``label`` column and the image's stored
-file name, which is the key the same images get in a folder (``0/7e2a.jpeg``); else the stored
+-R, image-folder), ``<class folder>/<file name>`` from a ``label`` column (read by its own metadata:
+a ``ClassLabel``'s ``names`` are the folders, a plain integer is the suite's class index) and the
+image's stored file name, which is the key the same images get in a folder (``0/7e2a.jpeg``); else the stored
 file name. A run through a dataset therefore stores the same rows as a run through the folder the
 dataset was built from. Images are decoded by Pillow from the stored bytes, exactly as from files;
 an image stored by path only (``Dataset.to_parquet`` keeps paths) is read from that path, taken
@@ -89,6 +90,37 @@ def image_column(ds, source: str) -> str:
                        "of feature type datasets.Image")
 
 
+def label_folders(ds, source: str, suite) -> dict[int, str]:
+    """The class folder of each value of the ``label`` column, read by the dataset's own metadata.
+
+    A ``ClassLabel`` column (what ``load_dataset("imagefolder")`` makes) holds ids 0..K-1 over the folders
+    it found, and its ``names`` are those folders (``['114', '133', ...]`` for ImageNetV2): a name must be a
+    class folder of the suite. A plain integer column holds the suite's class index. Anything else is refused
+    in one sentence naming the columns found."""
+    import datasets
+
+    feature = ds.features["label"]
+    index = suite.class_index()
+    columns = ", ".join(f"{n} ({type(f).__name__})" for n, f in ds.features.items())
+    expected = f"expected {suite.layout_hint}" if suite.layout_hint else "expected its class folders"
+    if isinstance(feature, datasets.ClassLabel):
+        unknown = [n for n in feature.names if n not in index]
+        if unknown:
+            raise HarnessError(f"{source}: the names of ClassLabel column 'label' ({', '.join(feature.names[:3])}"
+                               f"{', ...' if len(feature.names) > 3 else ''}) are not class folders of {suite.name} "
+                               f"(first unknown: {unknown[0]!r}; columns found: {columns}); {expected}")
+        return dict(enumerate(feature.names))
+    if not (isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
+        raise HarnessError(f"{source}: column 'label' is neither a ClassLabel nor an integer class index (columns "
+                           f"found: {columns}); {expected}")
+    folder_of = {c: f for f, c in index.items()}
+    missing = sorted({int(c) for c in ds["label"] if int(c) not in folder_of})
+    if missing:
+        raise HarnessError(f"{source}: integer labels {missing[:5]} of column 'label' are not class indices of "
+                           f"{suite.name} (columns found: {columns}); {expected}")
+    return folder_of
+
+
 @dataclass(frozen=True)
 class DatasetImage:
     """One image of a dataset, opened lazily in the decoding worker."""
@@ -125,11 +157,8 @@ def list_dataset_images(source: str | Path, suite) -> tuple[Path, list[tuple[str
     if "key" in ds.column_names:
         raw_keys = [str(k) for k in ds["key"]]
     elif suite.layout_hint and "label" in ds.column_names:
-        folder_of = {c: f for f, c in suite.class_index().items()}
+        folder_of = label_folders(ds, source, suite)
         labels = ds["label"]
-        missing = sorted({int(c) for c in labels if int(c) not in folder_of})
-        if missing:
-            raise HarnessError(f"{source}: labels {missing[:5]} are not classes of {suite.name}")
         raw_keys = [f"{folder_of[int(c)]}/{Path(p).name or f'{i:08d}'}" for i, (c, p) in enumerate(zip(labels, paths))]
     else:
         if not all(paths):
@@ -144,7 +173,8 @@ def list_dataset_images(source: str | Path, suite) -> tuple[Path, list[tuple[str
             items.append((key, DatasetImage(source, i)))
     if foreign:
         raise HarnessError(f"{source}: {len(foreign)} rows are not samples of dataset {suite.dataset} "
-                           f"(first: {foreign[0]!r})")
+                           f"(first: {foreign[0]!r}; columns found: {', '.join(ds.column_names)}); expected a "
+                           f"'key' column or a 'label' column of {suite.layout_hint or 'its classes'}")
     keys = [k for k, _ in items]
     if len(set(keys)) != len(keys):
         seen: set[str] = set()

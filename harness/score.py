@@ -4,6 +4,11 @@ A label set row holds a list of acceptable classes per sample (one class for ori
 several for ReaL, an empty list for a sample the label set excludes). A prediction is correct
 at top-k when any of its k highest classes is in that list; a stored error row (an image that
 could not be read) is a prediction that is wrong, counted in ``n_errors``.
+
+A label set of a test set labelled by its class folders (ImageNetV2, -Sketch, -A, -R: images realbench
+does not ship) holds no row per image: its ``class_folders`` table gives the classes of each folder, a
+key ``<folder>/<file>`` takes its folder's, and its meta declares the dataset's published size
+(``n_samples``), against which a run's coverage is judged.
 """
 from __future__ import annotations
 
@@ -17,7 +22,10 @@ METRIC_VERSION = CLASSIFICATION_VERSION
 
 PER_SAMPLE_SQL = """
 WITH p AS (SELECT key, top_classes, error FROM predictions WHERE run_id = $run),
-     l AS (SELECT key, labels FROM labels WHERE label_set = $labels AND len(labels) > 0)
+     l AS (SELECT key, labels FROM labels WHERE label_set = $labels AND len(labels) > 0
+           UNION ALL
+           SELECT p.key, f.labels FROM p JOIN class_folders f ON f.folder = split_part(p.key, '/', 1)
+           WHERE f.label_set = $labels AND len(f.labels) > 0)
 SELECT l.key,
        coalesce(list_contains(l.labels, p.top_classes[1]), false) AS correct_top1,
        coalesce(len(list_intersect(p.top_classes[1:5], l.labels)) > 0, false) AS correct_top5,
@@ -34,6 +42,10 @@ ORDER BY l.key
 def _check(store: Store, run_id: str, label_set: str) -> tuple[dict, dict]:
     run = store.complete_run(run_id)
     labels = store.label_set_meta(label_set)
+    if labels.get("kind") == "label-errors":
+        raise HarnessError(
+            f"{label_set!r} is a ranking of suspected label errors of {labels.get('label_set')!r} (relabel errors), "
+            f"not a label set; score against {labels.get('label_set')!r} or a relabelled version of it")
     if run.get("dataset") != labels.get("dataset"):
         raise HarnessError(
             f"run {run_id} is on dataset {run.get('dataset')!r} but label set {label_set!r} labels "
@@ -68,13 +80,18 @@ def score_run(store: Store, run_id: str, label_set: str) -> dict:
     finally:
         con.close()
     dataset_size, labelled, predicted = totals
+    if labels.get("n_samples"):  # labelled by class folder: every image of the published dataset
+        dataset_size = labelled = int(labels["n_samples"])
     n = len(rows)
+    if n == 0:
+        raise HarnessError(f"run {run_id} predicts no sample that label set {label_set!r} labels "
+                           f"({int(predicted):,} predictions, {int(labelled):,} labelled samples); nothing to score")
     result = {
         "run_id": run_id, "name": run.get("name"), "suite": run.get("suite"), "label_set": label_set,
         "dataset": labels.get("dataset"), "metric_version": METRIC_VERSION,
         "n": n, "n_labelled_in_label_set": int(labelled), "n_samples_in_dataset": int(dataset_size),
-        "n_predicted": int(predicted), "n_errors": int(rows["is_error"].sum()) if n else 0,
-        "top1": float(rows["correct_top1"].mean()) if n else float("nan"),
+        "n_predicted": int(predicted), "n_errors": int(rows["is_error"].sum()),
+        "top1": float(rows["correct_top1"].mean()),
         # Labelled samples without a prediction are not counted wrong: such a score is not the label set's.
         "partial": n < int(labelled),
     }

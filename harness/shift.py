@@ -17,10 +17,15 @@ All of them are folders of class sub-folders, and the folder is the label:
 A sample key is the image's path relative to the folder (``0/7e2a...jpeg``,
 ``n01440764/sketch_0.JPEG``), so keys are stable across copies of a dataset. None of these
 images ship with realbench; their manifests name the public archives with the sha256 that
-TensorFlow Datasets publishes for them. The label set of a folder dataset is the folder of each
-key, registered in the store from a run's keys when the run is scored (it grows to the union of
-the keys scored so far, so a run on part of a dataset is scored on its part and says so when the
-label set holds more).
+TensorFlow Datasets publishes for them.
+
+Label sets are facts about a dataset, never made or grown by a run. A published test set's label
+set is made from its manifest: the class of each folder (table ``class_folders``), the published
+number of images and the archive's sha256; a key takes its folder's class, and a run is scored
+against the published size, so a run on part of the images is PARTIAL. An ``image-folder`` label
+set is made from the folder itself, one row per image, and named by a digest of the folder's
+content (class list, paths and image bytes): two folders of the same name are two datasets unless
+they hold the same images.
 """
 from __future__ import annotations
 
@@ -127,28 +132,33 @@ class FolderSuite(ClassificationSuite):
     def label_of(self, key: str) -> int:
         return self.class_index()[key.split("/", 1)[0]]
 
-    # ----- label sets: the folder of each key -----------------------------------
-    def ensure_label_sets(self, store: Store, names: list[str] | None = None, keys: list[str] | None = None) -> None:
-        """Register (or extend) the label set with the folder labels of ``keys``; nothing without keys."""
-        if not keys:
-            return
-        name = self.default_label_set
-        known: set[str] = set()
-        if store.has_label_set(name):
-            known = set(store.sql("SELECT key FROM labels WHERE label_set = ?", [name])["key"])
-            if known.issuperset(keys):
-                return
-        union = sorted(known.union(keys))
-        table = pd.DataFrame({"key": union, "labels": [[self.label_of(k)] for k in union]})
+    # ----- label sets: made from the manifest (or the folder), never from a run ---------
+    def label_set_source(self) -> tuple[dict, dict]:
+        """(meta, tables) of this suite's label set: the classes of the folders, the published size and the
+        archive it was published as."""
+        from .data import load_manifest
+
+        archive, = load_manifest(self.manifest).archives
+        folders = sorted(self.class_index().items())
         meta = {"dataset": self.dataset, "description": f"{self.description}: the class folder of each image",
-                "source": "class folders", "num_classes": self.num_classes}
-        store.put_label_set(name, meta, {"labels": table})
+                "source": f"class folders of {archive.url} (sha256 {archive.sha256})", "n_samples": self.size,
+                "archive_sha256": archive.sha256, "num_classes": self.num_classes}
+        table = pd.DataFrame({"folder": [f for f, _ in folders], "labels": [[c] for _, c in folders]})
+        return meta, {"class_folders": table}
+
+    def ensure_label_sets(self, store: Store, names: list[str] | None = None) -> None:
+        """Register the label set from the manifest, once. One made by an earlier version from the keys runs
+        had scored (no declared size) is replaced: it was never the dataset's."""
+        name = self.default_label_set
+        if store.has_label_set(name) and store.label_set_meta(name).get("n_samples") == self.size:
+            return
+        meta, tables = self.label_set_source()
+        store.put_label_set(name, meta, tables)
 
     def _score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
         label_set = label_set or self.default_label_set
         if label_set == self.default_label_set:
-            keys = store.sql("SELECT key FROM predictions_all WHERE run_id = ?", [run_id])["key"].tolist()
-            self.ensure_label_sets(store, keys=keys)
+            self.ensure_label_sets(store)
         result = score_run(store, run_id, label_set)
         if self.output_classes is not None:
             result["output_classes"] = self.output_classes().name
@@ -261,27 +271,81 @@ def read_class_list(path: str | Path) -> tuple[dict[str, int], int, OutputClasse
     return mapping, 1000, OutputClasses(f"image-folder:{path.name}", classes, str(path.resolve()))
 
 
-def image_folder_suite(classes: str | Path, data_dir: str | Path | None = None,
-                       dataset: str | None = None) -> FolderSuite:
-    """The ``image-folder`` suite for one class list (and, to name its dataset, one folder).
+@dataclass(repr=False)
+class ImageFolderSuite(FolderSuite):
+    """``image-folder`` for one class list and one folder: its label set is the folder's images, one row
+    each, and its dataset is named by their content digest."""
+    labels_table: pd.DataFrame | None = None  # (key, labels) of every image of the folder
 
-    The dataset is ``image-folder-<name>``: ``dataset`` if given, else the data folder's name,
-    so runs of different models on the same folder score against one label set.
+    def ensure_label_sets(self, store: Store, names: list[str] | None = None) -> None:
+        if store.has_label_set(self.default_label_set) or self.labels_table is None:
+            return  # the name is the content's digest: a stored one holds the same rows
+        meta = {"dataset": self.dataset, "description": self.description, "source": "image folder",
+                "folder": self.extra.get("folder"), "content_sha256": self.extra.get("content_sha256"),
+                "classes_file": self.extra.get("classes_file"), "num_classes": self.num_classes}
+        store.put_label_set(self.default_label_set, meta, {"labels": self.labels_table})
+
+    def _score(self, store: Store, run_id: str, label_set: str | None = None) -> dict:
+        result = score_run(store, run_id, label_set or self.default_label_set)
+        if self.output_classes is not None:
+            result["output_classes"] = self.output_classes().name
+        return result
+
+
+def image_folder_suite(classes: str | Path, data_dir: str | Path | None = None,
+                       dataset: str | None = None) -> ImageFolderSuite:
+    """The ``image-folder`` suite for one class list and one folder (or Hugging Face dataset).
+
+    The dataset is ``image-folder-<folder name>-<digest>``, the digest (12 hex digits) of the class list,
+    every image's key and its bytes: runs of different models on the same images score against one label
+    set, and another folder of the same name is another dataset unless it holds the same images. With
+    ``dataset`` (a stored run's), the suite of that dataset, to score it; its label set is in the store.
     """
     index, num_classes, restrict = read_class_list(classes)
-    base = dataset or (Path(data_dir).resolve().name if data_dir else Path(classes).stem)
-    name = "image-folder-" + (_SAFE.sub("-", base).strip("-.") or "data")
-    return FolderSuite(
-        name="image-folder", dataset=name,
-        description=f"image folder {base} ({len(index)} classes from {Path(classes).name})",
-        default_label_set=name, num_classes=num_classes, label_sets={name: None}, key_of=None,
-        class_index=lambda: index, output_classes=(lambda: restrict) if restrict else None,
-        layout_hint=f"one folder per class of {Path(classes).name} (e.g. {next(iter(index))!r})",
-        extra={"classes_file": str(Path(classes).resolve()), "classes_sha256": _sha256(Path(classes))})
+    classes_sha256 = _sha256(Path(classes))
+    common = dict(name="image-folder", num_classes=num_classes, key_of=None, class_index=lambda: index,
+                  output_classes=(lambda: restrict) if restrict else None,
+                  layout_hint=f"one folder per class of {Path(classes).name} (e.g. {next(iter(index))!r})")
+    extra = {"classes_file": str(Path(classes).resolve()), "classes_sha256": classes_sha256}
+    if dataset:
+        return ImageFolderSuite(dataset=dataset, description=f"image folder dataset {dataset}",
+                                default_label_set=dataset, label_sets={dataset: None}, extra=extra, **common)
+    from .runner import list_suite_images
+
+    base = Path(data_dir).resolve().name if not str(data_dir).startswith("hf:") else str(data_dir)
+    base = _SAFE.sub("-", base).strip("-.")[:60] or "data"
+    probe = ImageFolderSuite(dataset=f"image-folder-{base}", description="", default_label_set="",
+                             label_sets={}, extra={}, **common)
+    images, _ = list_suite_images(probe, data_dir)
+    digest = hashlib.sha256(f"classes {classes_sha256}\n".encode())
+    for key, image in images.items:
+        digest.update(f"{key}\t{_image_sha256(image)}\n".encode())
+    name = f"image-folder-{base}-{digest.hexdigest()[:12]}"
+    keys = [k for k, _ in images.items]
+    table = pd.DataFrame({"key": keys, "labels": [[index[k.split("/", 1)[0]]] for k in keys]})
+    return ImageFolderSuite(
+        dataset=name, description=f"image folder {base} ({len(keys):,} images, {len(index)} classes from "
+                                  f"{Path(classes).name})",
+        default_label_set=name, label_sets={name: None}, labels_table=table,
+        extra={**extra, "folder": str(data_dir), "content_sha256": digest.hexdigest()}, **common)
+
+
+def _image_sha256(image) -> str:
+    """sha256 of an image's bytes: a file, or a Hugging Face dataset's row (harness.hfsource.DatasetImage)."""
+    if isinstance(image, Path):
+        return _sha256(image)
+    opened = image.open_image()
+    if isinstance(opened, str):
+        return _sha256(Path(opened))
+    return hashlib.sha256(opened.getvalue()).hexdigest()
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ImageFolderEntry(Suite):
@@ -312,8 +376,7 @@ class ImageFolderEntry(Suite):
         if not classes:
             raise HarnessError(f"run {run_id} records no class list; score it with the label set "
                                f"{run.get('dataset')!r}")
-        return image_folder_suite(classes, dataset=run["dataset"][len("image-folder-"):]).score(
-            store, run_id, label_set)
+        return image_folder_suite(classes, dataset=run["dataset"]).score(store, run_id, label_set)
 
 
 IMAGE_FOLDER = ImageFolderEntry()

@@ -112,6 +112,12 @@ LABEL_TABLES: dict[str, pa.Schema] = {
         ("labels", pa.list_(pa.int32())),
         ("weights", pa.list_(pa.float32())),
     ]),
+    # A test set labelled by its class folders (harness.shift): the classes of each folder; a key
+    # <folder>/<file> takes its folder's (harness.score).
+    "class_folders": pa.schema([
+        ("folder", pa.string()),
+        ("labels", pa.list_(pa.int32())),
+    ]),
     # COCO/LVIS ground truth (harness.detection): images, annotations, categories.
     "coco_images": pa.schema([
         ("image_id", pa.int64()),
@@ -690,10 +696,13 @@ class Store:
             finally:
                 self._importing = False
 
-    def set_aside(self, path: Path) -> Path:
-        """Move a damaged file or folder under ``damaged/`` (same relative path, time-stamped); never deletes."""
+    def set_aside(self, path: Path, under: str = "damaged") -> Path:
+        """Move a damaged file or folder under ``damaged/`` (same relative path, time-stamped); never deletes.
+        ``under="removed"`` is what ``harness rm`` moves (harness.removal)."""
         relative = Path(path).resolve().relative_to(self.root.resolve())
-        target = self.root / "damaged" / relative.parent / f"{relative.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+        target = self.root / under / relative.parent / f"{relative.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+        if target.exists():  # twice in one second
+            target = target.with_name(f"{target.name}-{secrets.token_hex(3)}")
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
         return target
@@ -878,7 +887,8 @@ class Store:
         latest = {m.get("dataset") or "?": m for m in named}  # list_runs is ordered by creation time
         if len(latest) > 1:
             listed = "; ".join(f"{d}: run {m['run_id']} (suite {m.get('suite')})" for d, m in sorted(latest.items()))
-            raise HarnessError(f"name {ref!r} matches runs on {len(latest)} datasets ({listed}); give the run id")
+            raise HarnessError(f"name {ref!r} matches runs on {len(latest)} datasets ({listed}); give the run id, or "
+                               f"the dataset (--dataset {' or '.join(sorted(latest))}, or --labels of it)")
         if named:
             return named[-1]
         known = [m["run_id"] for m in runs[-10:]]
@@ -956,9 +966,18 @@ class Store:
     def label_set_dir(self, name: str) -> Path:
         return self.root / "labelsets" / f"label_set={name}"
 
-    def put_label_set(self, name: str, meta: dict, tables: Mapping[str, Any]) -> None:
-        """Store (or replace) a label set atomically: all its tables or none."""
+    def put_label_set(self, name: str, meta: dict, tables: Mapping[str, Any], replace: bool = False) -> None:
+        """Store (or replace) a label set atomically: all its tables or none.
+
+        A name held by a label set of another dataset is refused unless ``replace``: replacing ReaL
+        (imagenet-val) by a COCO file of the same name would make every ReaL score fail."""
         check_identifier(name, "label set name")
+        if not replace and self.has_label_set(name):
+            held = _read_json(self.label_set_dir(name) / "meta.json", "meta.json").get("dataset")
+            if held != meta.get("dataset"):
+                raise HarnessError(f"label set name {name!r} is taken by a label set of dataset {held!r} in store "
+                                   f"{self.root}; give another name, or --replace to replace it (the old one is "
+                                   "moved aside under removed/)")
         arrow = {t: to_arrow(data, LABEL_TABLES.get(t)) for t, data in tables.items()}
         final = self.label_set_dir(name)
         existed = final.exists()

@@ -465,14 +465,24 @@ def cmd_errors(args) -> int:
     if not store.has_label_set(label_set) and label_set in suite.label_sets:
         suite.ensure_label_sets(store, [label_set])
     name = args.name or f"{label_set}-errors"
-    if store.has_label_set(name) and not args.replace:
+    kept = store.has_label_set(name) and not args.replace
+    if kept and not args.tasks:
         raise HarnessError(f"store {store.root} already holds {name!r}; give --replace to rewrite it or --name")
     runs = [r for r in args.runs.split(",") if r] if args.runs else None
     options = _fit_options(args, suite.num_classes, changed_only=True)
     table, raters = E.find_label_errors(store, args.dataset, label_set, suite.num_classes, runs,
                                         args.aggregator, **options)
-    E.store_label_errors(store, name, table, dataset=args.dataset, label_set=label_set, raters=raters,
-                         aggregator=args.aggregator)
+    if kept:  # --tasks from the stored ranking (README: `errors`, then `errors --tasks`), if it is this one
+        meta = store.label_set_meta(name)
+        stored = store.read_label_table(name, E.ERRORS_TABLE, exclude=["agreeing"]).to_pandas()
+        if (meta.get("label_set"), meta.get("raters"), meta.get("aggregator")) != (label_set, raters, args.aggregator) \
+                or stored["key"].tolist() != table["key"].tolist():
+            raise HarnessError(f"store {store.root} already holds a different ranking {name!r} (other runs, label set "
+                               "or options); give --replace to rewrite it or --name")
+        print(f"the ranking {name!r} in the store is this one; it is kept", file=sys.stderr)
+    else:
+        E.store_label_errors(store, name, table, dataset=args.dataset, label_set=label_set, raters=raters,
+                             aggregator=args.aggregator)
     if args.out:
         _write_csv(table.assign(agreeing=table["agreeing"].map(" ".join)), args.out)
     if args.tasks:

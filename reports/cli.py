@@ -7,6 +7,7 @@
     python -m reports import-timm [FILE ...]   # timm's four shipped result tables, or any in timm's format
     python -m reports shift-study              # ReaL gains vs ImageNetV2 gains across timm's models
     python -m reports compare A B --label-set real
+    python -m reports robustness --run R --shift imagenetv2-matched-frequency   # an own model on timm's line
 
 --store DIR and --quiet go before or after the command.
 """
@@ -69,7 +70,7 @@ def cmd_leaderboard(args) -> int:
     stale, failed = [], []
     for name in names:
         try:
-            files = render_leaderboard(store, name, directory, left_out=lambda note: print(
+            files = render_leaderboard(store, name, directory, left_out=lambda note: None if args.quiet else print(
                 f"{name}: {note}", file=sys.stderr), out=out)
         except HarnessError as exc:
             # one leaderboard whose inputs are not in this store must not stop the others
@@ -80,8 +81,9 @@ def cmd_leaderboard(args) -> int:
             stale += [p for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
             continue
         changed = write_files(files)
-        print(f"{name}: {len(changed)} of {len(files)} files changed"
-              + (f" ({', '.join(p.name for p in changed)})" if changed else ""))
+        if not args.quiet:
+            print(f"{name}: {len(changed)} of {len(files)} files changed"
+                  + (f" ({', '.join(p.name for p in changed)})" if changed else ""))
     if stale:
         print("stale: " + ", ".join(str(p) for p in stale) + "; run `python -m reports leaderboard`",
               file=sys.stderr)
@@ -153,6 +155,16 @@ def cmd_shift_study(args) -> int:
     return 0
 
 
+def cmd_robustness(args) -> int:
+    from .robustness import describe, place
+
+    placement = place(_store(args), args.run, args.shift, args.reference_run, args.allow_subset,
+                      resamples=args.resamples, seed=args.seed)
+    for line in describe(placement):
+        print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = common_options()
     p = argparse.ArgumentParser(prog="python -m reports", description=__doc__, parents=[common],
@@ -181,6 +193,15 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", default=None, help="folder the files are written to (default: --dir when given, "
                     "else leaderboards/ in the current folder)")
     lb.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file would change")
+    rb = sub.add_parser("robustness", parents=[common], help="an own model's effective robustness on a shifted "
+                        "test set, on the line of timm's published models (full runs only, or --allow-subset)")
+    rb.add_argument("--run", required=True, help="the model's run on the shifted test set (id, or name)")
+    rb.add_argument("--shift", required=True, help="the shifted suite, e.g. imagenetv2-matched-frequency")
+    rb.add_argument("--reference-run", default=None, help="its run on the ImageNet validation set (default: the "
+                    "run of the same name there)")
+    rb.add_argument("--allow-subset", action="store_true", help="place runs on part of a test set too, marked SUBSET")
+    rb.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the line's fit")
+    rb.add_argument("--seed", type=int, default=0)
     cmp = sub.add_parser("compare", parents=[common], help="McNemar and paired bootstrap of two runs on one label set")
     cmp.add_argument("a", help="run id or name")
     cmp.add_argument("b", help="run id or name")
@@ -192,7 +213,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"build-store": cmd_build_store, "import-timm": cmd_import_timm, "cifar-study": cmd_cifar_study,
-            "shift-study": cmd_shift_study, "leaderboard": cmd_leaderboard, "compare": cmd_compare}
+            "shift-study": cmd_shift_study, "leaderboard": cmd_leaderboard, "compare": cmd_compare,
+            "robustness": cmd_robustness}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,14 +116,14 @@ def test_runs_lists_n_coverage_and_score_with_filters_and_sql_formats(store, sha
     assert main(["--store", root, "runs", "--format", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     top1 = cifar.score(store, r56)["top1"]
-    assert (rows["r56"]["n"], rows["r56"]["coverage"], rows["r56"]["metric"], rows["r56"]["score"]) == (
-        10_000, 1.0, "top1", top1)
-    assert rows["fake"]["score"] is None  # COCO is listed with its score once scored (stored), not computed here
+    assert (rows["r56"]["n"], rows["r56"]["coverage_%"], rows["r56"]["metric"], rows["r56"]["score_%"]) == (
+        10_000, 100.0, "top1", round(100 * top1, 2))  # percent, as every other command prints
+    assert rows["fake"]["score_%"] is None  # COCO is listed with its score once scored (stored), not computed here
     scoring.score(store, COCO, coco_run)
     assert main(["--store", root, "runs", "--suite", "coco", "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert (row["name"], row["metric"], row["score"], row["n"]) == (
-        "fake", "bbox AP", COCO.score(store, coco_run)["bbox"]["AP"], 100)
+    assert (row["name"], row["metric"], row["score_%"], row["n"]) == (
+        "fake", "bbox AP", round(100 * COCO.score(store, coco_run)["bbox"]["AP"], 2), 100)
     assert main(["--store", root, "runs", "--name", "r5*"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["run_id", "name", "suite"] and len(table) == 4 and "r56" in table[2]
