@@ -160,8 +160,12 @@ def fit_candidates(c: CandidateAnswers, *, shrinkage: float = 50.0, prior_smooth
             mass = np.bincount(c.entry_class, weights=post * answered[r], minlength=K)
             hits = np.bincount(c.entry_class, weights=post * hit[r], minlength=K)
             skill[r] = np.clip(hits.sum() / max(mass.sum(), TINY), 1e-6, 1 - 1e-6)
-            class_skill[r] = (hits + shrinkage * skill[r]) / (mass + shrinkage) if shrinkage > 0 else \
-                np.where(mass > 0, hits / np.maximum(mass, TINY), skill[r])
+            if np.isinf(shrinkage):      # plain one-coin
+                class_skill[r] = skill[r]
+            elif shrinkage > 0:
+                class_skill[r] = (hits + shrinkage * skill[r]) / (mass + shrinkage)
+            else:
+                class_skill[r] = np.where(mass > 0, hits / np.maximum(mass, TINY), skill[r])
         class_skill = np.clip(class_skill, 1e-6, 1 - 1e-6)
         prior = np.bincount(c.entry_class, weights=post, minlength=K) + prior_smoothing
         prior /= prior.sum()

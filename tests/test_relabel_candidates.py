@@ -69,6 +69,9 @@ def test_planted_errors_are_found_at_imagenet_scale(planted):
     assert fit.converged and np.all(np.diff(fit.objective) > -1e-6 * abs(fit.objective[-1]))
     # The pooled skills come back near the simulated accuracies (the sibling confusion included).
     assert np.allclose(fit.skill, [0.9, 0.85, 0.8, 0.75, 0.7], atol=0.02)
+    one_coin = fit_candidates(c, shrinkage=np.inf)  # plain one-coin: every class at the rater's skill
+    assert np.array_equal(one_coin.class_skill, np.repeat(one_coin.skill[:, None], K, 1))
+    assert np.allclose(one_coin.skill, fit.skill, atol=0.01) and np.isfinite(one_coin.posterior).all()
     table = rank_candidates(c, fit)
     assert len(table) == N and table["rank"].tolist() == list(range(1, N + 1))
     top = set(table["key"].head(PLANTED))
