@@ -35,6 +35,8 @@ def given_labels(store: Store, label_set: str) -> pd.Series:
 
 def rater_runs(store: Store, dataset: str, names: list[str] | None = None) -> list[dict]:
     """The latest complete run of each name on ``dataset`` (all names, or those given)."""
+    if isinstance(names, str):
+        raise HarnessError(f"runs must be a list of run names, got the string {names!r}")
     latest: dict[str, dict] = {}
     for meta in store.list_runs("complete"):  # oldest first, so later runs replace earlier ones
         if meta.get("dataset") == dataset:
