@@ -471,7 +471,7 @@ def cmd_errors(args) -> int:
     runs = [r for r in args.runs.split(",") if r] if args.runs else None
     options = _fit_options(args, suite.num_classes, changed_only=True)
     table, raters = E.find_label_errors(store, args.dataset, label_set, suite.num_classes, runs,
-                                        args.aggregator, **options)
+                                        args.aggregator, learn_from=args.learn_from, top_k=args.top_k, **options)
     if kept:  # --tasks from the stored ranking (README: `errors`, then `errors --tasks`), if it is this one
         meta = store.label_set_meta(name)
         stored = store.read_label_table(name, E.ERRORS_TABLE, exclude=["agreeing"]).to_pandas()
@@ -482,7 +482,7 @@ def cmd_errors(args) -> int:
         print(f"the ranking {name!r} in the store is this one; it is kept", file=sys.stderr)
     else:
         E.store_label_errors(store, name, table, dataset=args.dataset, label_set=label_set, raters=raters,
-                             aggregator=args.aggregator)
+                             aggregator=args.aggregator, learn_from=args.learn_from)
     if args.out:
         _write_csv(table.assign(agreeing=table["agreeing"].map(" ".join)), args.out)
     if args.tasks:
@@ -493,9 +493,11 @@ def cmd_errors(args) -> int:
         print(f"wrote {len(tasks):,} rating tasks for the top {args.review:,} suspects to {args.tasks}; "
               f"import the answers with: import-answers --tasks {args.tasks} --base {label_set} "
               f"--errors {name} --dataset {args.dataset} --register NAME", file=sys.stderr)
-    print(f"{len(table):,} samples of {label_set} ranked by {args.aggregator} over {len(raters)} runs; "
-          f"{int((table['p_wrong'] >= 0.5).sum()):,} with p_wrong >= 0.5; stored as {E.ERRORS_TABLE} "
-          f"(label_set = '{name}')")
+    print(f"{len(table):,} samples of {label_set} ranked by {E.ranking_method(suite.num_classes, args.aggregator, args.learn_from)} "
+          f"over {len(raters)} runs; {int((table['p_wrong'] >= 0.5).sum()):,} with p_wrong >= 0.5; "
+          f"stored as {E.ERRORS_TABLE} (label_set = '{name}')")
+    kinds = table.loc[table["kind"] != "none", "kind"].value_counts()
+    print("suspects by kind: " + ", ".join(f"{kind} {count:,}" for kind, count in kinds.items()))
     show = table.head(args.show).drop(columns="agreeing")
     print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
@@ -635,6 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "given label and the two most probable others")
     p.add_argument("--review", type=int, default=100, help="suspects to turn into tasks")
     p.add_argument("--show", type=int, default=20, help="rows to print")
+    p.add_argument("--learn-from", metavar="LABELSET", help="a reference label set of the dataset (e.g. real) to "
+                   "learn the suspicion from, cross-fitted: each half of the samples is scored by a model "
+                   "fitted on the other half")
+    p.add_argument("--top-k", type=int, default=5, help="classes of each run's list that become candidates "
+                   "(datasets with more than 100 classes, or with --learn-from)")
     _fit_args(p, multiclass=True, aggregator=True)
     return parser
 

@@ -19,6 +19,8 @@ from harness.errors import HarnessError
 from harness.store import Store
 
 from .aggregation import Answers, get_aggregator
+from .candidates import CandidateAnswers
+from .suspicion import kinds_from_votes, rank_within_kind
 
 ERRORS_TABLE = "label_errors"
 
@@ -33,6 +35,8 @@ def given_labels(store: Store, label_set: str) -> pd.Series:
 
 def rater_runs(store: Store, dataset: str, names: list[str] | None = None) -> list[dict]:
     """The latest complete run of each name on ``dataset`` (all names, or those given)."""
+    if isinstance(names, str):
+        raise HarnessError(f"runs must be a list of run names, got the string {names!r}")
     latest: dict[str, dict] = {}
     for meta in store.list_runs("complete"):  # oldest first, so later runs replace earlier ones
         if meta.get("dataset") == dataset:
@@ -72,7 +76,9 @@ def rank_label_errors(given: pd.Series, names: list[str], answers: pd.DataFrame,
                       aggregator: str = "dawid-skene", **options) -> pd.DataFrame:
     """Every sample that some rater answered, most suspect first.
 
-    Columns: ``rank``, ``key``, ``given`` (label), ``p_wrong`` (posterior that the given label is
+    Columns: ``rank``, ``key``, ``given`` (label), ``kind`` / ``kind_rank`` (the kind of suspect
+    from the votes, :func:`relabel.suspicion.kinds_from_votes`, and its rank within the kind),
+    ``p_wrong`` (posterior that the given label is
     wrong), ``likely`` / ``p_likely`` (the most probable label and its posterior), ``second`` /
     ``p_second`` (the next), ``models_likely`` / ``models_given`` (how many raters answered each),
     ``raters`` (how many answered the sample) and ``agreeing`` (the names of the raters that
@@ -103,26 +109,81 @@ def rank_label_errors(given: pd.Series, names: list[str], answers: pd.DataFrame,
         "models_likely": votes[rows, likely], "models_given": votes[rows, label], "raters": votes.sum(1),
         "agreeing": agreeing_by_key.reindex(rows).map(lambda x: x if isinstance(x, list) else []).to_numpy(),
     })
+    disputed = table["models_given"].to_numpy() < table["raters"].to_numpy()
+    kind = kinds_from_votes(disputed, table["models_given"].to_numpy(), table["models_likely"].to_numpy())
+    table.insert(2, "kind", kind)
+    table.insert(3, "kind_rank", rank_within_kind(kind, table["p_wrong"].to_numpy(), keys))
     table = table.sort_values(["p_wrong", "models_given", "models_likely", "key"],
                               ascending=[False, True, False, True], kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return table
 
 
+# Up to this many classes the dense aggregators (a classes × samples posterior) rank the samples;
+# beyond it, or with a reference to learn from, the candidate classes do (relabel.error_ranking).
+DENSE_MAX_CLASSES = 100
+CANDIDATE_SHRINKAGE = {"dawid-skene": 50.0, "one-coin": np.inf}
+
+
 def find_label_errors(store: Store, dataset: str, label_set: str, n_classes: int,
-                      runs: list[str] | None = None, aggregator: str = "dawid-skene",
-                      **options) -> tuple[pd.DataFrame, list[str]]:
-    """(ranked table, rater names) for ``label_set`` of ``dataset`` from the store's runs."""
+                      runs: list[str] | None = None, aggregator: str = "dawid-skene", *,
+                      learn_from: str | None = None, top_k: int = 5, **options) -> tuple[pd.DataFrame, list[str]]:
+    """(ranked table, rater names) for ``label_set`` of ``dataset`` from the store's runs.
+
+    Dense aggregators for up to :data:`DENSE_MAX_CLASSES` classes without a reference; else the
+    candidate classes of each sample (the runs' top-``top_k``), with ``learn_from`` (a label set
+    of the same dataset, e.g. ``real``) fitted two-fold cross-fitted into the suspicion."""
     given = given_labels(store, label_set)
-    names, answers = model_answers(store, rater_runs(store, dataset, runs), given)
-    return rank_label_errors(given, names, answers, n_classes, aggregator, **options), names
+    run_list = rater_runs(store, dataset, runs)
+    if learn_from is None and n_classes <= DENSE_MAX_CLASSES:
+        names, answers = model_answers(store, run_list, given)
+        table = rank_label_errors(given, names, answers, n_classes, aggregator, **options)
+        return table, names
+    from .candidates import fit_candidates
+    from .error_ranking import rank_candidates
+
+    if aggregator not in CANDIDATE_SHRINKAGE:
+        raise HarnessError(f"with {n_classes} classes the candidate model ranks the samples; --aggregator takes "
+                           f"{' or '.join(CANDIDATE_SHRINKAGE)} there, got {aggregator!r}")
+    if options:
+        raise HarnessError(f"the candidate model takes no option(s) {', '.join(sorted(options))}")
+    if top_k < 1:
+        raise HarnessError(f"--top-k must be at least 1, got {top_k}")
+    candidates = candidate_answers(store, run_list, given, n_classes, top_k)
+    outcome = None
+    if learn_from is not None:
+        outcome = reference_outcome(store, dataset, learn_from, candidates.keys, candidates.given)
+    fit = fit_candidates(candidates, shrinkage=CANDIDATE_SHRINKAGE[aggregator])
+    return rank_candidates(candidates, fit, outcome), candidates.raters
+
+
+def reference_outcome(store: Store, dataset: str, reference: str, keys: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """Per key: label wrong / multi-label / holds against a reference label set, −1 where it has no
+    labels (:func:`relabel.suspicion.reference_outcomes`)."""
+    from .suspicion import reference_outcomes
+
+    meta = store.label_set_meta(reference)
+    if meta.get("dataset") not in (None, dataset):
+        raise HarnessError(f"reference label set {reference!r} is on dataset {meta.get('dataset')}, not {dataset}")
+    rows = store.sql("SELECT key, labels FROM labels WHERE label_set = ?", [reference])
+    labels = dict(zip(rows["key"].astype(str), rows["labels"]))
+    if not any(k in labels for k in keys):
+        raise HarnessError(f"reference label set {reference!r} labels none of the {len(keys):,} samples ranked")
+    return reference_outcomes(given, [labels.get(k) for k in keys])
+
+
+def ranking_method(n_classes: int, aggregator: str, learn_from: str | None) -> str:
+    """How :func:`find_label_errors` ranks, in words."""
+    if learn_from is not None:
+        return f"the suspicion learnt from {learn_from} (cross-fitted halves) on {aggregator} candidates"
+    return aggregator if n_classes <= DENSE_MAX_CLASSES else f"{aggregator} on candidate classes"
 
 
 def store_label_errors(store: Store, name: str, table: pd.DataFrame, *, dataset: str, label_set: str,
-                       raters: list[str], aggregator: str) -> None:
+                       raters: list[str], aggregator: str, learn_from: str | None = None) -> None:
     """Keep the ranking in the store as table ``label_errors`` (one entry per ``name``)."""
     store.put_label_set(name, {"kind": "label-errors", "dataset": dataset, "label_set": label_set,
-                               "raters": raters, "aggregator": aggregator,
+                               "raters": raters, "aggregator": aggregator, "learn_from": learn_from,
                                "description": f"label errors of {label_set} found by {len(raters)} runs"},
                         {ERRORS_TABLE: table})
 
@@ -177,3 +238,38 @@ def apply_review(base: pd.DataFrame, keys: list[str], labels: list[list[int]],
                     for v, w in zip(base_labels, kept["weights"])]  # a set stored without weights weighs 1
     kept = pd.DataFrame({"key": kept["key"].astype(str).to_numpy(), "labels": base_labels, "weights": base_weights})
     return pd.concat([kept, reviewed], ignore_index=True).sort_values("key", kind="stable").reset_index(drop=True)
+
+
+def candidate_answers(store: Store, runs: list[dict], given: pd.Series, n_classes: int,
+                      top_k: int = 5) -> CandidateAnswers:
+    """The runs' top-``top_k`` classes and scores on the given keys as candidates
+    (:mod:`relabel.candidates`); runs identical to the given labels are left out, as in
+    :func:`model_answers`. A run covering some keys answers those only."""
+    ids = [meta["run_id"] for meta in runs]
+    rows = store.sql(
+        "SELECT run_id, key, unnest(top_classes[1:?]) AS klass, unnest(range(len(top_classes[1:?]))) AS rank, "
+        "unnest(top_scores[1:?]) AS score FROM predictions WHERE run_id IN (SELECT unnest(?)) "
+        "AND top_classes IS NOT NULL AND len(top_classes) > 0", [top_k, top_k, top_k, ids])
+    keys = given.index.to_numpy(str)
+    order = np.argsort(keys, kind="stable")
+    keys, labels = keys[order], given.to_numpy(np.int64)[order]
+    pos = np.searchsorted(keys, rows["key"].to_numpy(str))
+    known = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == rows["key"].to_numpy(str))
+    rows, pos = rows[known], pos[known]
+    names, rater = [], np.full(len(rows), -1, np.int64)
+    run_of = rows["run_id"].to_numpy(str)
+    klass, rank = rows["klass"].to_numpy(np.int64), rows["rank"].to_numpy(np.int64)
+    for meta in runs:
+        mine = run_of == meta["run_id"]
+        if not mine.any():
+            continue
+        first = mine & (rank == 0)
+        if first.sum() == len(keys) and np.array_equal(klass[first][np.argsort(pos[first])], labels):
+            continue  # the label set itself, imported as a run
+        rater[mine] = len(names)
+        names.append(meta["name"])
+    if not names:
+        raise HarnessError("no stored run predicts any sample of the label set (runs that equal it are left out)")
+    use = rater >= 0
+    return CandidateAnswers.build(keys, labels, names, pos[use], rater[use], klass[use], rank[use],
+                                  rows["score"].to_numpy(float)[use], n_classes)

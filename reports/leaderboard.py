@@ -68,6 +68,7 @@ class Row:
     rank: int | None = None
     gap_interval: stats.Difference | None = None  # bootstrap of relabelled - reference accuracy
     effective: stats.Interval | None = None  # effective robustness (spec.effective_robustness)
+    rank_change: int | None = None  # places gained from the reference to the relabelled label set
     correct: np.ndarray | None = field(default=None, repr=False)  # relabelled correctness, aligned by key
 
     @property
@@ -380,6 +381,16 @@ def _check_label_sets(store: Store, spec: Spec) -> None:
                            f"{how}")
 
 
+def position_changes(before, after) -> list[int]:
+    """Places each row gains from ``before`` to ``after`` (accuracies; position 1 = the highest,
+    equal accuracies share the best position), e.g. +2 when 5th becomes 3rd."""
+    def positions(values):
+        values = np.asarray(values, float)
+        return [1 + int((values > v).sum()) for v in values]
+
+    return [b - a for b, a in zip(positions(before), positions(after))]
+
+
 def build(store: Store, spec: Spec) -> Board:
     _check_label_sets(store, spec)
     ref = _axis_info(store, spec.reference)
@@ -399,6 +410,9 @@ def build(store: Store, spec: Spec) -> Board:
         if lacking:
             notes.append(f"{metric.label} shows {DASH} for {', '.join(lacking)}: {metric.unavailable}")
     pairs = _pairs_and_ranks(spec, rows)
+    for row, change in zip(rows, position_changes([r.reference.accuracy for r in rows],
+                                                  [r.relabelled.accuracy for r in rows])):
+        row.rank_change = change
     x = np.array([r.reference.accuracy for r in rows]) * 100
     y = np.array([r.relabelled.accuracy for r in rows]) * 100
     correlation = None

@@ -82,6 +82,8 @@ def _metric_col(metric: Metric, axis, score) -> Column:
                   lambda r: DASH if value(r) is None else pct(value(r)), value)
 
 
+ARROW = "\u2192"
+
 COLUMNS: dict[str, Column] = {
     "rank": Column(lambda b: "rank", lambda r: "" if r.rank is None else str(r.rank), lambda r: r.rank),
     "model": Column(lambda b: "model", lambda r: r.name, lambda r: r.name, numeric=False),
@@ -90,6 +92,8 @@ COLUMNS: dict[str, Column] = {
     **_axis_cols("reference"),
     "gap": Column(lambda b: f"gap, points ({b.relabelled.axis.label_set} {DASH} {b.reference.axis.label_set})",
                   lambda r: f"{100 * r.gap:+.2f}", lambda r: r.gap),
+    "rank_change": Column(lambda b: f"rank change ({b.reference.axis.label_set} {ARROW} {b.relabelled.axis.label_set})",
+                          lambda r: "" if r.rank_change is None else f"{r.rank_change:+d}", lambda r: r.rank_change),
     "gap_bootstrap": Column(lambda b: f"{conf_text(b)} CI of the gap, bootstrap",
                             lambda r: interval_text(r.gap_interval),
                             lambda r: None if r.gap_interval is None else r.gap_interval.low),

@@ -59,7 +59,7 @@ LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboards"
 METRICS = tuple(m.name for m in leaderboard_metrics())
 COLUMNS = (
     "rank", "model", "source", "relabelled", "relabelled_wilson", "relabelled_bootstrap", "reference",
-    "reference_wilson", "reference_bootstrap", "gap", "gap_bootstrap", "n_relabelled", "n_reference", "img_size", "params_m",
+    "reference_wilson", "reference_bootstrap", "gap", "gap_bootstrap", "rank_change", "n_relabelled", "n_reference", "img_size", "params_m",
     "provenance", *(f"{axis}_{metric}" for metric in METRICS[1:] for axis in ("relabelled", "reference")),
     "effective_robustness", "effective_robustness_bootstrap",
 )
