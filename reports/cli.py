@@ -7,6 +7,9 @@
     python -m reports import-timm [FILE ...]   # timm's four shipped result tables, or any in timm's format
     python -m reports shift-study              # ReaL gains vs ImageNetV2 gains across timm's models
     python -m reports compare A B --label-set real
+    python -m reports serve [--port N]         # the local web app over the store (boards, runs, samples)
+    python -m reports run-report RUN [--labels L] [--json]   # per-class, confused pairs, ECE, NLL, Brier
+    python -m reports classes                  # class names of the store's datasets into the classes table
 
 --store DIR and --quiet go before or after the command.
 """
@@ -153,6 +156,53 @@ def cmd_shift_study(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .app.server import serve
+
+    serve(_store(args), host=args.host, port=args.port, leaderboards=Path(args.dir) if args.dir else LEADERBOARD_DIR,
+          quiet=args.quiet)
+    return 0
+
+
+def cmd_classes(args) -> int:
+    from .app.classes import ensure_classes
+
+    store = _store(args)
+    written = ensure_classes(store, refresh=args.refresh)
+    print(f"class names written for {', '.join(written)}" if written else "class names already stored")
+    return 0
+
+
+def cmd_run_report(args) -> int:
+    import json
+
+    from .app.classes import ensure_classes
+    from .app.runpage import run_summary
+
+    store = _store(args)
+    ensure_classes(store)
+    summary = run_summary(store, args.run, args.labels)
+    if args.json:
+        print(json.dumps(summary, indent=2, allow_nan=False))
+        return 0
+    run = summary["run"]
+    print(f"run {run['run_id']} ({run['name']}, suite {run['suite']}, dataset {run['dataset']})")
+    for h in summary["headline"]:
+        print(f"  top-1 on {h['label_set']}: {100 * h['top1']:.2f}% (95% Wilson {100 * h['low']:.2f}-"
+              f"{100 * h['high']:.2f}), n={h['n']:,}")
+    print(f"on label set {summary['label_set']} ({summary['n']:,} single-label samples):")
+    for name, label in (("ece", "ECE (15 bins)"), ("nll", "NLL"), ("brier", "Brier score")):
+        value = summary[name]
+        print(f"  {label}: " + (f"{value:.4f}" if value is not None else f"- ({summary['unavailable'][name]})"))
+    worst = sorted((c for c in summary["per_class_accuracy"] if c["n"]), key=lambda c: (c["accuracy"], c["class_index"]))
+    print("  lowest per-class accuracy: " + "; ".join(
+        f"{c['class_index']} {c['name']} {100 * c['accuracy']:.1f}% of {c['n']}" for c in worst[:args.top]))
+    print("  most-confused pairs (true -> predicted: samples): " + "; ".join(
+        f"{p['true_name'] or p['true']} -> {p['predicted_name'] or p['predicted']}: {p['n']}"
+        for p in summary["confused_pairs"][:args.top]))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = common_options()
     p = argparse.ArgumentParser(prog="python -m reports", description=__doc__, parents=[common],
@@ -188,11 +238,25 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--confidence", type=float, default=0.95)
     cmp.add_argument("--resamples", type=int, default=10_000)
     cmp.add_argument("--seed", type=int, default=0)
+    sv = sub.add_parser("serve", parents=[common], help="the local web app over the store: boards, runs, samples")
+    sv.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8008)
+    sv.add_argument("--dir", default=None, help="folder of the leaderboard specs (default: realbench's leaderboards/)")
+    cl = sub.add_parser("classes", parents=[common], help="store the class names of the store's datasets (table "
+                        "classes: dataset, class_index, name, ident)")
+    cl.add_argument("--refresh", action="store_true", help="write them again even where stored")
+    rr = sub.add_parser("run-report", parents=[common], help="per-class accuracy, most-confused pairs, ECE, NLL and "
+                        "Brier of a run (what the app's run page shows)")
+    rr.add_argument("run", help="run id or name")
+    rr.add_argument("--labels", default=None, help="label set (default: the run's suite's)")
+    rr.add_argument("--json", action="store_true", help="everything as JSON")
+    rr.add_argument("--top", type=int, default=10, help="classes and pairs printed (default 10)")
     return p
 
 
 COMMANDS = {"build-store": cmd_build_store, "import-timm": cmd_import_timm, "cifar-study": cmd_cifar_study,
-            "shift-study": cmd_shift_study, "leaderboard": cmd_leaderboard, "compare": cmd_compare}
+            "shift-study": cmd_shift_study, "leaderboard": cmd_leaderboard, "compare": cmd_compare,
+            "serve": cmd_serve, "classes": cmd_classes, "run-report": cmd_run_report}
 
 
 def main(argv: list[str] | None = None) -> int:
