@@ -2,6 +2,7 @@
 over a store of real imports, and its terminal twin ``python -m reports run-report``."""
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -83,3 +84,110 @@ def test_typing_in_the_timm_board_filter_leaves_one_row(server, browser, shared_
     again.goto(page.url)
     again.wait_for_function("document.querySelectorAll('#board tbody tr').length === 1")
     page.close(), again.close()
+
+
+def test_run_page_shows_the_ece_of_the_tested_function_and_a_diagram(server, browser, app_store):
+    store, runs = app_store
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(server.base + "/runs/ResNet50?labels=imagenet-original")
+    rows = calibration.run_arrays(store, runs["resnet50"], "imagenet-original")
+    ece = calibration.expected_calibration_error(rows["confidence"], rows["y_true"] == rows["y_pred"])
+    assert float(page.locator("#ece").get_attribute("data-v")) == ece
+    assert page.locator("#ece").inner_text() == f"{ece:.4f}"
+    assert "--save-logits" in page.locator("#nll").inner_text()  # an imported file holds no full outputs
+    # the headline: top-1 on both label sets of the dataset with Wilson intervals
+    headline = page.locator("#headline tbody tr")
+    assert headline.nth(0).inner_text().split("\t")[:3] == ["imagenet-original", "50,000", "76.13"]
+    assert headline.nth(1).inner_text().split("\t")[:3] == ["real", "46,837", "82.96"]
+    assert page.locator("img.diagram").evaluate("img => img.complete && img.naturalWidth > 0")
+    # per-class accuracy by name, sortable: the lowest first after two clicks on its header
+    page.locator("#per-class th", has_text="accuracy").click()
+    page.locator("#per-class th", has_text="accuracy").click()
+    assert page.locator("#per-class tbody tr").first.inner_text().split("\t")[:2] in (["638", "maillot"],
+                                                                                      ["885", "velvet"])
+    screenshot(page, "run.png")
+    page.close()
+
+
+def test_a_confusion_pair_links_to_its_images(server, browser, app_store, shared_data):
+    store, runs = app_store
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(server.base + f"/runs/{runs['r56']}")
+    first = page.locator("#pairs tbody tr").first
+    assert first.inner_text().split("\t") == ["3 cat", "5 dog", "67"]
+    first.locator("a.pair").click()
+    page.wait_for_selector(".gallery")
+    keys = calibration.cell_keys(store, runs["r56"], "cifar10-original", 3, 5)
+    assert len(keys) == 67
+    tiles = page.locator(".gallery a.tile")
+    assert tiles.count() == 60 and "page 1 of 2" in page.locator(".pager").inner_text()
+    assert [t.get_attribute("href").rsplit("/", 1)[1] for t in tiles.all()] == keys[:60]
+    page.wait_for_function("[...document.querySelectorAll('.gallery img')].every(i => i.complete && i.naturalWidth)")
+    truth = np.load(shared_data / "cifar/cifar10_test_labels.npy")
+    predicted = json.loads((shared_data / "cifar/cifar10_1_model_predictions/original_predictions/"
+                            "resnet_basic_56_predictions.json").read_text())
+    assert all(truth[int(k)] == 3 and predicted[int(k)] == 5 for k in keys)
+    # a tile opens the sample page: the image, its label by name and the run's prediction
+    tiles.first.click()
+    page.wait_for_selector("img.sample")
+    assert page.locator("#labels tbody tr").first.inner_text() == "cifar10-original\t3 cat"
+    assert page.locator("#predictions tbody tr").first.inner_text() == "resnet_basic_56\t5 dog"
+    page.close()
+
+
+def test_run_report_prints_what_the_run_page_shows(app_store):
+    store, runs = app_store
+    out = subprocess.run([sys.executable, "-m", "reports", "--store", str(store.root), "run-report",
+                          "resnet_basic_56", "--json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out)
+    assert summary["label_set"] == "cifar10-original" and summary["n"] == 10_000
+    assert summary["confused_pairs"][0] == {"true": 3, "predicted": 5, "n": 67, "true_name": "cat",
+                                            "predicted_name": "dog"}
+    cat = summary["per_class_accuracy"][3]
+    assert (cat["name"], cat["n"], cat["correct"]) == ("cat", 1000, 846)
+    assert summary["ece"] is None and "no probability" in summary["unavailable"]["ece"]
+    assert {m.name for m in calibration_metrics()} <= set(summary)
+    text = subprocess.run([sys.executable, "-m", "reports", "--store", str(store.root), "run-report",
+                           "ResNet50", "--labels", "imagenet-original"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+    rows = calibration.run_arrays(store, runs["resnet50"], "imagenet-original")
+    ece = calibration.expected_calibration_error(rows["confidence"], rows["y_true"] == rows["y_pred"])
+    assert f"ECE (15 bins): {ece:.4f}" in text and "top-1 on real: 82.96%" in text
+
+
+@pytest.mark.parametrize("path, status, sentence", [
+    ("/boards/nope", 404, "no leaderboard 'nope'"),
+    ("/runs/nope", 404, "no run 'nope'"),
+    ("/runs/ResNet50?labels=cifar10-original", 400, "does not label dataset 'imagenet-val'"),
+    ("/runs/resnet_basic_56/confusion?true=3&pred=x", 400, "pred='x' must be a class index"),
+    ("/images/cifar10-test/..%2F..%2F..%2Fetc%2Fpasswd", 404, "knows no image file"),
+    ("/images/imagenet-val/..%2Fimagenet%2Freal.json", 404, "knows no image file"),
+    ("/images/cifar10-test/12?size=huge", 400, "expected 'full' or 'thumb'"),
+    ("/static/..%2F..%2Fserver.py", 404, "no page at /static/../../server.py"),
+    ("/static/server.py", 404, "no static file 'server.py'"),
+    ("/samples/cifar10-test/99999", 404, "holds key '99999'"),
+])
+def test_a_bad_url_gets_one_sentence(server, path, status, sentence):
+    code, body = server.get(path)
+    text = html.unescape(body.decode())
+    assert code == status and sentence in text
+    assert "Traceback" not in text
+
+
+def test_a_thumbnail_is_made_once_and_served_from_the_cache(server, tmp_path):
+    code, first = server.get("/images/cifar10-test/2405?size=thumb")
+    assert code == 200 and first[:2] == b"\xff\xd8"
+    code, again = server.get("/images/cifar10-test/2405?size=thumb")
+    assert again == first
+    from PIL import Image
+    import io
+
+    assert Image.open(io.BytesIO(first)).size == (160, 160)  # CIFAR's 32 px enlarged 5x
+    code, full = server.get("/images/cifar10-test/2405")
+    assert Image.open(io.BytesIO(full)).size == (32, 32)
+
+
+def test_serve_refuses_an_address_beyond_this_machine(app_store):
+    done = subprocess.run([sys.executable, "-m", "reports", "--store", str(app_store[0].root), "serve", "--host",
+                           "0.0.0.0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--host 0.0.0.0 is not a loopback address" in done.stderr

@@ -69,7 +69,12 @@ def create_app(store: Store, leaderboards: Path = LEADERBOARD_DIR) -> Starlette:
         Route("/samples/{dataset}/{key:path}", endpoint(samples.sample_page)),
         Route("/images/{dataset}/{key:path}", endpoint(samples.image)),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(GZipMiddleware, minimum_size=2048)])
+    def not_found(request: Request, exc) -> Response:
+        return views.error(404, f"no page at {request.url.path}; the app's pages are /boards, /runs and the links "
+                                "from them")
+
+    return Starlette(routes=routes, middleware=[Middleware(GZipMiddleware, minimum_size=2048)],
+                     exception_handlers={404: not_found})
 
 
 def check_host(host: str) -> str:
