@@ -10,6 +10,7 @@
     python -m reports serve [--port N]         # the local web app over the store (boards, runs, samples)
     python -m reports run-report RUN [--labels L] [--json]   # per-class, confused pairs, ECE, NLL, Brier
     python -m reports classes                  # class names of the store's datasets into the classes table
+    python -m reports review-aggregate RANKING --name NEW    # a browser review's answers -> a new label set
 
 --store DIR and --quiet go before or after the command.
 """
@@ -160,7 +161,7 @@ def cmd_serve(args) -> int:
     from .app.server import serve
 
     serve(_store(args), host=args.host, port=args.port, leaderboards=Path(args.dir) if args.dir else LEADERBOARD_DIR,
-          quiet=args.quiet)
+          quiet=args.quiet, reviews=args.review, review_top=args.review_top, reviewers_file=args.reviewers)
     return 0
 
 
@@ -170,6 +171,17 @@ def cmd_classes(args) -> int:
     store = _store(args)
     written = ensure_classes(store, refresh=args.refresh)
     print(f"class names written for {', '.join(written)}" if written else "class names already stored")
+    return 0
+
+
+def cmd_review_aggregate(args) -> int:
+    from .app.review import aggregate, open_review
+
+    store = _store(args)
+    meta = aggregate(open_review(store, args.ranking, args.review_top), args.name, args.aggregator, args.threshold,
+                     replace=args.replace)
+    print(f"registered label set {meta['name']} (version {meta['version']}, {meta['reviewed_keys']:,} samples "
+          f"reviewed, {meta['answers']:,} answers of {', '.join(meta['reviewers'])}, {args.aggregator})")
     return 0
 
 
@@ -242,9 +254,22 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8008)
     sv.add_argument("--dir", default=None, help="folder of the leaderboard specs (default: realbench's leaderboards/)")
+    sv.add_argument("--review", action="append", default=[], metavar="RANKING",
+                    help="open the review of a label-error ranking (python -m relabel errors); repeatable")
+    sv.add_argument("--review-top", type=int, default=500, help="suspects of each ranking to review (default 500)")
+    sv.add_argument("--reviewers", default=None, metavar="FILE", help="reviewers, one a line: name [token]; missing "
+                    "tokens are added to the file (default: one reviewer with a new token each start)")
     cl = sub.add_parser("classes", parents=[common], help="store the class names of the store's datasets (table "
                         "classes: dataset, class_index, name, ident)")
     cl.add_argument("--refresh", action="store_true", help="write them again even where stored")
+    ra = sub.add_parser("review-aggregate", parents=[common], help="aggregate the answers of a browser review into "
+                        "a new label set (what the review page's aggregate button does)")
+    ra.add_argument("ranking", help="the label-error ranking reviewed (serve --review RANKING)")
+    ra.add_argument("--name", required=True, help="name of the new label set")
+    ra.add_argument("--review-top", type=int, default=500, help="as given to serve (default 500)")
+    ra.add_argument("--aggregator", default="majority-vote", help="aggregation model (relabel.aggregation)")
+    ra.add_argument("--threshold", type=float, default=0.5, help="posterior of yes a label needs (default 0.5)")
+    ra.add_argument("--replace", action="store_true", help="replace a label set of that name")
     rr = sub.add_parser("run-report", parents=[common], help="per-class accuracy, most-confused pairs, ECE, NLL and "
                         "Brier of a run (what the app's run page shows)")
     rr.add_argument("run", help="run id or name")
@@ -256,7 +281,8 @@ def parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"build-store": cmd_build_store, "import-timm": cmd_import_timm, "cifar-study": cmd_cifar_study,
             "shift-study": cmd_shift_study, "leaderboard": cmd_leaderboard, "compare": cmd_compare,
-            "serve": cmd_serve, "classes": cmd_classes, "run-report": cmd_run_report}
+            "serve": cmd_serve, "classes": cmd_classes, "run-report": cmd_run_report,
+            "review-aggregate": cmd_review_aggregate}
 
 
 def main(argv: list[str] | None = None) -> int:

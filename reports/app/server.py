@@ -9,23 +9,27 @@ Every view is a URL with its state in the query string, so a link shows what the
 """
 from __future__ import annotations
 
+import inspect
 import ipaddress
 from pathlib import Path
+from typing import Iterable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from harness.errors import HarnessError
 from harness.store import Store
 
 from ..spec import LEADERBOARD_DIR
-from . import runpage, samples, views
+from . import reviewpage, runpage, samples, views
 from .boards import BoardCache
-from .context import Context, NotFound
+from .context import Context, Forbidden, NotFound
+from .review import DEFAULT_TOP, open_review
+from .reviewers import load_reviewers
 from .classes import ensure_classes
 from .static import ASSETS, asset_bytes
 
@@ -41,19 +45,41 @@ def _static(request: Request) -> Response:
     return Response(asset_bytes(name), media_type=kind, headers={"Cache-Control": "public, max-age=31536000"})
 
 
-def create_app(store: Store, leaderboards: Path = LEADERBOARD_DIR) -> Starlette:
-    """The application over ``store``; boards from the specs in ``leaderboards``."""
+STATUS = ((NotFound, 404), (Forbidden, 403), (reviewpage.TooLarge, 413), (reviewpage.NotJson, 415),
+          (HarnessError, 400))
+
+
+def _failure(request: Request, exc: HarnessError) -> Response:
+    """One sentence with the status its kind of error says: JSON for the API, a page for a person."""
+    status = next(code for kind, code in STATUS if isinstance(exc, kind))
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": str(exc)}, status_code=status)
+    return views.error(status, str(exc))
+
+
+def create_app(store: Store, leaderboards: Path = LEADERBOARD_DIR, reviews: Iterable[str] = (),
+               review_top: int = DEFAULT_TOP, reviewers: dict[str, str] | None = None) -> Starlette:
+    """The application over ``store``; boards from the specs in ``leaderboards``; the reviews of the rankings
+    ``reviews`` (their ``review_top`` suspects) open to ``reviewers`` (``{token: name}``)."""
     ensure_classes(store)
-    context = Context(store, BoardCache(store, leaderboards))
+    context = Context(store, BoardCache(store, leaderboards),
+                      {ranking: open_review(store, ranking, review_top) for ranking in reviews},
+                      dict(reviewers or {}))
 
     def endpoint(view):
+        if inspect.iscoroutinefunction(view):
+            async def handle_async(request: Request) -> Response:
+                try:
+                    return await view(context, request)
+                except HarnessError as exc:
+                    return _failure(request, exc)
+            return handle_async
+
         def handle(request: Request) -> Response:
             try:
                 return view(context, request)
-            except NotFound as exc:
-                return views.error(404, str(exc))
             except HarnessError as exc:
-                return views.error(400, str(exc))
+                return _failure(request, exc)
         return handle
 
     routes = [
@@ -68,6 +94,12 @@ def create_app(store: Store, leaderboards: Path = LEADERBOARD_DIR) -> Starlette:
         Route("/runs/{run}/confusion", endpoint(runpage.confusion_page)),
         Route("/samples/{dataset}/{key:path}", endpoint(samples.sample_page)),
         Route("/images/{dataset}/{key:path}", endpoint(samples.image)),
+        Route("/review/{ranking}", endpoint(reviewpage.review_page)),
+        Route("/review/{ranking}/result/{label_set}", endpoint(reviewpage.result_page)),
+        Route("/api/review/{ranking}/next", endpoint(reviewpage.next_json)),
+        Route("/api/review/{ranking}/task/{task_id:path}", endpoint(reviewpage.task_json)),
+        Route("/api/review/{ranking}/answer", endpoint(reviewpage.answer_json), methods=["POST"]),
+        Route("/api/review/{ranking}/aggregate", endpoint(reviewpage.aggregate_json), methods=["POST"]),
     ]
     def not_found(request: Request, exc) -> Response:
         return views.error(404, f"no page at {request.url.path}; the app's pages are /boards, /runs and the links "
@@ -90,11 +122,15 @@ def check_host(host: str) -> str:
 
 
 def serve(store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, leaderboards: Path = LEADERBOARD_DIR,
-          quiet: bool = False) -> None:
+          quiet: bool = False, reviews: Iterable[str] = (), review_top: int = DEFAULT_TOP,
+          reviewers_file: str | None = None) -> None:
     import uvicorn
 
     check_host(host)
-    app = create_app(store, leaderboards)
-    if not quiet:
-        print(f"realbench app on http://{host}:{port}/ over store {store.root} (Ctrl-C stops it)", flush=True)
+    reviewers = load_reviewers(reviewers_file) if reviews else {}
+    app = create_app(store, leaderboards, reviews, review_top, reviewers)
+    print(f"realbench app on http://{host}:{port}/ over store {store.root} (Ctrl-C stops it)", flush=True)
+    for ranking in reviews:
+        for token, name in reviewers.items():
+            print(f"review of {ranking} for {name}: http://{host}:{port}/review/{ranking}?token={token}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info", access_log=not quiet)

@@ -183,5 +183,102 @@ var realbench = (function () {
     }
   }
 
-  return { board: board, sortable: sortable };
+  // The review screen: one task at a time, keyboard only. The next task's image is loaded while this one is
+  // answered; an answer is shown as stored only once the server says it is on disk.
+  function review() {
+    var cfg = JSON.parse(document.getElementById("page-data").textContent);
+    var queue = [], task = null, focus = 0, marks = {}, history = [], busy = false, preload = new Image();
+    var VALUES = { y: "yes", m: "maybe", n: "no" };
+    function api(path) { return cfg.api + path + (path.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(cfg.token); }
+    function status(text) { document.getElementById("status").textContent = text; }
+    function progress(done) { document.getElementById("progress").textContent = done + " of " + cfg.total + " tasks answered"; }
+    function uid() {
+      var a = new Uint8Array(16); crypto.getRandomValues(a);
+      return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+    }
+    function load() {
+      return fetch(api("/next")).then(function (r) { return r.json(); }).then(function (d) {
+        queue = d.tasks; progress(d.done);
+        if (queue[1] && queue[1].image) preload.src = queue[1].image;
+        return d;
+      });
+    }
+    function show(t) {
+      task = t; focus = 0; marks = {};
+      if (!t) { document.getElementById("labels").innerHTML = ""; document.getElementById("image").removeAttribute("src");
+                document.getElementById("key").textContent = ""; status("all tasks answered"); return; }
+      for (var k in t.answers) marks[k] = t.answers[k];
+      var img = document.getElementById("image");
+      if (t.image) img.src = t.image; else img.removeAttribute("src");
+      var key = document.getElementById("key"); key.textContent = "";
+      var link = el("a", { href: t.sample, target: "_blank" }, t.key);
+      key.appendChild(document.createTextNode("suspect #" + t.rank + ", sample ")); key.appendChild(link);
+      key.appendChild(document.createTextNode(", labelled " + t.given_name));
+      render();
+    }
+    function render() {
+      var list = document.getElementById("labels"); list.innerHTML = "";
+      task.labels.forEach(function (label, i) {
+        var li = el("li", { "data-label": label, "class": (i === focus ? "focus " : "") + (marks[label] || "") });
+        li.appendChild(el("span", { "class": "name" }, task.names[i]));
+        li.appendChild(el("span", { "class": "mark" }, marks[label] || "?"));
+        list.appendChild(li);
+      });
+    }
+    function submit() {
+      if (!task || busy) return;
+      var missing = task.labels.filter(function (l) { return !marks[l]; });
+      if (missing.length) { status("answer every label first (" + missing.length + " left)"); return; }
+      busy = true;
+      var answers = {}; task.labels.forEach(function (l) { answers[l] = marks[l]; });
+      var body = JSON.stringify({ token: cfg.token, task_id: task.task_id, answers: answers, submission: uid() });
+      var done = task;
+      status("saving…");
+      fetch(cfg.api + "/answer", { method: "POST", headers: { "Content-Type": "application/json" }, body: body })
+        .then(function (r) { return r.json().then(function (d) { return [r.ok, d]; }); })
+        .then(function (res) {
+          busy = false;
+          if (!res[0]) { status(res[1].error); return; }
+          history.push(done.task_id); progress(res[1].done); status("stored");
+          var following = queue.filter(function (t) { return t.task_id !== done.task_id; })[0] || null;
+          show(following);
+          load().then(function () { if (!task || task.task_id !== (queue[0] && queue[0].task_id)) show(queue[0]); });
+        }, function () { busy = false; status("not stored: the server did not answer; press Enter to try again"); });
+    }
+    function undo() {
+      if (!history.length || busy) return;
+      var id = history.pop();
+      fetch(api("/task/" + encodeURIComponent(id))).then(function (r) { return r.json(); }).then(function (t) {
+        show(t); status("undo: answer task " + t.task_id + " again");
+      });
+    }
+    document.addEventListener("keydown", function (e) {
+      if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT" || !task) return;
+      var k = e.key;
+      if (VALUES[k]) { marks[task.labels[focus]] = VALUES[k]; focus = Math.min(focus + 1, task.labels.length - 1); render(); }
+      else if (k === "ArrowDown" || k === "j") { focus = Math.min(focus + 1, task.labels.length - 1); render(); }
+      else if (k === "ArrowUp" || k === "k") { focus = Math.max(focus - 1, 0); render(); }
+      else if (k === "0") { task.labels.forEach(function (l) { marks[l] = "no"; }); render(); submit(); }
+      else if (k === "Enter") submit();
+      else if (k === "u" || k === "Backspace") undo();
+      else return;
+      e.preventDefault();
+    });
+    document.getElementById("agg-go").addEventListener("click", function () {
+      var out = document.getElementById("agg-result"); out.textContent = "aggregating…";
+      fetch(cfg.api + "/aggregate", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token: cfg.token, name: document.getElementById("agg-name").value,
+                               aggregator: document.getElementById("agg-model").value,
+                               threshold: document.getElementById("agg-threshold").value }) })
+        .then(function (r) { return r.json().then(function (d) { return [r.ok, d]; }); })
+        .then(function (res) {
+          if (!res[0]) { out.textContent = res[1].error; return; }
+          out.textContent = ""; out.appendChild(el("a", { href: res[1].result, id: "agg-link" },
+                                                   "label set " + res[1].label_set + ": rank changes"));
+        });
+    });
+    load().then(function () { show(queue[0]); });
+  }
+
+  return { board: board, sortable: sortable, review: review };
 })();
