@@ -107,24 +107,14 @@ def label_set_text(store: Store, label_set: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from harness.score import per_sample
-
-    from . import stats
+    from .app.compare import compare_runs
 
     store = _store(args)
-    runs = [store.resolve_run(ref) for ref in (args.a, args.b)]
-    series = [per_sample(store, m["run_id"], args.label_set).set_index("key")["correct_top1"].astype(bool)
-              for m in runs]
-    keys = series[0].index.intersection(series[1].index).sort_values()
-    if keys.empty:
-        raise HarnessError(f"runs {args.a} and {args.b} share no sample labelled by {args.label_set}")
-    a, b = (s.loc[keys].to_numpy() for s in series)
-    test = stats.mcnemar_test(a, b)
-    diff = stats.paired_bootstrap_difference(a, b, args.confidence, args.resamples, args.seed)
+    c = compare_runs(store, args.a, args.b, args.label_set, args.confidence, args.resamples, args.seed)
+    test, diff, keys = c.mcnemar, c.difference, c.keys
     conf = f"{round(100 * args.confidence)}%"
     print(f"{label_set_text(store, args.label_set)}, n = {len(keys):,} shared samples")
-    for name, correct in ((args.a, a), (args.b, b)):
-        wilson = stats.accuracy_wilson(correct, args.confidence)
+    for name, wilson in ((args.a, c.wilson[0]), (args.b, c.wilson[1])):
         print(f"  {name}: top-1 {100 * wilson.estimate:.2f}% ({conf} Wilson {100 * wilson.low:.2f}"
               f"-{100 * wilson.high:.2f})")
     print(f"  difference {100 * diff.estimate:+.2f} points ({conf} paired bootstrap {100 * diff.low:+.2f} to "

@@ -131,7 +131,12 @@ def test_a_confusion_pair_links_to_its_images(server, browser, app_store, shared
     tiles.first.click()
     page.wait_for_selector("img.sample")
     assert page.locator("#labels tbody tr").first.inner_text() == "cifar10-original\t3 cat"
-    assert page.locator("#predictions tbody tr").first.inner_text() == "resnet_basic_56\t5 dog"
+    predictions = dict(r.split("\t") for r in page.locator("#predictions tbody tr").all_inner_texts())
+    assert predictions["resnet_basic_56"] == "5 dog"  # a file of top-1 classes: no scores
+    pyx = np.load(shared_data / "cifar/cifar10_test_pyx.npy")[int(keys[0])]
+    top5 = np.argsort(-pyx, kind="stable")[:5]
+    names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    assert predictions["label_errors_cv"] == "; ".join(f"{c} {names[c]} ({pyx[c]:.3f})" for c in top5)
     page.close()
 
 
@@ -191,3 +196,30 @@ def test_serve_refuses_an_address_beyond_this_machine(app_store):
     done = subprocess.run([sys.executable, "-m", "reports", "--store", str(app_store[0].root), "serve", "--host",
                            "0.0.0.0"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--host 0.0.0.0 is not a loopback address" in done.stderr
+
+
+def test_two_runs_compared_with_the_images_of_each_off_diagonal_cell(server, browser, app_store, shared_data):
+    store, runs = app_store
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(server.base + f"/runs/{runs['r56']}")
+    page.locator("select[name=b]").select_option(label="label_errors_cv")
+    page.locator("form[action='/compare'] button").click()
+    page.wait_for_selector("#mcnemar")
+    truth = np.load(shared_data / "cifar/cifar10_test_labels.npy")
+    r56 = np.array(json.loads((shared_data / "cifar/cifar10_1_model_predictions/original_predictions/"
+                               "resnet_basic_56_predictions.json").read_text())) == truth
+    cv = np.load(shared_data / "cifar/cifar10_test_pyx.npy").argmax(1) == truth
+    only_a, only_b = int((r56 & ~cv).sum()), int((cv & ~r56).sum())
+    assert f"only resnet_basic_56 right {only_a:,}, only label_errors_cv right {only_b:,}" in \
+        page.locator("#mcnemar").inner_text()
+    assert page.locator("#a_only a").inner_text() == f"{only_a:,} samples"
+    # the same numbers as `reports compare`
+    out = subprocess.run([sys.executable, "-m", "reports", "--store", str(store.root), "compare", "resnet_basic_56",
+                          "label_errors_cv", "--label-set", "cifar10-original"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    assert page.locator("#difference").inner_text().split("(")[0].strip() in out
+    page.locator("#b_only a").click()
+    page.wait_for_selector(".gallery")
+    keys = [t.get_attribute("href").rsplit("/", 1)[1] for t in page.locator(".gallery a.tile").all()]
+    assert keys == sorted(map(str, np.flatnonzero(cv & ~r56)))[:60]
+    page.close()

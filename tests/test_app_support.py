@@ -22,8 +22,9 @@ R56 = "cifar/cifar10_1_model_predictions/original_predictions/resnet_basic_56_pr
 
 
 def fill_store(store, shared_data: Path) -> dict:
-    """timm's four published tables, ResNet50's 50,000 ImageNet predictions (with top-1 probabilities) and
-    ResNet-56's 10,000 CIFAR-10 predictions, with the label sets they are scored on."""
+    """timm's four published tables, ResNet50's 50,000 ImageNet predictions (with top-1 probabilities),
+    ResNet-56's 10,000 CIFAR-10 predictions and the cross-validated CIFAR-10 probabilities of the label-errors
+    study (``label_errors_cv``), with the label sets they are scored on."""
     from harness.suites import get_suite
     from reports.external import import_timm
 
@@ -32,7 +33,9 @@ def fill_store(store, shared_data: Path) -> dict:
     get_suite("cifar10").ensure_label_sets(store, ["cifar10-original"])
     return {"resnet50": get_suite("real").import_predictions(
                 store, shared_data / "imagenet/model_predictions/ResNet50.csv", "ResNet50"),
-            "r56": get_suite("cifar10").import_predictions(store, shared_data / R56, "resnet_basic_56")}
+            "r56": get_suite("cifar10").import_predictions(store, shared_data / R56, "resnet_basic_56"),
+            "cv": get_suite("cifar10").import_predictions(store, shared_data / "cifar/cifar10_test_pyx.npy",
+                                                          "label_errors_cv")}
 
 
 def free_port() -> int:

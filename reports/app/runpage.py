@@ -132,10 +132,17 @@ def run_page(context: Context, request: Request) -> Response:
                       (f'{c["correct"]:,}', c["correct"]), (_pct(c["accuracy"]), c["accuracy"]))
                      for c in rep["per_class_accuracy"] if c["n"]],
                     numeric=(0, 2, 3, 4), table_id="per-class")
+    others = [m for m in store.list_runs("complete") if m.get("dataset") == run["dataset"] and m["run_id"] != run_id]
+    compare = ""
+    if others:
+        options = "".join(f'<option value="{esc(m["run_id"])}">{esc(m.get("name"))}</option>' for m in others)
+        compare = (f'<form action="/compare" class="filters"><input type="hidden" name="a" value="{esc(run_id)}">'
+                   f'<input type="hidden" name="labels" value="{esc(label_set)}"><label>compare with '
+                   f'<select name="b">{options}</select></label> <button>compare</button></form>')
     provenance = esc(json.dumps(run, indent=2, sort_keys=True, default=str))
     body = (f'<p>Run <code>{esc(run_id)}</code>: {esc(run.get("name"))}, suite {esc(run.get("suite"))}, dataset '
             f'{esc(run.get("dataset"))}. <a href="{url(f"/runs/{run_id}", labels=label_set)}">link</a></p>'
-            f"<h2>Top-1 on each label set</h2>{head}<h2>Calibration</h2>{''.join(cal)}"
+            f"<h2>Top-1 on each label set</h2>{head}{compare}<h2>Calibration</h2>{''.join(cal)}"
             f"<h2>Most-confused class pairs</h2>{pairs}<h2>Per-class accuracy</h2>{classes}"
             f"<details><summary>provenance</summary><pre>{provenance}</pre></details>")
     return page(f"{run.get('name')} on {label_set}", body, script="sortable")

@@ -25,7 +25,7 @@ from harness.errors import HarnessError
 from harness.store import Store
 
 from ..spec import LEADERBOARD_DIR
-from . import reviewpage, runpage, samples, views
+from . import compare, reviewpage, runpage, samples, views
 from .boards import BoardCache
 from .context import Context, Forbidden, NotFound
 from .review import DEFAULT_TOP, open_review
@@ -94,6 +94,7 @@ def create_app(store: Store, leaderboards: Path = LEADERBOARD_DIR, reviews: Iter
         Route("/runs/{run}/confusion", endpoint(runpage.confusion_page)),
         Route("/samples/{dataset}/{key:path}", endpoint(samples.sample_page)),
         Route("/images/{dataset}/{key:path}", endpoint(samples.image)),
+        Route("/compare", endpoint(compare.compare_page)),
         Route("/review/{ranking}", endpoint(reviewpage.review_page)),
         Route("/review/{ranking}/result/{label_set}", endpoint(reviewpage.result_page)),
         Route("/api/review/{ranking}/next", endpoint(reviewpage.next_json)),
