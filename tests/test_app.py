@@ -223,3 +223,30 @@ def test_two_runs_compared_with_the_images_of_each_off_diagonal_cell(server, bro
     keys = [t.get_attribute("href").rsplit("/", 1)[1] for t in page.locator(".gallery a.tile").all()]
     assert keys == sorted(map(str, np.flatnonzero(cv & ~r56)))[:60]
     page.close()
+
+
+def test_nll_and_brier_of_a_run_stored_with_its_full_outputs(tmp_path, shared_data):
+    """A run holding logits (here the log of the label-errors study's cross-validated probabilities, stored as
+    a run with ``--save-logits`` stores them) gives NLL and Brier, equal to the tested functions'."""
+    from harness.store import Store
+    from harness.suites import get_suite
+    from reports.app.runpage import run_summary
+
+    store = Store(tmp_path / "store")
+    get_suite("cifar10").ensure_label_sets(store, ["cifar10-original"])
+    pyx = np.load(shared_data / "cifar/cifar10_test_pyx.npy").astype(np.float64)
+    pyx /= pyx.sum(axis=1, keepdims=True)
+    top = np.argsort(-pyx, axis=1, kind="stable")[:, :5]
+    store.write_run({"name": "cv-logits", "model": "cv-logits", "suite": "cifar10", "dataset": "cifar10-test",
+                     "kind": "import", "num_classes": 10},
+                    {"predictions": {"key": [str(i) for i in range(10_000)], "top_classes": top.tolist(),
+                                     "top_scores": np.take_along_axis(pyx, top, 1).tolist(),
+                                     "logits": np.log(np.maximum(pyx, 1e-30)).tolist(),
+                                     "error": [None] * 10_000}})
+    summary = run_summary(store, "cv-logits")
+    truth = np.load(shared_data / "cifar/cifar10_test_labels.npy")
+    assert summary["nll"] == pytest.approx(calibration.negative_log_likelihood(truth, pyx), rel=1e-6)
+    assert summary["brier"] == pytest.approx(calibration.brier_score(truth, pyx), rel=1e-6)
+    assert summary["ece"] == pytest.approx(calibration.expected_calibration_error(
+        pyx.max(1), pyx.argmax(1) == truth), abs=1e-6)
+    assert summary["unavailable"] == {}
