@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import HarnessError
+from .metrics import CALIBRATION_VERSION, calibration_metrics
+from .registry import load_object
 
-METRIC_VERSION = "calibration-1"
+METRIC_VERSION = CALIBRATION_VERSION
 N_BINS = 15
 
 
@@ -137,3 +139,82 @@ def run_arrays(store, run_id: str, label_set: str) -> dict:
             "y_pred": rows["y_pred"].to_numpy(dtype=np.int64),
             "confidence": rows["confidence"].to_numpy(dtype=np.float64, na_value=np.nan),
             "probabilities": probabilities}
+
+
+# ----- as registered metrics (harness.metrics): functions of run_arrays' dict ------------------------------
+def _correct(arrays: dict) -> np.ndarray:
+    return arrays["y_true"] == arrays["y_pred"]
+
+
+def ece_metric(arrays: dict) -> float | None:
+    """Expected calibration error of the top-1 probability; None where a sample has no stored probability."""
+    if not len(arrays["confidence"]) or np.isnan(arrays["confidence"]).any():
+        return None
+    return expected_calibration_error(arrays["confidence"], _correct(arrays))
+
+
+def nll_metric(arrays: dict) -> float | None:
+    if arrays["probabilities"] is None:
+        return None
+    return negative_log_likelihood(arrays["y_true"], arrays["probabilities"])
+
+
+def brier_metric(arrays: dict) -> float | None:
+    if arrays["probabilities"] is None:
+        return None
+    return brier_score(arrays["y_true"], arrays["probabilities"])
+
+
+def n_classes_of(arrays: dict, n_classes: int | None = None) -> int:
+    seen = max(int(arrays["y_true"].max(initial=-1)), int(arrays["y_pred"].max(initial=-1))) + 1
+    return max(seen, n_classes or 0)
+
+
+def per_class_metric(arrays: dict, n_classes: int | None = None) -> list[dict]:
+    """Per class (every class up to the highest seen, or ``n_classes``): n, correct, accuracy (None without
+    samples)."""
+    table = per_class_accuracy(arrays["y_true"], arrays["y_pred"], n_classes_of(arrays, n_classes))
+    return [{"class_index": int(r.class_index), "n": int(r.n), "correct": int(r.correct),
+             "accuracy": None if np.isnan(r.accuracy) else float(r.accuracy)} for r in table.itertuples()]
+
+
+def confused_pairs_metric(arrays: dict, n_classes: int | None = None, top: int = 20) -> list[dict]:
+    """The ``top`` off-diagonal cells of the confusion matrix (true class, predicted class, samples), most
+    samples first; ties by true class, then predicted class."""
+    matrix = confusion(arrays["y_true"], arrays["y_pred"], n_classes_of(arrays, n_classes))
+    np.fill_diagonal(matrix, 0)
+    true, pred = np.nonzero(matrix)
+    counts = matrix[true, pred]
+    order = np.lexsort((pred, true, -counts))[:top]
+    return [{"true": int(true[i]), "predicted": int(pred[i]), "n": int(counts[i])} for i in order]
+
+
+def run_report(store, run_id: str, label_set: str, n_classes: int | None = None) -> dict:
+    """Every calibration-family metric registered in ``harness.metrics`` of a run on a label set's
+    single-label samples, computed by its registered function; a metric the run cannot give is None with
+    the reason in ``unavailable``."""
+    arrays = run_arrays(store, run_id, label_set)
+    report: dict = {"run_id": run_id, "label_set": label_set, "metric_version": METRIC_VERSION,
+                    "n": int(len(arrays["key"])), "top1": float(_correct(arrays).mean()) if len(arrays["key"]) else None,
+                    "unavailable": {}}
+    for metric in calibration_metrics():
+        function = load_object(metric.compute)
+        value = function(arrays, n_classes) if metric.name in ("per_class_accuracy", "confused_pairs") \
+            else function(arrays)
+        report[metric.name] = value
+        if value is None:
+            report["unavailable"][metric.name] = metric.unavailable
+    if report.get("ece") is not None:
+        bins = reliability(arrays["confidence"], _correct(arrays))
+        report["reliability"] = [{"low": float(b.low), "high": float(b.high), "n": int(b.n),
+                                  "confidence": None if np.isnan(b.confidence) else float(b.confidence),
+                                  "accuracy": None if np.isnan(b.accuracy) else float(b.accuracy)}
+                                 for b in bins.itertuples()]
+    return report
+
+
+def cell_keys(store, run_id: str, label_set: str, true: int, predicted: int) -> list[str]:
+    """Sample keys of one confusion cell (true class, predicted class), sorted."""
+    arrays = run_arrays(store, run_id, label_set)
+    hit = (arrays["y_true"] == true) & (arrays["y_pred"] == predicted)
+    return [str(k) for k in arrays["key"][hit]]

@@ -27,6 +27,7 @@ COCO_VERSION = "coco-1"
 LVIS_VERSION = "lvis-1"
 DENSEVID_VERSION = "densevid_eval-9d4045a/1"
 TEMPORAL_VERSION = "activitynet-v1.3-eval/1"
+CALIBRATION_VERSION = "calibration-1"  # = harness.calibration.METRIC_VERSION
 CAPTION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 
 
@@ -91,6 +92,11 @@ def metric_versions(names: Iterable[str]) -> dict[str, str]:
     return {n: METRICS.get(n).version for n in names}
 
 
+def calibration_metrics() -> list[Metric]:
+    """Per-class, confusion and calibration metrics of a classification run (``harness.calibration.run_report``)."""
+    return [m for m in metrics_for("classification") if m.version == CALIBRATION_VERSION]
+
+
 def leaderboard_metrics() -> list[Metric]:
     """Classification metrics a leaderboard can show per row: a per-sample correct/wrong column on any label
     set (top-1 first: it ranks rows and drives the statistics)."""
@@ -136,3 +142,15 @@ register_metric(Metric(
 register_metric(Metric(
     "AUC", "temporal-detection", TEMPORAL_VERSION, "AR@AN AUC", "scored segments per video (a proposal submission)",
     "harness.activitynet.temporal:evaluate_proposals"))
+_CALIBRATION = "harness.calibration:"
+_NO_SCORE = ("the stored predictions carry no probability for the top-1 class (an imported file of classes only), "
+             "so calibration cannot be measured")
+_NO_LOGITS = "the run was stored without its full outputs (run with --save-logits)"
+for _name, _label, _needs, _function, _higher, _why in (
+        ("per_class_accuracy", "per-class accuracy", "a top class per sample", "per_class_metric", True, ""),
+        ("confused_pairs", "most-confused class pairs", "a top class per sample", "confused_pairs_metric", False, ""),
+        ("ece", "ECE (15 bins)", "the top-1 probability per sample", "ece_metric", False, _NO_SCORE),
+        ("nll", "NLL", "full outputs per sample (--save-logits)", "nll_metric", False, _NO_LOGITS),
+        ("brier", "Brier score", "full outputs per sample (--save-logits)", "brier_metric", False, _NO_LOGITS)):
+    register_metric(Metric(_name, "classification", CALIBRATION_VERSION, _label, _needs, _CALIBRATION + _function,
+                           higher_is_better=_higher, unavailable=_why))

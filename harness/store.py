@@ -7,6 +7,7 @@ Layout of a store directory (the single source of truth)::
     runs/run_id=<id>/scores/<digest>.json     a stored score of that run (put_score/get_score)
     labelsets/label_set=<name>/meta.json      label set metadata
     labelsets/label_set=<name>/<table>.parquet
+    classes/dataset=<name>/classes.parquet   class index -> name of a dataset (put_classes; view ``classes``)
     damaged/                                  what ``python -m harness check --repair`` moved aside
     catalog.duckdb                            views over the files, for plain DuckDB users
 
@@ -179,6 +180,11 @@ UNIQUE_COLUMNS: dict[str, tuple[str, ...]] = {
     "dense_captions": ("key", "rank"),
     "temporal_detections": ("key", "rank"),
 }
+
+
+# The class names of a dataset (view ``classes``, partitioned by ``dataset``): what SQL and the app join
+# class ids to. ``ident`` is the dataset's own id for the class (a synset, a COCO category id).
+CLASSES_SCHEMA = pa.schema([("class_index", pa.int32()), ("name", pa.string()), ("ident", pa.string())])
 
 
 def register_run_table(name: str, schema: pa.Schema, unique: tuple[str, ...] = ()) -> None:
@@ -1082,6 +1088,27 @@ class Store:
         columns = [c for c in pq.read_schema(path).names if c not in set(exclude)] if exclude else None
         return _read_parquet(path, columns)
 
+    # ----- class names -------------------------------------------------------
+    def classes_path(self, dataset: str) -> Path:
+        return self.root / "classes" / f"dataset={check_identifier(dataset, 'dataset name')}" / "classes.parquet"
+
+    def put_classes(self, dataset: str, data: Any) -> None:
+        """Store (or replace, atomically) the class names of ``dataset``: rows of ``CLASSES_SCHEMA``."""
+        table = to_arrow(data, CLASSES_SCHEMA)
+        path = self.classes_path(dataset)
+        _make_dir(path.parent)
+        atomic_write_parquet(path, table)
+        self._register({"classes": True})
+
+    def read_classes(self, dataset: str) -> pa.Table | None:
+        """The class names of ``dataset`` (``CLASSES_SCHEMA``), or None when none were stored."""
+        path = self.classes_path(dataset)
+        return _read_parquet(path) if path.exists() else None
+
+    def classes_files(self) -> list[Path]:
+        return [Path(e.path) / "classes.parquet" for e in _visible_entries(self.root / "classes", "dataset=")
+                if (Path(e.path) / "classes.parquet").exists()]
+
     # ----- checking ----------------------------------------------------------
     def check(self, repair: bool = False) -> list[dict]:
         """Verify the whole store: every run's files against its run.json (Parquet footers, row counts,
@@ -1185,6 +1212,7 @@ class Store:
             files = [e.files[table] for e in good if table in e.files]
             stmts.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
                          f"{_read_parquet_sql(table, files, 'label_set', LABEL_TABLES)}")
+        stmts.append(_classes_view(self.classes_files()))
         return stmts
 
     def catalog_sql(self, state: Mapping[str, Any], runs: list[RunEntry], label_sets: list[LabelSetEntry]
@@ -1214,6 +1242,7 @@ class Store:
             files = [root / "labelsets" / "label_set=*" / f"{table}.parquet"] if table in state["label_tables"] else []
             stmts.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
                          f"{_read_parquet_sql(table, files, 'label_set', LABEL_TABLES)}")
+        stmts.append(_classes_view([root / "classes" / "dataset=*" / "classes.parquet"] if state["classes"] else []))
         return stmts
 
     def connect(self, runs: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
@@ -1299,7 +1328,8 @@ class Store:
                 "runs": bool(runs), "label_sets": any(e.meta is not None for e in label_sets),
                 "scores": any(self.score_files(e.run_id) for e in runs),
                 "run_tables": sorted({t for e in runs for t in e.files}),
-                "label_tables": sorted({t for e in label_sets for t in e.files})}
+                "label_tables": sorted({t for e in label_sets for t in e.files}),
+                "classes": bool(self.classes_files())}
 
     def catalog_problem(self, runs: list[RunEntry] | None = None,
                         label_sets: list[LabelSetEntry] | None = None) -> str | None:
@@ -1335,7 +1365,8 @@ class Store:
         return self.catalog_path
 
 
-_EMPTY_CATALOG = {"root": None, "listed": False, "runs": False, "scores": False, "label_sets": False, "run_tables": [], "label_tables": []}
+_EMPTY_CATALOG = {"root": None, "listed": False, "runs": False, "scores": False, "label_sets": False, "run_tables": [],
+                  "label_tables": [], "classes": False}
 RUN_FIELDS = ["run_id", "name", "model", "suite", "dataset", "kind", "status", "created_at", "finished_at",
               "metric_version"]
 LABEL_SET_FIELDS = ["name", "dataset", "description", "created_at"]
@@ -1406,7 +1437,7 @@ def _read_parquet_sql(table: str, files: list[Path], partition: str, registry: M
     select of the table's columns when there are none. Registered tables share one schema, so their
     files are not opened to unify schemas (``union_by_name``) until they are read."""
     if not files:
-        schema = RUN_TABLES.get(table) or LABEL_TABLES.get(table) or pa.schema([])
+        schema = registry.get(table) or RUN_TABLES.get(table) or LABEL_TABLES.get(table) or pa.schema([])
         cols = [f"NULL::{_duck_type(f.type)} AS {f.name}" for f in schema]
         cols.append(f"NULL::VARCHAR AS {partition}")
         return "(SELECT " + ", ".join(cols) + " WHERE false)"
@@ -1414,6 +1445,11 @@ def _read_parquet_sql(table: str, files: list[Path], partition: str, registry: M
     union = "false" if table in registry else "true"
     return (f"read_parquet({listed}, hive_partitioning=true, hive_types={{'{partition}': VARCHAR}}, "
             f"union_by_name={union})")
+
+
+def _classes_view(files: list[Path]) -> str:
+    return (f"CREATE OR REPLACE VIEW classes AS SELECT * FROM "
+            f"{_read_parquet_sql('classes', files, 'dataset', {'classes': CLASSES_SCHEMA})}")
 
 
 def _duck_type(t: pa.DataType) -> str:

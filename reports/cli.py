@@ -8,6 +8,10 @@
     python -m reports shift-study              # ReaL gains vs ImageNetV2 gains across timm's models
     python -m reports compare A B --label-set real
     python -m reports robustness --run R --shift imagenetv2-matched-frequency   # an own model on timm's line
+    python -m reports serve [--port N]         # the local web app over the store (boards, runs, samples)
+    python -m reports run-report RUN [--labels L] [--json]   # per-class, confused pairs, ECE, NLL, Brier
+    python -m reports classes                  # class names of the store's datasets into the classes table
+    python -m reports review-aggregate RANKING --name NEW    # a browser review's answers -> a new label set
 
 --store DIR and --quiet go before or after the command.
 """
@@ -105,24 +109,14 @@ def label_set_text(store: Store, label_set: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from harness.score import per_sample
-
-    from . import stats
+    from .app.compare import compare_runs
 
     store = _store(args)
-    runs = [store.resolve_run(ref) for ref in (args.a, args.b)]
-    series = [per_sample(store, m["run_id"], args.label_set).set_index("key")["correct_top1"].astype(bool)
-              for m in runs]
-    keys = series[0].index.intersection(series[1].index).sort_values()
-    if keys.empty:
-        raise HarnessError(f"runs {args.a} and {args.b} share no sample labelled by {args.label_set}")
-    a, b = (s.loc[keys].to_numpy() for s in series)
-    test = stats.mcnemar_test(a, b)
-    diff = stats.paired_bootstrap_difference(a, b, args.confidence, args.resamples, args.seed)
+    c = compare_runs(store, args.a, args.b, args.label_set, args.confidence, args.resamples, args.seed)
+    test, diff, keys = c.mcnemar, c.difference, c.keys
     conf = f"{round(100 * args.confidence)}%"
     print(f"{label_set_text(store, args.label_set)}, n = {len(keys):,} shared samples")
-    for name, correct in ((args.a, a), (args.b, b)):
-        wilson = stats.accuracy_wilson(correct, args.confidence)
+    for name, wilson in ((args.a, c.wilson[0]), (args.b, c.wilson[1])):
         print(f"  {name}: top-1 {100 * wilson.estimate:.2f}% ({conf} Wilson {100 * wilson.low:.2f}"
               f"-{100 * wilson.high:.2f})")
     print(f"  difference {100 * diff.estimate:+.2f} points ({conf} paired bootstrap {100 * diff.low:+.2f} to "
@@ -162,6 +156,64 @@ def cmd_robustness(args) -> int:
                       resamples=args.resamples, seed=args.seed)
     for line in describe(placement):
         print(line)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .app.server import serve
+
+    serve(_store(args), host=args.host, port=args.port, leaderboards=Path(args.dir) if args.dir else LEADERBOARD_DIR,
+          quiet=args.quiet, reviews=args.review, review_top=args.review_top, reviewers_file=args.reviewers)
+    return 0
+
+
+def cmd_classes(args) -> int:
+    from .app.classes import ensure_classes
+
+    store = _store(args)
+    written = ensure_classes(store, refresh=args.refresh)
+    print(f"class names written for {', '.join(written)}" if written else "class names already stored")
+    return 0
+
+
+def cmd_review_aggregate(args) -> int:
+    from .app.review import aggregate, open_review
+
+    store = _store(args)
+    meta = aggregate(open_review(store, args.ranking, args.review_top), args.name, args.aggregator, args.threshold,
+                     replace=args.replace)
+    print(f"registered label set {meta['name']} (version {meta['version']}, {meta['reviewed_keys']:,} samples "
+          f"reviewed, {meta['answers']:,} answers of {', '.join(meta['reviewers'])}, {args.aggregator})")
+    return 0
+
+
+def cmd_run_report(args) -> int:
+    import json
+
+    from .app.classes import ensure_classes
+    from .app.runpage import run_summary
+
+    store = _store(args)
+    ensure_classes(store)
+    summary = run_summary(store, args.run, args.labels)
+    if args.json:
+        print(json.dumps(summary, indent=2, allow_nan=False))
+        return 0
+    run = summary["run"]
+    print(f"run {run['run_id']} ({run['name']}, suite {run['suite']}, dataset {run['dataset']})")
+    for h in summary["headline"]:
+        print(f"  top-1 on {h['label_set']}: {100 * h['top1']:.2f}% (95% Wilson {100 * h['low']:.2f}-"
+              f"{100 * h['high']:.2f}), n={h['n']:,}")
+    print(f"on label set {summary['label_set']} ({summary['n']:,} single-label samples):")
+    for name, label in (("ece", "ECE (15 bins)"), ("nll", "NLL"), ("brier", "Brier score")):
+        value = summary[name]
+        print(f"  {label}: " + (f"{value:.4f}" if value is not None else f"- ({summary['unavailable'][name]})"))
+    worst = sorted((c for c in summary["per_class_accuracy"] if c["n"]), key=lambda c: (c["accuracy"], c["class_index"]))
+    print("  lowest per-class accuracy: " + "; ".join(
+        f"{c['class_index']} {c['name']} {100 * c['accuracy']:.1f}% of {c['n']}" for c in worst[:args.top]))
+    print("  most-confused pairs (true -> predicted: samples): " + "; ".join(
+        f"{p['true_name'] or p['true']} -> {p['predicted_name'] or p['predicted']}: {p['n']}"
+        for p in summary["confused_pairs"][:args.top]))
     return 0
 
 
@@ -209,12 +261,39 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--confidence", type=float, default=0.95)
     cmp.add_argument("--resamples", type=int, default=10_000)
     cmp.add_argument("--seed", type=int, default=0)
+    sv = sub.add_parser("serve", parents=[common], help="the local web app over the store: boards, runs, samples")
+    sv.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8008)
+    sv.add_argument("--dir", default=None, help="folder of the leaderboard specs (default: realbench's leaderboards/)")
+    sv.add_argument("--review", action="append", default=[], metavar="RANKING",
+                    help="open the review of a label-error ranking (python -m relabel errors); repeatable")
+    sv.add_argument("--review-top", type=int, default=500, help="suspects of each ranking to review (default 500)")
+    sv.add_argument("--reviewers", default=None, metavar="FILE", help="reviewers, one a line: name [token]; missing "
+                    "tokens are added to the file (default: one reviewer with a new token each start)")
+    cl = sub.add_parser("classes", parents=[common], help="store the class names of the store's datasets (table "
+                        "classes: dataset, class_index, name, ident)")
+    cl.add_argument("--refresh", action="store_true", help="write them again even where stored")
+    ra = sub.add_parser("review-aggregate", parents=[common], help="aggregate the answers of a browser review into "
+                        "a new label set (what the review page's aggregate button does)")
+    ra.add_argument("ranking", help="the label-error ranking reviewed (serve --review RANKING)")
+    ra.add_argument("--name", required=True, help="name of the new label set")
+    ra.add_argument("--review-top", type=int, default=500, help="as given to serve (default 500)")
+    ra.add_argument("--aggregator", default="majority-vote", help="aggregation model (relabel.aggregation)")
+    ra.add_argument("--threshold", type=float, default=0.5, help="posterior of yes a label needs (default 0.5)")
+    ra.add_argument("--replace", action="store_true", help="replace a label set of that name")
+    rr = sub.add_parser("run-report", parents=[common], help="per-class accuracy, most-confused pairs, ECE, NLL and "
+                        "Brier of a run (what the app's run page shows)")
+    rr.add_argument("run", help="run id or name")
+    rr.add_argument("--labels", default=None, help="label set (default: the run's suite's)")
+    rr.add_argument("--json", action="store_true", help="everything as JSON")
+    rr.add_argument("--top", type=int, default=10, help="classes and pairs printed (default 10)")
     return p
 
 
 COMMANDS = {"build-store": cmd_build_store, "import-timm": cmd_import_timm, "cifar-study": cmd_cifar_study,
             "shift-study": cmd_shift_study, "leaderboard": cmd_leaderboard, "compare": cmd_compare,
-            "robustness": cmd_robustness}
+            "robustness": cmd_robustness, "serve": cmd_serve, "classes": cmd_classes, "run-report": cmd_run_report,
+            "review-aggregate": cmd_review_aggregate}
 
 
 def main(argv: list[str] | None = None) -> int:
