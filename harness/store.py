@@ -979,7 +979,7 @@ class Store:
         (imagenet-val) by a COCO file of the same name would make every ReaL score fail."""
         check_identifier(name, "label set name")
         if not replace and self.has_label_set(name):
-            held = _read_json(self.label_set_dir(name) / "meta.json", "meta.json").get("dataset")
+            held = self.label_set_meta(name).get("dataset")
             if held != meta.get("dataset"):
                 raise HarnessError(f"label set name {name!r} is taken by a label set of dataset {held!r} in store "
                                    f"{self.root}; give another name, or --replace to replace it (the old one is "
