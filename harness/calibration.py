@@ -121,11 +121,11 @@ def reliability_diagram(bins: pd.DataFrame, title: str = "") -> bytes:
 def run_arrays(store, run_id: str, label_set: str) -> dict:
     """A run's rows on the single-label samples of a label set, as the arrays above: ``key``, ``y_true``,
     ``y_pred``, ``confidence`` (NaN where no score is stored) and ``probabilities`` (None without logits)."""
-    from .score import per_sample
+    from .score import LABEL_ROWS_SQL, per_sample
 
-    query = """
+    query = f"""
     WITH p AS (SELECT key, top_classes, top_scores, logits FROM predictions_all WHERE run_id = $run AND error IS NULL),
-         l AS (SELECT key, labels FROM labels WHERE label_set = $labels AND len(labels) = 1)
+         l AS (SELECT key, labels FROM ({LABEL_ROWS_SQL}) WHERE len(labels) = 1)
     SELECT l.key, l.labels[1] AS y_true, p.top_classes[1] AS y_pred, p.top_scores[1] AS confidence, p.logits
     FROM l JOIN p USING (key) ORDER BY l.key"""
     rows = per_sample(store, run_id, label_set, query)

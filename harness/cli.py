@@ -209,7 +209,7 @@ def cmd_score(args) -> int:
     store = _store(args)
     if args.per_split:
         return _score_per_split(args, store)
-    run = runscmd.resolve(store, args.run, args.labels or (), dataset=args.dataset)
+    run = runscmd.resolve(store, args.run, args.labels or (), args.suite, args.dataset)
     suite = get_suite(run["suite"])
     options = _score_options(args)
     suite.check_options("score", options)
@@ -235,7 +235,7 @@ def _score_per_split(args, store) -> int:
     """The ground-truth-proposal protocol: each label set scored on its own (by its own run), then averaged."""
     from .suites import get_suite
 
-    runs = [runscmd.resolve(store, name, args.labels or (), dataset=args.dataset) for name in args.run.split(",")]
+    runs = [runscmd.resolve(store, name, args.labels or (), args.suite, args.dataset) for name in args.run.split(",")]
     suite = get_suite(runs[0]["suite"])
     options = _score_options(args)
     suite.check_options("score-per-split", options)
@@ -396,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", action="append", help="label set (repeatable; default: the suite's); a run name "
                    "resolves on its dataset")
     p.add_argument("--dataset", default=None, help="the dataset a run name resolves on (default: that of --labels)")
+    p.add_argument("--suite", default=None, help="a run name resolves on this suite's dataset")
     p.add_argument("--per-split", action="store_true",
                    help="anet-captions: score against each label set separately (default val_1 and val_2) and "
                         "average, the ground-truth-proposal protocol (harness/activitynet/README.md)")

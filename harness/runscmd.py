@@ -102,7 +102,7 @@ def cmd_rm(args) -> int:
             where = removal.remove_label_set(store, ref)
             what = f"label set {ref}"
         else:
-            run_id = store.resolve_run(ref)["run_id"] if not store.run_exists(ref) else ref
+            run_id = resolve(store, ref, dataset=args.dataset)["run_id"]
             where = removal.remove_run(store, run_id)
             what = f"run {run_id}"
         print(f"removed {what}: moved to {where} (undo: python -m harness rm --undo {where})")
@@ -120,4 +120,5 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="RUN", help="run ids or names (the latest complete run so named); "
                    "with --label-set, label set names; with --undo, the paths rm printed")
     p.add_argument("--label-set", action="store_true", help="the targets are label sets")
+    p.add_argument("--dataset", default=None, help="a run name resolves on this dataset")
     p.add_argument("--undo", action="store_true", help="put back what rm moved to these paths")

@@ -20,12 +20,15 @@ from .store import Store
 
 METRIC_VERSION = CLASSIFICATION_VERSION
 
-PER_SAMPLE_SQL = """
+# The label rows of label set $labels for the samples of run $run: its rows, or the classes of a key's folder.
+LABEL_ROWS_SQL = """SELECT key, labels FROM labels WHERE label_set = $labels
+     UNION ALL
+     SELECT r.key, f.labels FROM predictions_all r JOIN class_folders f ON f.folder = split_part(r.key, '/', 1)
+     WHERE r.run_id = $run AND f.label_set = $labels"""
+
+PER_SAMPLE_SQL = f"""
 WITH p AS (SELECT key, top_classes, error FROM predictions WHERE run_id = $run),
-     l AS (SELECT key, labels FROM labels WHERE label_set = $labels AND len(labels) > 0
-           UNION ALL
-           SELECT p.key, f.labels FROM p JOIN class_folders f ON f.folder = split_part(p.key, '/', 1)
-           WHERE f.label_set = $labels AND len(f.labels) > 0)
+     l AS (SELECT key, labels FROM ({LABEL_ROWS_SQL}) WHERE len(labels) > 0)
 SELECT l.key,
        coalesce(list_contains(l.labels, p.top_classes[1]), false) AS correct_top1,
        coalesce(len(list_intersect(p.top_classes[1:5], l.labels)) > 0, false) AS correct_top5,

@@ -290,7 +290,7 @@ def _imagenet_ranked(store, runs: list[str], top_k: int) -> dict[str, dict]:
 
     out = {}
     for ref in runs:
-        ranked = ranked_labels_from_store(store, ref, top_k)
+        ranked = ranked_labels_from_store(store, ref, top_k, "imagenet-val")
         keys = list(ranked)
         out[ref] = {val_key(i): ranked[k] for i, k in zip(val_indices(keys), keys)}
     return out

@@ -137,8 +137,9 @@ def label_lists_from_store(store: Store, name: str, n_images: int = N_VAL) -> li
 
 
 def top1_from_store(store: Store, run_ref: str, n_images: int) -> np.ndarray:
-    """A stored run's top-1 class per validation image (−1 where it has no prediction)."""
-    meta = store.resolve_run(run_ref)
+    """A stored run's top-1 class per validation image (−1 where it has no prediction); a run name resolves
+    on the validation set, whatever other datasets the name has runs on."""
+    meta = store.resolve_run(run_ref, "imagenet-val")
     rows = store.sql("SELECT key, top_classes[1] AS top1 FROM predictions WHERE run_id = ? "
                      "AND top_classes IS NOT NULL AND len(top_classes) > 0", [meta["run_id"]])
     if rows.empty:

@@ -28,9 +28,11 @@ from .ratings import (YES_NO_MAYBE, Ratings, long_table_problems, normalised_vot
 Ranked = Mapping[str, list]          # sample key -> labels, best first
 
 
-def ranked_labels_from_store(store: Store, run_ref: str, top_k: int) -> dict[str, list[int]]:
-    """A stored run's best ``top_k`` classes per sample key (from its ``top_classes``)."""
-    meta = store.resolve_run(run_ref)
+def ranked_labels_from_store(store: Store, run_ref: str, top_k: int, dataset: str | None = None
+                             ) -> dict[str, list[int]]:
+    """A stored run's best ``top_k`` classes per sample key (from its ``top_classes``); a run name resolves
+    on ``dataset`` when given."""
+    meta = store.resolve_run(run_ref, dataset)
     rows = store.sql("SELECT key, top_classes FROM predictions WHERE run_id = ?", [meta["run_id"]])
     if rows.empty:
         raise HarnessError(f"run {meta['run_id']} has no predictions with top classes")

@@ -148,6 +148,11 @@ def test_an_import_never_grows_a_label_set_and_a_part_is_partial_everywhere(v2_f
     runs = harness("runs", "--format", "json")
     assert sorted((r["name"], r["n"], r["coverage_%"], r["score_%"]) for r in json.loads(runs.stdout)) == [
         ("all", 10, 0.1, 100.0), ("half", 5, 0.05, 100.0)]
+    # every reader takes a key's class from its folder: the per-class and calibration arrays too
+    from harness.calibration import run_arrays
+
+    arrays = run_arrays(store, json.loads(score.stdout)["run_id"], V2)
+    assert arrays["y_true"].tolist() == [int(k.split("/")[0]) for k in arrays["key"]] and len(arrays["key"]) == 5
 
 
 @pytest.mark.slow

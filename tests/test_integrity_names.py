@@ -40,7 +40,7 @@ def test_a_run_name_resolves_on_the_dataset_its_labels_name(two_datasets):
     from harness.suites import get_suite
 
     store = two_datasets
-    by_dataset = {m["dataset"]: m["run_id"] for m in store.list_runs()}
+    by_dataset = {m["dataset"]: m["run_id"] for m in store.list_runs() if m["name"] == "r56"}
     expected = get_suite("cifar10").score(store, by_dataset["cifar10-test"])["top1"]
     scored = _cli("harness", store, "score", "--run", "r56", "--labels", "cifar10-original", "--json")
     assert scored.returncode == 0, scored.stderr
@@ -51,13 +51,29 @@ def test_a_run_name_resolves_on_the_dataset_its_labels_name(two_datasets):
     ambiguous = _cli("harness", store, "score", "--run", "r56")
     assert ambiguous.returncode == 2 and ambiguous.stderr.count("\n") == 1
     assert "--dataset cifar10-test or cifar10.1-v6" in ambiguous.stderr
+    by_suite = _cli("harness", store, "score", "--run", "r56", "--suite", "cifar10", "--json")
+    assert json.loads(by_suite.stdout)["run_id"] == by_dataset["cifar10-test"]
     mixed = _cli("harness", store, "score", "--run", "r56", "--labels", "cifar10-original", "--dataset", "cifar10.1-v6")
     assert mixed.returncode == 2 and "the options name several datasets" in mixed.stderr
 
 
+def test_compare_and_rm_resolve_a_name_on_the_dataset_they_are_given(two_datasets, shared_data):
+    store = two_datasets
+    r110 = shared_data / PREDICTIONS / "v6_predictions" / "resnet_basic_110_predictions.json"
+    assert _cli("harness", store, "import", "--suite", "cifar10.1-v6", "--name", "r110", str(r110)).returncode == 0
+    compared = _cli("reports", store, "compare", "r56", "r110", "--label-set", "cifar10.1-v6-original")
+    assert compared.returncode == 0, compared.stderr
+    assert "n = 2,000 shared samples" in compared.stdout and "r56: top-1 84.85%" in compared.stdout
+    ambiguous = _cli("harness", store, "rm", "r56")
+    assert ambiguous.returncode == 2 and "--dataset cifar10-test or cifar10.1-v6" in ambiguous.stderr
+    removed = _cli("harness", store, "rm", "r110", "--dataset", "cifar10.1-v6")
+    assert removed.returncode == 0 and "removed run r110-" in removed.stdout
+    assert [m["name"] for m in store.list_runs()] == ["r56", "r56"]
+
+
 def test_rm_moves_a_run_aside_and_undo_puts_it_back(two_datasets):
     store = two_datasets
-    run_id = next(m["run_id"] for m in store.list_runs() if m["dataset"] == "cifar10.1-v6")
+    run_id = next(m["run_id"] for m in store.list_runs() if m["dataset"] == "cifar10.1-v6" and m["name"] == "r56")
     lock = store.lock_run(run_id)
     assert lock.try_acquire()  # as a live writer holds it
     try:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from harness.errors import HarnessError
+from harness.runscmd import resolve
 from harness.score import per_sample
 from harness.store import Store
 
@@ -42,7 +43,7 @@ class Comparison:
 def compare_runs(store: Store, a_ref: str, b_ref: str, label_set: str, confidence: float = 0.95,
                  resamples: int = 10_000, seed: int = 0) -> Comparison:
     """The paired comparison of two runs on the samples both predicted and the label set labels."""
-    runs = [store.resolve_run(ref) for ref in (a_ref, b_ref)]
+    runs = [resolve(store, ref, [label_set]) for ref in (a_ref, b_ref)]  # a name resolves on the label set's dataset
     series = [per_sample(store, m["run_id"], label_set).set_index("key")["correct_top1"].astype(bool) for m in runs]
     keys = series[0].index.intersection(series[1].index).sort_values()
     if keys.empty:
@@ -64,7 +65,7 @@ def compare_page(context: Context, request: Request) -> Response:
         raise HarnessError(f"cell={cell!r}: expected one of {', '.join(CELLS)}")
     for ref in (q["a"], q["b"]):
         try:
-            context.store.resolve_run(ref)
+            resolve(context.store, ref, [q["labels"]])
         except HarnessError as exc:
             raise NotFound(str(exc)) from None
     c = compare_runs(context.store, q["a"], q["b"], q["labels"])
