@@ -183,6 +183,16 @@ def cmd_import_labels(args) -> int:
     suite = get_suite(args.suite)
     store = _store(args)
     aside = None
+    if store.has_label_set(args.name) and not args.replace:  # a label set is a fact: never replaced unasked
+        from .data import sha256_file
+
+        held = store.label_set_meta(args.name)
+        if held.get("dataset") == suite.dataset and held.get("source_sha256") == sha256_file(args.file):
+            print(f"label set {args.name} already holds {args.file} (same sha256); nothing to do")
+            return 0
+        raise HarnessError(f"label set name {args.name!r} is taken by a label set of dataset {held.get('dataset')!r} "
+                           f"in store {store.root} (from {held.get('source_file') or 'elsewhere'}); give another "
+                           "--name, or --replace to replace it (the old one is moved aside under removed/)")
     if args.replace and store.has_label_set(args.name):
         aside = remove_label_set(store, args.name)  # kept under removed/, put back if the import fails
     try:

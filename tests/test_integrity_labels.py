@@ -239,3 +239,10 @@ def test_a_label_set_name_of_another_dataset_is_not_taken_over(store, shared_dat
     assert store.label_set_meta("real")["dataset"] == "coco"
     kept = list((store.root / "removed" / "labelsets").iterdir())  # the old one moved aside, not deleted
     assert len(kept) == 1 and kept[0].name.startswith("label_set=real.")
+    # the same name on the same dataset: the same file again is nothing to do, another file is refused
+    again = cli("import-labels", "--suite", "coco", "--name", "real", str(coco))
+    assert again.returncode == 0 and "already holds" in again.stdout
+    tiny = shared_data / "coco" / "val2017-tiny" / "instances_val2017.json"
+    other = cli("import-labels", "--suite", "coco", "--name", "real", str(tiny))
+    assert other.returncode == 2 and "label set name 'real' is taken by a label set of dataset 'coco'" in other.stderr
+    assert store.label_set_meta("real")["source_file"] == coco.name
