@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 
 from . import faults, sqlguard
 from .errors import HarnessError, did_you_mean
-from .storecheck import catalog_mismatch, catalog_outdated, first_unreadable_chunk, read_label_set_json, read_run_json, unreadable_owner
+from .storecheck import catalog_mismatch, catalog_outdated, check_run_names, first_unreadable_chunk, text_problem, read_label_set_json, read_run_json, unreadable_owner
 
 STORE_ENV = "REALBENCH_HOME"
 
@@ -212,6 +212,7 @@ CHUNK_NOTES = "realbench.chunk_notes"  # Parquet key-value metadata of a chunk (
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _CHUNK = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.parquet$")
 _LABEL_FILE = re.compile(r"^([A-Za-z0-9_]+)\.parquet$")
+_DUCKDB_PATH_CHARACTERS = "?\\"
 ORPHAN_AGE_S = 60  # a hidden temporary this old whose writer holds no lock is an orphan
 
 
@@ -225,7 +226,7 @@ def default_store_dir() -> Path:
 
 
 def check_identifier(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _SAFE_ID.match(value):
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value):  # match() takes 'a\n' (the $ before a newline)
         raise HarnessError(
             f"{what} {value!r} is not a valid name: use letters, digits, '.', '_', '+', '-' "
             "(starting with a letter or digit, at most 200 characters)"
@@ -340,12 +341,19 @@ def to_arrow(data: Any, schema: pa.Schema | None = None) -> pa.Table:
 
     With a known schema, missing nullable columns are added as nulls and types are cast.
     """
-    if isinstance(data, pa.Table):
-        table = data
-    elif isinstance(data, Mapping):
-        table = pa.table(dict(data))
-    else:  # pandas
-        table = pa.Table.from_pandas(data, preserve_index=False)
+    try:
+        if isinstance(data, pa.Table):
+            table = data
+        elif isinstance(data, Mapping):
+            table = pa.table(dict(data))
+        else:  # pandas
+            table = pa.Table.from_pandas(data, preserve_index=False)
+    except UnicodeEncodeError as exc:  # a lone surrogate: text no file can hold
+        raise HarnessError(f"a text value {exc.object[max(0, exc.start - 30):exc.end + 30]!r} holds a lone "
+                           f"surrogate ({exc.reason}); expected text UTF-8 can store. Nothing was stored.") from None
+    problem = text_problem(table, "rows to store")
+    if problem:
+        raise HarnessError(problem + ". Nothing was stored.")
     if schema is None:
         return table
     columns = []
@@ -603,6 +611,10 @@ class RunWriter:
 class Store:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root else default_store_dir()
+        unusable = sorted({c for c in str(self.root.absolute()) if c in _DUCKDB_PATH_CHARACTERS})
+        if unusable:  # DuckDB reads '\\' as a folder separator and cuts a database path at '?'
+            raise HarnessError(f"cannot use {self.root} as a store: its path holds {' and '.join(map(repr, unusable))}, "
+                               "which DuckDB cannot open files under; choose a folder without them")
         try:
             for folder in (self.root, self.root / "runs", self.root / "labelsets"):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -695,12 +707,14 @@ class Store:
         if self._importing:
             yield
             return
-        with FolderLock(self.root, name=".import.lock"):
+        fd = os.open(self.root / "runs", os.O_RDONLY)  # the runs folder itself: no lock file is left behind
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             self._importing = True
-            try:
-                yield
-            finally:
-                self._importing = False
+            yield
+        finally:
+            self._importing = False
+            os.close(fd)
 
     def set_aside(self, path: Path, under: str = "damaged") -> Path:
         """Move a damaged file or folder under ``damaged/`` (same relative path, time-stamped); never deletes.
@@ -731,6 +745,7 @@ class Store:
 
     def begin_run(self, meta: dict, run_id: str | None = None) -> RunWriter:
         """Start (or, with the id of an unfinished run, resume) a run."""
+        check_run_names(meta)
         run_id = check_identifier(run_id or self.new_run_id(meta.get("name", "run")), "run id")
         directory = self.run_dir(run_id)
         if (directory / "run.json").exists():
@@ -751,6 +766,7 @@ class Store:
         The run is built in a hidden folder and renamed into place complete: a process killed midway
         leaves no run, only a hidden folder that a later :meth:`recover` removes.
         """
+        check_run_names(meta)
         arrow = {name: to_arrow(data, RUN_TABLES.get(name)) for name, data in tables.items()}
         run_id = check_identifier(self.new_run_id(meta.get("name", "run")), "run id")
         final = self.run_dir(run_id)

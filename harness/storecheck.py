@@ -188,3 +188,38 @@ def _entries(folder: Path) -> list:
             return list(it)
     except FileNotFoundError:
         return []
+
+
+def check_run_names(meta: dict) -> None:
+    """A run's name and model are printed by every listing: refuse ones that cannot be (a lone surrogate, as
+    an undecodable command-line byte becomes; NUL and other control characters)."""
+    for field in ("name", "model"):
+        value = meta.get(field)
+        if isinstance(value, str) and (not printable_text(value) or not value.strip()):
+            raise HarnessError(f"run {field} {value!r} is not printable text (a lone surrogate, NUL or another "
+                               "control character, or nothing but spaces); expected a name such as 'resnet50-ft'")
+
+
+def printable_text(value: str) -> bool:
+    """Text UTF-8 can store that holds no control character."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value)
+
+
+def text_problem(table, where: str) -> str | None:
+    """A sentence about a NUL character in a string column of an Arrow ``table`` (it ends C strings and
+    file names: 'a\\x00' would print as 'a'), or None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in table.column_names:
+        column = table.column(name)
+        while pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            column = pc.list_flatten(column)
+        if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and pc.any(pc.match_substring(column, "\x00")).as_py():
+            first = next(v for v in column.to_pylist() if v is not None and "\x00" in v)
+            return f"{where}: column {name} holds {first[:60]!r} with a NUL character; expected plain text"
+    return None
