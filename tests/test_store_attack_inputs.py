@@ -149,6 +149,7 @@ def test_a_label_set_name_with_a_trailing_newline_is_refused(store):
 
 @pytest.mark.parametrize("folder", ["what?", "back\\slash"])
 def test_a_store_path_duckdb_cannot_open_is_one_sentence(tmp_path, capsys, folder):
-    err = refused(capsys, "--store", str(tmp_path / folder / "store"), "runs")
+    predictions = write(tmp_path / "p.csv", "file_name,predicted_class\nILSVRC2012_val_00000001.JPEG,1\n")
+    err = refused(capsys, "--store", str(tmp_path / folder / "store"), "import", predictions, "--suite", "real")
     assert "which DuckDB cannot open files under; choose a folder without them" in err
-    assert not (tmp_path / folder).exists()
+    assert not (tmp_path / folder).exists()  # refused before anything was made
