@@ -57,7 +57,8 @@ import pyarrow.parquet as pq
 
 from . import faults, sqlguard
 from .errors import HarnessError, did_you_mean
-from .storecheck import catalog_mismatch, catalog_outdated, check_run_names, first_unreadable_chunk, text_problem, read_label_set_json, read_run_json, unreadable_owner
+from .storecheck import (catalog_mismatch, catalog_outdated, check_run_names, file_problem, file_record,
+                         first_unreadable_chunk, text_problem, read_label_set_json, read_run_json, unreadable_owner)
 
 STORE_ENV = "REALBENCH_HOME"
 
@@ -1013,7 +1014,8 @@ class Store:
             for t, table in arrow.items():
                 atomic_write_parquet(tmp / f"{t}.parquet", table)
             full = {**meta, "name": name, "created_at": now_iso(),
-                    "n_rows": {t: table.num_rows for t, table in arrow.items()}}
+                    "n_rows": {t: table.num_rows for t, table in arrow.items()},
+                    "files": {t: file_record(tmp / f"{t}.parquet") for t in arrow}}
             atomic_write_json(tmp / "meta.json", full)
             # One writer at a time swaps, and readers listing label sets (a shared lock) see either version
             # whole; see recover() for a kill midway.
@@ -1032,8 +1034,9 @@ class Store:
             self._note_created("label set", name)
         self._register({"label_sets": True, "label_tables": sorted(arrow)})
 
-    def label_set_entry(self, name: str) -> LabelSetEntry:
-        """A label set as it reads now: its meta.json and tables, each footer checked against its rows."""
+    def label_set_entry(self, name: str, deep: bool = False) -> LabelSetEntry:
+        """A label set as it reads now: its meta.json and tables, each footer checked against its rows and
+        each file against its size (with ``deep``, its sha256) as meta.json records them."""
         directory = self.label_set_dir(name)
         try:
             meta = read_label_set_json(directory / "meta.json", name)
@@ -1054,9 +1057,13 @@ class Store:
                 continue
             if rows != n:
                 entry.problems.append(f"{path} holds {rows:,} rows; {n:,} were written")
+        for table, record in (meta.get("files") or {}).items():
+            problem = file_problem(directory / f"{table}.parquet", record, deep)
+            if problem and problem not in " ".join(entry.problems):
+                entry.problems.append(problem)
         return entry
 
-    def scan_label_sets(self) -> list[LabelSetEntry]:
+    def scan_label_sets(self, deep: bool = False) -> list[LabelSetEntry]:
         base = self.root / "labelsets"
         try:  # read-only: a colleague reading a shared store needs no write permission
             lock = open(base / ".lock")
@@ -1066,7 +1073,7 @@ class Store:
             if lock is not None:
                 fcntl.flock(lock, fcntl.LOCK_SH)  # not in the middle of a replacement
             names = [e.name.split("=", 1)[1] for e in _visible_entries(base, "label_set=")]
-            return [self.label_set_entry(n) for n in names]
+            return [self.label_set_entry(n, deep) for n in names]
         finally:
             if lock is not None:
                 lock.close()
@@ -1077,7 +1084,7 @@ class Store:
             known = [m["name"] for m in self.list_label_sets()]
             raise HarnessError(f"no label set {name!r} in store {self.root}{did_you_mean(name, known)} "
                                f"(known: {', '.join(known) or 'none'})")
-        entry = self.label_set_entry(name)
+        entry = self.label_set_entry(name, deep=True)
         if entry.problems:
             raise HarnessError(f"label set {name!r} is damaged: {'; '.join(entry.problems)} "
                                "(python -m harness check lists all damage)")
@@ -1189,7 +1196,7 @@ class Store:
         for e in _visible_entries(self.root / "runs", ".run_id="):
             found(f"hidden folder {e.path}", "an import that did not finish (or is being written)",
                   lambda: self.recover() or "removed if its writer is gone for a minute")
-        for entry in self.scan_label_sets():
+        for entry in self.scan_label_sets(deep=True):
             if entry.problems:
                 found(f"label set {entry.name}", "; ".join(entry.problems), aside(self.label_set_dir(entry.name)))
         for e in _visible_entries(self.root / "labelsets", ".label_set="):
