@@ -57,6 +57,7 @@ import pyarrow.parquet as pq
 
 from . import faults, sqlguard
 from .errors import HarnessError, did_you_mean
+from .storelock import ORPHAN_AGE_S, FolderLock, abandoned, exchange_paths
 from .storecheck import (catalog_mismatch, catalog_outdated, check_run_names, file_problem, file_record,
                          first_unreadable_chunk, text_problem, read_label_set_json, read_run_json, unreadable_owner)
 
@@ -214,7 +215,6 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _CHUNK = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.parquet$")
 _LABEL_FILE = re.compile(r"^([A-Za-z0-9_]+)\.parquet$")
 _DUCKDB_PATH_CHARACTERS = "?\\"
-ORPHAN_AGE_S = 60  # a hidden temporary this old whose writer holds no lock is an orphan
 
 
 def default_store_dir() -> Path:
@@ -456,45 +456,6 @@ def _rows_per_table(files: Mapping[str, dict]) -> dict[str, int]:
     return out
 
 
-class FolderLock:
-    """An exclusive lock on a folder (``flock`` on its ``.lock``), released on close or on the holder's death."""
-
-    def __init__(self, directory: Path, name: str = ".lock"):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self.file = open(directory / name, "a+")
-        except PermissionError:  # a reader without write access only asks whether a writer holds it
-            self.file = open(directory / ".lock" if (directory / ".lock").exists() else directory)
-
-    @classmethod
-    def held_new(cls, directory: Path) -> "FolderLock":
-        """The lock of a folder nobody else knows yet, held before its ``.lock`` becomes visible: whoever
-        finds that file and can take its lock knows the writer is gone."""
-        fd, tmp = tempfile.mkstemp(prefix=".lock.", dir=directory)
-        os.close(fd)
-        lock = cls(directory, name=Path(tmp).name)
-        lock.try_acquire()
-        os.replace(tmp, directory / ".lock")
-        return lock
-
-    def try_acquire(self) -> bool:
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def release(self) -> None:
-        self.file.close()  # closing drops the flock
-
-    def __enter__(self) -> "FolderLock":
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
 @dataclass
 class RunEntry:
     """One run folder as read now: its metadata, the chunk files readers read, and what is wrong."""
@@ -668,7 +629,7 @@ class Store:
                 aside = re.fullmatch(r"\.(label_set=.+)\.old-[0-9a-f]{6}", folder.name)
                 if aside and not (base / aside.group(1)).exists():
                     os.replace(folder, base / aside.group(1))  # the new version never landed
-                elif aside or _abandoned(folder, now):  # a new version being built is its writer's
+                elif aside or abandoned(folder, now):  # a new version being built is its writer's
                     shutil.rmtree(folder, ignore_errors=True)
         finally:
             lock.release()
@@ -1022,7 +983,7 @@ class Store:
             with FolderLock(final.parent):
                 if not final.exists():
                     os.replace(tmp, final)
-                elif not _exchange(tmp, final):  # the old version now has the temporary name
+                elif not exchange_paths(tmp, final):  # the old version now has the temporary name
                     old = final.parent / f".{final.name}.old-{secrets.token_hex(3)}"
                     os.replace(final, old)
                     os.replace(tmp, final)
@@ -1394,37 +1355,6 @@ RUN_FIELDS = ["run_id", "name", "model", "suite", "dataset", "kind", "status", "
               "metric_version"]
 LABEL_SET_FIELDS = ["name", "dataset", "description", "created_at"]
 SCORE_FIELDS = ["run_id", "label_set", "metric_version", "stored_at"]
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system or
-    file system cannot, and the caller renames twice."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    return False
-
-
-def _abandoned(folder: Path, now: float) -> bool:
-    """A hidden work folder whose writer is gone: its ``.lock`` (made held, FolderLock.held_new) is free, or
-    it has none and is older than a minute (its writer was killed before making it)."""
-    try:
-        if not (folder / ".lock").exists() and now - folder.stat().st_mtime <= ORPHAN_AGE_S:
-            return False  # created this instant: its writer is about to lock it
-    except FileNotFoundError:
-        return False
-    lock = FolderLock(folder)
-    try:
-        return lock.try_acquire()
-    finally:
-        lock.release()
 
 
 def _warn_damaged(what: str, problems: list[str]) -> None:
