@@ -17,6 +17,7 @@ import pandas as pd
 from .errors import HarnessError
 from .identity import stored_import
 from .jsonfile import read_json
+from .storecheck import printable_text
 from .score import METRIC_VERSION, describe, score_run
 from .store import Store
 from .suites import Suite
@@ -96,7 +97,13 @@ class ClassificationSuite(Suite):
         file_col = _pick(table, FILE_COLUMNS, path, "the file name")
         if len(table) == 0:
             raise HarnessError(f"{path} holds no prediction rows")
-        keys = table[file_col].astype(str).map(self.key_of)
+        names = table[file_col].astype(str)
+        unprintable = ~names.map(printable_text)
+        if unprintable.any():
+            first = int(np.flatnonzero(unprintable.to_numpy())[0])
+            raise HarnessError(f"{path}: row {first + 2} names the file {names.iloc[first][:80]!r}, which holds a "
+                               "NUL or another control character; expected a file name")
+        keys = names.map(self.key_of)
         bad = keys.isna()
         if bad.any():
             first = int(np.flatnonzero(bad.to_numpy())[0])
@@ -136,8 +143,11 @@ class ClassificationSuite(Suite):
         index = self.class_index() if self.class_index else {}
         for v in values:
             s = str(v).strip()
-            if _INTEGER.fullmatch(s):
+            if _INTEGER.fullmatch(s) and len(s) <= 18:
                 c = int(s)
+            elif _INTEGER.fullmatch(s):
+                raise HarnessError(f"{path}: row {row + 2} has class id {s[:12]}... ({len(s.lstrip('+-'))} digits), "
+                                   f"outside 0...{self.num_classes - 1} of suite {self.name}")
             elif s in index:
                 c = index[s]
             else:
@@ -194,10 +204,11 @@ def read_prediction_file(path: Path) -> pd.DataFrame:
         raise HarnessError(f"prediction file {path} does not exist")
     suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if suffix == ".tsv":
-            return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        if suffix in (".csv", ".tsv"):
+            sep = "," if suffix == ".csv" else "\t"
+            table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+            _refuse_repeated_columns(path, sep)
+            return table
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix in (".json", ".jsonl"):
@@ -215,6 +226,18 @@ def read_prediction_file(path: Path) -> pd.DataFrame:
         raise HarnessError(f"prediction file {path} could not be parsed as {suffix[1:]}: {exc}") from None
     raise HarnessError(f"prediction file {path}: unknown format {suffix!r}, expected .csv, .tsv, .parquet, "
                        ".json or .jsonl")
+
+
+def _refuse_repeated_columns(path: Path, sep: str) -> None:
+    """pandas renames a repeated column (``predicted_class.1``) and reads on: which one was meant is unknown."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f, delimiter=sep), [])
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise HarnessError(f"prediction file {path}: the header names column(s) {', '.join(map(repr, repeated))} "
+                           "more than once; expected each column once")
 
 
 def stem_key(pattern: str) -> Callable[[str], str | None]:

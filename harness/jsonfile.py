@@ -16,6 +16,20 @@ from typing import Any
 from .errors import HarnessError
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _object(pairs: list) -> dict:
+    """A JSON object whose keys are each given once: a repeated key would silently drop a value."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
 class _Unconvertible:
     """An integer literal that no float can hold, kept as its text to report it."""
 
@@ -41,11 +55,15 @@ def read_json(path: str | Path, what: str) -> Any:
 
     try:
         with open(path, "rb") as f:
-            data = json.load(f, parse_int=parse_int)
+            data = json.load(f, parse_int=parse_int, object_pairs_hook=_object)
     except FileNotFoundError:
         raise HarnessError(f"{what} {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HarnessError(f"{what} {path} is not valid JSON ({exc})") from None
+    except _RepeatedKey as exc:
+        raise HarnessError(f"{what} {path} gives the key {exc.key[:80]!r} twice in one object; JSON readers keep "
+                           "only the last value, so the other would be lost without a word: expected each key "
+                           "once. Nothing was stored.") from None
     except RecursionError:
         raise HarnessError(f"{what} {path} is nested too deeply to read (arrays or objects thousands of levels "
                            "deep); expected a JSON file of the documented shape") from None

@@ -57,7 +57,9 @@ import pyarrow.parquet as pq
 
 from . import faults, sqlguard
 from .errors import HarnessError, did_you_mean
-from .storecheck import catalog_mismatch, catalog_outdated, first_unreadable_chunk, read_label_set_json, read_run_json, unreadable_owner
+from .storelock import ORPHAN_AGE_S, FolderLock, abandoned, exchange_paths
+from .storecheck import (catalog_mismatch, catalog_outdated, check_run_names, file_problem, file_record,
+                         first_unreadable_chunk, text_problem, read_label_set_json, read_run_json, unreadable_owner)
 
 STORE_ENV = "REALBENCH_HOME"
 
@@ -212,7 +214,7 @@ CHUNK_NOTES = "realbench.chunk_notes"  # Parquet key-value metadata of a chunk (
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _CHUNK = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.parquet$")
 _LABEL_FILE = re.compile(r"^([A-Za-z0-9_]+)\.parquet$")
-ORPHAN_AGE_S = 60  # a hidden temporary this old whose writer holds no lock is an orphan
+_DUCKDB_PATH_CHARACTERS = "?\\"
 
 
 def default_store_dir() -> Path:
@@ -225,7 +227,7 @@ def default_store_dir() -> Path:
 
 
 def check_identifier(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _SAFE_ID.match(value):
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value):  # match() takes 'a\n' (the $ before a newline)
         raise HarnessError(
             f"{what} {value!r} is not a valid name: use letters, digits, '.', '_', '+', '-' "
             "(starting with a letter or digit, at most 200 characters)"
@@ -340,12 +342,19 @@ def to_arrow(data: Any, schema: pa.Schema | None = None) -> pa.Table:
 
     With a known schema, missing nullable columns are added as nulls and types are cast.
     """
-    if isinstance(data, pa.Table):
-        table = data
-    elif isinstance(data, Mapping):
-        table = pa.table(dict(data))
-    else:  # pandas
-        table = pa.Table.from_pandas(data, preserve_index=False)
+    try:
+        if isinstance(data, pa.Table):
+            table = data
+        elif isinstance(data, Mapping):
+            table = pa.table(dict(data))
+        else:  # pandas
+            table = pa.Table.from_pandas(data, preserve_index=False)
+    except UnicodeEncodeError as exc:  # a lone surrogate: text no file can hold
+        raise HarnessError(f"a text value {exc.object[max(0, exc.start - 30):exc.end + 30]!r} holds a lone "
+                           f"surrogate ({exc.reason}); expected text UTF-8 can store. Nothing was stored.") from None
+    problem = text_problem(table, "rows to store")
+    if problem:
+        raise HarnessError(problem + ". Nothing was stored.")
     if schema is None:
         return table
     columns = []
@@ -445,45 +454,6 @@ def _rows_per_table(files: Mapping[str, dict]) -> dict[str, int]:
         table = _CHUNK.match(name).group(1)
         out[table] = out.get(table, 0) + int(info["rows"])
     return out
-
-
-class FolderLock:
-    """An exclusive lock on a folder (``flock`` on its ``.lock``), released on close or on the holder's death."""
-
-    def __init__(self, directory: Path, name: str = ".lock"):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self.file = open(directory / name, "a+")
-        except PermissionError:  # a reader without write access only asks whether a writer holds it
-            self.file = open(directory / ".lock" if (directory / ".lock").exists() else directory)
-
-    @classmethod
-    def held_new(cls, directory: Path) -> "FolderLock":
-        """The lock of a folder nobody else knows yet, held before its ``.lock`` becomes visible: whoever
-        finds that file and can take its lock knows the writer is gone."""
-        fd, tmp = tempfile.mkstemp(prefix=".lock.", dir=directory)
-        os.close(fd)
-        lock = cls(directory, name=Path(tmp).name)
-        lock.try_acquire()
-        os.replace(tmp, directory / ".lock")
-        return lock
-
-    def try_acquire(self) -> bool:
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def release(self) -> None:
-        self.file.close()  # closing drops the flock
-
-    def __enter__(self) -> "FolderLock":
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 @dataclass
@@ -603,6 +573,10 @@ class RunWriter:
 class Store:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root else default_store_dir()
+        unusable = sorted({c for c in str(self.root.absolute()) if c in _DUCKDB_PATH_CHARACTERS})
+        if unusable:  # DuckDB reads '\\' as a folder separator and cuts a database path at '?'
+            raise HarnessError(f"cannot use {self.root} as a store: its path holds {' and '.join(map(repr, unusable))}, "
+                               "which DuckDB cannot open files under; choose a folder without them")
         try:
             for folder in (self.root, self.root / "runs", self.root / "labelsets"):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -655,7 +629,7 @@ class Store:
                 aside = re.fullmatch(r"\.(label_set=.+)\.old-[0-9a-f]{6}", folder.name)
                 if aside and not (base / aside.group(1)).exists():
                     os.replace(folder, base / aside.group(1))  # the new version never landed
-                elif aside or _abandoned(folder, now):  # a new version being built is its writer's
+                elif aside or abandoned(folder, now):  # a new version being built is its writer's
                     shutil.rmtree(folder, ignore_errors=True)
         finally:
             lock.release()
@@ -695,12 +669,14 @@ class Store:
         if self._importing:
             yield
             return
-        with FolderLock(self.root, name=".import.lock"):
+        fd = os.open(self.root / "runs", os.O_RDONLY)  # the runs folder itself: no lock file is left behind
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             self._importing = True
-            try:
-                yield
-            finally:
-                self._importing = False
+            yield
+        finally:
+            self._importing = False
+            os.close(fd)
 
     def set_aside(self, path: Path, under: str = "damaged") -> Path:
         """Move a damaged file or folder under ``damaged/`` (same relative path, time-stamped); never deletes.
@@ -731,6 +707,7 @@ class Store:
 
     def begin_run(self, meta: dict, run_id: str | None = None) -> RunWriter:
         """Start (or, with the id of an unfinished run, resume) a run."""
+        check_run_names(meta)
         run_id = check_identifier(run_id or self.new_run_id(meta.get("name", "run")), "run id")
         directory = self.run_dir(run_id)
         if (directory / "run.json").exists():
@@ -751,6 +728,7 @@ class Store:
         The run is built in a hidden folder and renamed into place complete: a process killed midway
         leaves no run, only a hidden folder that a later :meth:`recover` removes.
         """
+        check_run_names(meta)
         arrow = {name: to_arrow(data, RUN_TABLES.get(name)) for name, data in tables.items()}
         run_id = check_identifier(self.new_run_id(meta.get("name", "run")), "run id")
         final = self.run_dir(run_id)
@@ -997,14 +975,15 @@ class Store:
             for t, table in arrow.items():
                 atomic_write_parquet(tmp / f"{t}.parquet", table)
             full = {**meta, "name": name, "created_at": now_iso(),
-                    "n_rows": {t: table.num_rows for t, table in arrow.items()}}
+                    "n_rows": {t: table.num_rows for t, table in arrow.items()},
+                    "files": {t: file_record(tmp / f"{t}.parquet") for t in arrow}}
             atomic_write_json(tmp / "meta.json", full)
             # One writer at a time swaps, and readers listing label sets (a shared lock) see either version
             # whole; see recover() for a kill midway.
             with FolderLock(final.parent):
                 if not final.exists():
                     os.replace(tmp, final)
-                elif not _exchange(tmp, final):  # the old version now has the temporary name
+                elif not exchange_paths(tmp, final):  # the old version now has the temporary name
                     old = final.parent / f".{final.name}.old-{secrets.token_hex(3)}"
                     os.replace(final, old)
                     os.replace(tmp, final)
@@ -1016,8 +995,9 @@ class Store:
             self._note_created("label set", name)
         self._register({"label_sets": True, "label_tables": sorted(arrow)})
 
-    def label_set_entry(self, name: str) -> LabelSetEntry:
-        """A label set as it reads now: its meta.json and tables, each footer checked against its rows."""
+    def label_set_entry(self, name: str, deep: bool = False) -> LabelSetEntry:
+        """A label set as it reads now: its meta.json and tables, each footer checked against its rows and
+        each file against its size (with ``deep``, its sha256) as meta.json records them."""
         directory = self.label_set_dir(name)
         try:
             meta = read_label_set_json(directory / "meta.json", name)
@@ -1038,9 +1018,13 @@ class Store:
                 continue
             if rows != n:
                 entry.problems.append(f"{path} holds {rows:,} rows; {n:,} were written")
+        for table, record in (meta.get("files") or {}).items():
+            problem = file_problem(directory / f"{table}.parquet", record, deep)
+            if problem and problem not in " ".join(entry.problems):
+                entry.problems.append(problem)
         return entry
 
-    def scan_label_sets(self) -> list[LabelSetEntry]:
+    def scan_label_sets(self, deep: bool = False) -> list[LabelSetEntry]:
         base = self.root / "labelsets"
         try:  # read-only: a colleague reading a shared store needs no write permission
             lock = open(base / ".lock")
@@ -1050,7 +1034,7 @@ class Store:
             if lock is not None:
                 fcntl.flock(lock, fcntl.LOCK_SH)  # not in the middle of a replacement
             names = [e.name.split("=", 1)[1] for e in _visible_entries(base, "label_set=")]
-            return [self.label_set_entry(n) for n in names]
+            return [self.label_set_entry(n, deep) for n in names]
         finally:
             if lock is not None:
                 lock.close()
@@ -1061,7 +1045,7 @@ class Store:
             known = [m["name"] for m in self.list_label_sets()]
             raise HarnessError(f"no label set {name!r} in store {self.root}{did_you_mean(name, known)} "
                                f"(known: {', '.join(known) or 'none'})")
-        entry = self.label_set_entry(name)
+        entry = self.label_set_entry(name, deep=True)
         if entry.problems:
             raise HarnessError(f"label set {name!r} is damaged: {'; '.join(entry.problems)} "
                                "(python -m harness check lists all damage)")
@@ -1173,7 +1157,7 @@ class Store:
         for e in _visible_entries(self.root / "runs", ".run_id="):
             found(f"hidden folder {e.path}", "an import that did not finish (or is being written)",
                   lambda: self.recover() or "removed if its writer is gone for a minute")
-        for entry in self.scan_label_sets():
+        for entry in self.scan_label_sets(deep=True):
             if entry.problems:
                 found(f"label set {entry.name}", "; ".join(entry.problems), aside(self.label_set_dir(entry.name)))
         for e in _visible_entries(self.root / "labelsets", ".label_set="):
@@ -1371,37 +1355,6 @@ RUN_FIELDS = ["run_id", "name", "model", "suite", "dataset", "kind", "status", "
               "metric_version"]
 LABEL_SET_FIELDS = ["name", "dataset", "description", "created_at"]
 SCORE_FIELDS = ["run_id", "label_set", "metric_version", "stored_at"]
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system or
-    file system cannot, and the caller renames twice."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    return False
-
-
-def _abandoned(folder: Path, now: float) -> bool:
-    """A hidden work folder whose writer is gone: its ``.lock`` (made held, FolderLock.held_new) is free, or
-    it has none and is older than a minute (its writer was killed before making it)."""
-    try:
-        if not (folder / ".lock").exists() and now - folder.stat().st_mtime <= ORPHAN_AGE_S:
-            return False  # created this instant: its writer is about to lock it
-    except FileNotFoundError:
-        return False
-    lock = FolderLock(folder)
-    try:
-        return lock.try_acquire()
-    finally:
-        lock.release()
 
 
 def _warn_damaged(what: str, problems: list[str]) -> None:

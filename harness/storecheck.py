@@ -90,6 +90,12 @@ def label_set_json_problems(meta: dict) -> list[str]:
     if "name" in meta and not isinstance(meta["name"], str):
         problems.append(f"name is {type(meta['name']).__name__}, expected text")
     problems += _row_counts(meta.get("n_rows", {}), "n_rows")
+    files = meta.get("files", {})
+    if not isinstance(files, dict) or not all(
+            isinstance(t, str) and _TABLE.match(t) and isinstance(r, dict) and _count(r.get("bytes"))
+            and isinstance(r.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", r["sha256"])
+            for t, r in files.items()):
+        problems.append("files is not an object of table -> bytes, sha256")
     return problems
 
 
@@ -188,3 +194,63 @@ def _entries(folder: Path) -> list:
             return list(it)
     except FileNotFoundError:
         return []
+
+
+def check_run_names(meta: dict) -> None:
+    """A run's name and model are printed by every listing: refuse ones that cannot be (a lone surrogate, as
+    an undecodable command-line byte becomes; NUL and other control characters)."""
+    for field in ("name", "model"):
+        value = meta.get(field)
+        if isinstance(value, str) and (not printable_text(value) or not value.strip()):
+            raise HarnessError(f"run {field} {value!r} is not printable text (a lone surrogate, NUL or another "
+                               "control character, or nothing but spaces); expected a name such as 'resnet50-ft'")
+
+
+def printable_text(value: str) -> bool:
+    """Text UTF-8 can store that holds no control character."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value)
+
+
+def text_problem(table, where: str) -> str | None:
+    """A sentence about a NUL character in a string column of an Arrow ``table`` (it ends C strings and
+    file names: 'a\\x00' would print as 'a'), or None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in table.column_names:
+        column = table.column(name)
+        while pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            column = pc.list_flatten(column)
+        if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and pc.any(pc.match_substring(column, "\x00")).as_py():
+            first = next(v for v in column.to_pylist() if v is not None and "\x00" in v)
+            return f"{where}: column {name} holds {first[:60]!r} with a NUL character; expected plain text"
+    return None
+
+
+def file_record(path: Path) -> dict:
+    """What a label set's meta.json keeps of each of its files: bytes and sha256, so that a file swapped
+    for another of the same rows (another label set's, a hand edit) is found."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def file_problem(path: Path, record: dict, deep: bool) -> str | None:
+    """Why ``path`` is not the file ``record`` describes (its size always, with ``deep`` its sha256)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path} is missing"
+    if size != record["bytes"]:
+        return f"{path} holds {size:,} bytes; {record['bytes']:,} were written"
+    if deep and file_record(path)["sha256"] != record["sha256"]:
+        return f"{path} is not the file that was written (its sha256 differs; another label set's file?)"
+    return None

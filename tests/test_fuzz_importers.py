@@ -627,9 +627,12 @@ def test_found_unconvertible_numbers_and_deep_nesting_are_refused(workdir, coco_
     assert store_files(coco_store) == before
 
 
-def test_a_repeated_key_can_replace_a_huge_number(workdir):
+def test_a_repeated_key_is_refused_even_where_it_would_hide_a_huge_number(workdir):
     from harness.jsonfile import read_json
 
     path = workdir / "repeated.json"
-    path.write_text(f'{{"a": {HUGE}, "a": 1}}')  # json keeps the last value, as every JSON reader does
-    assert read_json(path, "file") == {"a": 1}
+    path.write_text(f'{{"a": {HUGE}, "a": 1}}')  # json keeps the last value and drops the other silently
+    with pytest.raises(HarnessError, match=f"file {path} gives the key 'a' twice in one object"):
+        read_json(path, "file")
+    path.write_text('{"a": 1, "b": {"a": 2}}')  # the same key in two objects is fine
+    assert read_json(path, "file") == {"a": 1, "b": {"a": 2}}

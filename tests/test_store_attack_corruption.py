@@ -181,3 +181,19 @@ def test_a_damaged_activitynet_run_is_an_error_not_a_zero(store, capsys, tmp_pat
     code, out, err = cli(capsys, store, "score", "--run", run["run_id"])
     assert code == 2 and f"run {run['run_id']} is damaged" in err and chunk.name in err
     assert "0.00" not in out
+
+
+def test_swapped_label_set_files_are_found(store, capsys):
+    """Two label sets of the same rows exchange their labels file: same size, same row count, other labels."""
+    good, _ = two_runs(store)
+    store.put_label_set("wrong", {"dataset": "d"}, {"labels": pd.DataFrame({"key": KEYS, "labels": [[4], [5], [6]]})})
+    mine, wrong = (store.label_set_dir(n) / "labels.parquet" for n in ("mine", "wrong"))
+    assert mine.stat().st_size == wrong.stat().st_size
+    mine_bytes = mine.read_bytes()
+    mine.write_bytes(wrong.read_bytes())
+    wrong.write_bytes(mine_bytes)
+    with pytest.raises(HarnessError, match="label set 'mine' is damaged: .*labels.parquet is not the file that was "
+                                           "written"):
+        score_run(store, good, "mine")  # not top-1 0.00 against the other label set's labels
+    code, out, _ = cli(capsys, store, "check")
+    assert code == 1 and "label set mine: " in out and "label set wrong: " in out and "sha256 differs" in out

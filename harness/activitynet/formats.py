@@ -40,6 +40,7 @@ import pandas as pd
 
 from ..errors import HarnessError
 from ..jsonfile import is_finite_number, read_json
+from ..storecheck import printable_text
 
 SUBMISSION_KEYS = ("results", "version", "external_data")
 _LINE_BREAKERS = ("\r", "\x0b", "\x0c")
@@ -62,7 +63,18 @@ def _sentence(value, where: str, path: Path) -> str:
     if any(c in value for c in _LINE_BREAKERS):
         raise HarnessError(f"{path}: {where} has a sentence with a \\r, \\v or \\f character, which the PTB "
                            "tokenizer treats as a line break; expected one line of text")
+    if not _storable(value):
+        raise HarnessError(f"{path}: {where} has sentence {value[:60]!r} with a lone surrogate or a NUL character; "
+                           "expected text UTF-8 can store")
     return value
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _check_videos(path: Path, videos: dict, where: str, problem, expected: str) -> None:
@@ -115,6 +127,9 @@ def _submission(path: Path, what: str) -> dict:
         raise HarnessError(f"{what} {path}: \"results\" is a {type(data['results']).__name__}; expected an "
                            "object mapping video ids to lists of predictions")
     for vid, entries in data["results"].items():
+        if not printable_text(vid) or not vid:
+            raise HarnessError(f"{path}: video id {vid[:60]!r} is not printable text (a lone surrogate, NUL or "
+                               "another control character); expected an id such as 'v_uqiMw7tQ1Cc'")
         if not isinstance(entries, list):
             raise HarnessError(f"{path}: video {vid!r} maps to a {type(entries).__name__}; expected a list "
                                "of predictions")

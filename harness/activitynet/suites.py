@@ -95,6 +95,21 @@ def _run_meta(store: Store, run_id: str, suite: str) -> dict:
     return run
 
 
+def _refuse_unknown_videos(store: Store, rows: pd.DataFrame, path: Path) -> None:
+    """Predictions for videos that no stored caption label set holds (a typo, another dataset) are refused,
+    not stored to score as nothing; a store without caption label sets has nothing to check against."""
+    stored = [n for n in CAPTION_LABEL_SETS if store.has_label_set(n)]
+    if not stored or rows.empty:
+        return
+    known = set(store.sql("SELECT DISTINCT key FROM caption_segments WHERE list_contains(?, label_set)",
+                          [stored])["key"])
+    unknown = sorted(set(rows["key"]) - known)
+    if unknown:
+        raise HarnessError(f"{path}: {len(unknown)} of {rows['key'].nunique()} videos are in none of the label sets "
+                           f"{', '.join(stored)}; the first is {unknown[0][:60]!r}; expected ActivityNet Captions "
+                           "validation video ids such as 'v_uqiMw7tQ1Cc'. Nothing was stored.")
+
+
 def _segments(frame: pd.DataFrame) -> dict[str, densevid.Segments]:
     stamps = frame[["start", "end"]].to_numpy(dtype=float)
     sentences = frame["sentence"].tolist()
@@ -132,6 +147,8 @@ class ActivityNetSuite(Suite):
         if existing:
             return existing
         rows, header = reader(path)
+        if table == "dense_captions":
+            _refuse_unknown_videos(store, rows, path)
         meta = {"name": name, "model": model or name, "suite": self.name, "dataset": self.dataset,
                 "kind": "import", "metric_version": self.metric_version, "source_file": str(path.resolve()),
                 "source_sha256": sha256_file(path), "submission_version": header.get("version"),

@@ -38,6 +38,7 @@ import pandas as pd
 from ..classification import FLOAT32_MAX, PREDICTION_FORMATS, ClassificationSuite, read_prediction_file
 from ..data import resolve_file, sha256_file
 from ..errors import HarnessError
+from ..jsonfile import read_json
 from ..metrics import HUMAN_AGREEMENT_VERSION, get_metric
 from ..score import per_sample
 from ..store import Store
@@ -86,7 +87,8 @@ def _class_members() -> dict[str, np.ndarray]:
 
 def _index_stem(name: str) -> int | None:
     stem = Path(str(name)).name.rsplit(".", 1)[0]
-    return int(stem) if stem.isdigit() else None
+    # ASCII digits only ('²'.isdigit() is true, int('²') fails), and no index longer than any test set's
+    return int(stem) if stem.isascii() and stem.isdigit() and len(stem) <= 9 else None
 
 
 def index_key(size: int):
@@ -198,10 +200,7 @@ class CifarSuite(ClassificationSuite):
                 raise HarnessError(f"prediction file {path} could not be read as .npy: {exc}") from None
             return self._array_table(array, path)
         if suffix == ".json" and path.is_file():
-            try:
-                raw = json.loads(path.read_text())
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise HarnessError(f"prediction file {path} could not be parsed as json: {exc}") from None
+            raw = read_json(path, "prediction file")  # deep nesting, huge integers, repeated keys: one error
             if isinstance(raw, list) and raw and not isinstance(raw[0], dict):
                 try:
                     array = np.asarray(raw)

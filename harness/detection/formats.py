@@ -16,6 +16,7 @@ row has both, the record handed to an evaluator carries the RLE.
 from __future__ import annotations
 
 import json
+import math
 from numbers import Integral
 from pathlib import Path
 from typing import Any, Iterable
@@ -56,6 +57,8 @@ def _bbox_problem(b) -> str | None:
         return "bbox must be [x, y, width, height] with 4 finite numbers"
     if b[2] < 0 or b[3] < 0:
         return "bbox width and height must not be negative"
+    if not all(math.isfinite(v) for v in (b[0] + b[2], b[1] + b[3], b[2] * b[3])):
+        return "bbox overflows: x + width, y + height and the area width * height must be finite numbers"
     return None
 
 
@@ -131,8 +134,8 @@ def validate_results(records: Any, path: Path, image_ids: set[int], category_ids
         if not is_int(r.get("category_id")):
             problems.add(i, "category_id must be an integer")
             continue
-        if not is_finite_number(r.get("score")):
-            problems.add(i, "score must be a finite number")
+        if not is_finite_number(r.get("score")) or r["score"] < 0:
+            problems.add(i, "score must be a finite number, 0 or more (a detector's confidence)")
             continue
         these = tuple(k for k in GEOMETRY if k in r)
         if not these:
