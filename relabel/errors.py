@@ -9,6 +9,11 @@ a rater. A sample's suspicion is the posterior probability that its given label 
 
 A run that is the label set itself (its top-1 equals the given label on every sample, e.g. the
 ``original_labels`` import) is left out: it is the thing under test, not a rater.
+
+That dense posterior (classes × samples) serves up to :data:`DENSE_MAX_CLASSES` classes. Beyond, or
+with a reference label set to learn from (``learn_from``), each sample's candidate classes (its
+given label and every run's top-k, :mod:`relabel.candidates`) carry the rater model, and
+:mod:`relabel.error_ranking` ranks them: ImageNet's 50,000 images × 1,000 classes in seconds.
 """
 from __future__ import annotations
 
