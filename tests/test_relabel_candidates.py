@@ -132,3 +132,11 @@ def test_bad_answers_are_refused():
         CandidateAnswers.build(keys, [-1, 2], ["m"], [0, 1], [0, 0], [3, 4], [0, 0], [0.5, 0.5], n_classes=10)
     with pytest.raises(HarnessError, match="one value per answer"):
         CandidateAnswers.build(keys, [1, 2], ["m"], [0, 1], [0], [3, 4], [0, 0], [0.5, 0.5], n_classes=10)
+
+
+def test_a_reference_without_all_three_outcomes_is_refused(planted):
+    c, _, _ = planted
+    fit = fit_candidates(c, max_iter=3)
+    holds_everywhere = np.full(c.n_samples, HOLDS)
+    with pytest.raises(HarnessError, match="the reference has 1 of the 3 outcomes"):
+        rank_candidates(c, fit, holds_everywhere)
