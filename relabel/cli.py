@@ -498,8 +498,9 @@ def cmd_errors(args) -> int:
           f"stored as {E.ERRORS_TABLE} (label_set = '{name}')")
     kinds = table.loc[table["kind"] != "none", "kind"].value_counts()
     print("suspects by kind: " + ", ".join(f"{kind} {count:,}" for kind, count in kinds.items()))
-    show = table.head(args.show).drop(columns="agreeing")
-    print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.show > 0:
+        show = table.head(args.show).drop(columns="agreeing")
+        print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 

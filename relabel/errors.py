@@ -223,7 +223,8 @@ def review_proposals(table: pd.DataFrame, top: int, candidates: int = 3) -> dict
         raise HarnessError(f"--review needs at least 1 suspect and 2 candidate labels, got {top} and {candidates}")
     out = {}
     for row in table.head(top).itertuples(index=False):
-        labels = [int(row.given)] + [int(c) for c in (row.likely, row.second) if int(c) != int(row.given)]
+        labels = [int(row.given)] + [int(c) for c in (row.likely, row.second)
+                                     if int(c) != int(row.given) and int(c) >= 0]  # −1: no second candidate
         out[str(row.key)] = sorted(set(labels[:candidates]))
     return out
 

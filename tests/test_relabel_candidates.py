@@ -80,6 +80,11 @@ def test_planted_errors_are_found_at_imagenet_scale(planted):
     assert (found["likely"].to_numpy() == truth[found["key"].str[1:].astype(int)]).mean() > 0.95  # measured 0.970
     assert set(table["kind"]) <= {"label wrong", "multi-label", "models wrong", "none"}
     assert (table.head(PLANTED)["kind"] == "label wrong").mean() > 0.9
+    # Review tasks ask about real classes only: a sample whose only candidate is its label has no second (−1).
+    from relabel.errors import review_proposals
+
+    lonely = table.head(2).assign(likely=table["given"].head(2), second=-1)
+    assert review_proposals(lonely, top=2) == {k: [int(g)] for k, g in zip(lonely["key"], lonely["given"])}
 
 
 def test_a_reference_is_learnt_out_of_sample(planted):
