@@ -23,6 +23,7 @@ from .registry import Registry
 
 CLASSIFICATION_VERSION = "classification-1"
 HUMAN_AGREEMENT_VERSION = "human-agreement-1"
+MULTILABEL_VERSION = "multilabel-1"
 COCO_VERSION = "coco-1"
 LVIS_VERSION = "lvis-1"
 DENSEVID_VERSION = "densevid_eval-9d4045a/1"
@@ -44,6 +45,7 @@ class Metric:
     multi_label: bool = False  # only on a label set where some sample has several labels (ReaL)
     soft_labels: bool = False  # only on a label set with weights (CIFAR-10H)
     column: str | None = None  # classification: the per-sample column of harness.score it is the mean of
+    average: str = "samples"  # "samples": the column's mean; "classes": its mean per class, averaged over classes
     unavailable: str = ""  # why a run cannot give it, as a report says it
 
     def available(self, classes: int, multi_label: bool = False, soft_labels: bool = False) -> bool:
@@ -120,6 +122,19 @@ for _rank, _word in ((2, "2nd"), (3, "3rd")):
         min_classes=3, multi_label=True, column=f"pred{_rank}_in_labels",
         unavailable="the stored predictions keep fewer than three classes per sample, or the label set has one "
                     "label per sample"))
+register_metric(Metric(
+    "variable_topk", "classification", MULTILABEL_VERSION, "variable top-k",
+    "five top classes per sample, and a label set with several labels for some sample (a sample counts when "
+    "its k best classes are exactly its k labels; Anzaku et al. 2024)", _SCORE,
+    min_classes=5, multi_label=True, column="variable_topk_correct",
+    unavailable="the stored predictions keep fewer than five classes per sample, or the label set has one label "
+                "per sample (where variable top-k is top-1)"))
+register_metric(Metric(
+    "per_class_top1", "classification", MULTILABEL_VERSION, "top-1 averaged over classes",
+    "a top class per sample and a label set with several labels for some sample (top-1 among the samples "
+    "holding each class, averaged over the classes)", _SCORE,
+    multi_label=True, column="correct_top1", average="classes",
+    unavailable="the label set has one label per sample"))
 register_metric(Metric(
     "human_agreement", "classification", HUMAN_AGREEMENT_VERSION, "human agreement",
     "a top class per sample and a soft label set (weights per label, e.g. CIFAR-10H)",

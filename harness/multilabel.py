@@ -1,5 +1,7 @@
 """Accuracy variants for multi-label label sets (ReaL, CIFAR-10H ReaL-style), as pure functions of a
-run's ranked classes and a label set's label lists; a metric registry can name them.
+run's ranked classes and a label set's label lists. ``harness.metrics`` registers two of them
+(``variable_topk``, ``per_class_top1``), which ``harness.score`` computes from the stored rows in SQL and
+:func:`class_average`; these functions are their reference.
 
 - ReaL top-1 (in ``harness.score``): the top-1 class is one of the sample's labels.
 - :func:`variable_topk_accuracy` (Anzaku et al. 2024, "variable top-k"): with k the number of valid
@@ -61,3 +63,22 @@ def per_class_accuracy(top1: Sequence[int], labels: Sequence[Sequence[int]], num
             hits[v] += correct
     per_class = np.divide(hits, totals, out=np.full(num_classes, np.nan), where=totals > 0)
     return per_class, float(np.nanmean(per_class)) if (totals > 0).any() else float("nan")
+
+
+def class_average(values: Sequence[float], labels: Sequence[Sequence[int]]) -> float:
+    """The mean of a per-sample value among the samples whose labels hold class c, averaged over the
+    classes that have samples (each class of a sample counted once); NaN without labels. With the
+    top-1 correctness as ``values`` it is :func:`per_class_accuracy`'s mean."""
+    _check(values, labels)
+    counts = np.array([len(set(int(v) for v in x)) for x in labels], np.int64)
+    if counts.sum() == 0:
+        return float("nan")
+    classes = np.concatenate([np.unique(np.asarray(x, np.int64)) for x in labels if len(x)])
+    sample_values = np.repeat(np.asarray(values, float), counts)
+    return float(mean_by_key(classes, sample_values).mean())
+
+
+def mean_by_key(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The mean of ``values`` per distinct key, in key order."""
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    return np.bincount(inverse, weights=values) / np.bincount(inverse)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .errors import HarnessError
 from .metrics import CLASSIFICATION_VERSION, classes_kept, metrics_for
+from .multilabel import class_average
 from .store import Store
 
 METRIC_VERSION = CLASSIFICATION_VERSION
@@ -34,6 +35,10 @@ SELECT l.key,
        coalesce(len(list_intersect(p.top_classes[1:5], l.labels)) > 0, false) AS correct_top5,
        coalesce(list_contains(l.labels, p.top_classes[2]), false) AS pred2_in_labels,
        coalesce(list_contains(l.labels, p.top_classes[3]), false) AS pred3_in_labels,
+       coalesce(len(p.top_classes) >= len(list_distinct(l.labels)) AND list_sort(list_distinct(
+           p.top_classes[1:len(list_distinct(l.labels))])) = list_sort(list_distinct(l.labels)), false)
+           AS variable_topk_correct,
+       l.labels,
        p.error IS NOT NULL AS is_error,
        len(p.top_classes) AS k,
        len(l.labels) AS n_labels
@@ -104,7 +109,8 @@ def score_run(store: Store, run_id: str, label_set: str) -> dict:
     classes, multi_label = classes_kept(rows["k"]), bool(n) and rows["n_labels"].max() > 1
     for metric in metrics_for("classification"):
         if metric.column and metric.name != "top1" and metric.available(classes, multi_label):
-            result[metric.name] = float(rows[metric.column].mean())
+            result[metric.name] = float(rows[metric.column].mean()) if metric.average == "samples" else \
+                class_average(rows[metric.column].to_numpy(), rows["labels"])
     return result
 
 

@@ -496,10 +496,16 @@ def cmd_errors(args) -> int:
     print(f"{len(table):,} samples of {label_set} ranked by {E.ranking_method(suite.num_classes, args.aggregator, args.learn_from)} "
           f"over {len(raters)} runs; {int((table['p_wrong'] >= 0.5).sum()):,} with p_wrong >= 0.5; "
           f"stored as {E.ERRORS_TABLE} (label_set = '{name}')")
+    if args.learn_from is None and suite.num_classes > E.DENSE_MAX_CLASSES:
+        print(f"note: without a reference, p_wrong is the rater model's posterior, which is not calibrated on "
+              f"{suite.num_classes:,} classes (one dissenting run puts it near 1); use the ranking, or give "
+              "--learn-from LABELSET (human labels of this dataset) for a calibrated, cross-fitted suspicion "
+              "(relabel/README.md)", file=sys.stderr)
     kinds = table.loc[table["kind"] != "none", "kind"].value_counts()
     print("suspects by kind: " + ", ".join(f"{kind} {count:,}" for kind, count in kinds.items()))
-    show = table.head(args.show).drop(columns="agreeing")
-    print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.show > 0:
+        show = table.head(args.show).drop(columns="agreeing")
+        print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 

@@ -9,6 +9,11 @@ a rater. A sample's suspicion is the posterior probability that its given label 
 
 A run that is the label set itself (its top-1 equals the given label on every sample, e.g. the
 ``original_labels`` import) is left out: it is the thing under test, not a rater.
+
+That dense posterior (classes × samples) serves up to :data:`DENSE_MAX_CLASSES` classes. Beyond, or
+with a reference label set to learn from (``learn_from``), each sample's candidate classes (its
+given label and every run's top-k, :mod:`relabel.candidates`) carry the rater model, and
+:mod:`relabel.error_ranking` ranks them: ImageNet's 50,000 images × 1,000 classes in seconds.
 """
 from __future__ import annotations
 
@@ -218,7 +223,8 @@ def review_proposals(table: pd.DataFrame, top: int, candidates: int = 3) -> dict
         raise HarnessError(f"--review needs at least 1 suspect and 2 candidate labels, got {top} and {candidates}")
     out = {}
     for row in table.head(top).itertuples(index=False):
-        labels = [int(row.given)] + [int(c) for c in (row.likely, row.second) if int(c) != int(row.given)]
+        labels = [int(row.given)] + [int(c) for c in (row.likely, row.second)
+                                     if int(c) != int(row.given) and int(c) >= 0]  # −1: no second candidate
         out[str(row.key)] = sorted(set(labels[:candidates]))
     return out
 
@@ -243,8 +249,9 @@ def apply_review(base: pd.DataFrame, keys: list[str], labels: list[list[int]],
 def candidate_answers(store: Store, runs: list[dict], given: pd.Series, n_classes: int,
                       top_k: int = 5) -> CandidateAnswers:
     """The runs' top-``top_k`` classes and scores on the given keys as candidates
-    (:mod:`relabel.candidates`); runs identical to the given labels are left out, as in
-    :func:`model_answers`. A run covering some keys answers those only."""
+    (:mod:`relabel.candidates`), and, for runs that stored full logits, the given label's rank and
+    probability below the top-k (:func:`given_label_from_logits`); runs identical to the given
+    labels are left out, as in :func:`model_answers`. A run covering some keys answers those only."""
     ids = [meta["run_id"] for meta in runs]
     rows = store.sql(
         "SELECT run_id, key, unnest(top_classes[1:?]) AS klass, unnest(range(len(top_classes[1:?]))) AS rank, "
@@ -271,5 +278,38 @@ def candidate_answers(store: Store, runs: list[dict], given: pd.Series, n_classe
     if not names:
         raise HarnessError("no stored run predicts any sample of the label set (runs that equal it are left out)")
     use = rater >= 0
-    return CandidateAnswers.build(keys, labels, names, pos[use], rater[use], klass[use], rank[use],
-                                  rows["score"].to_numpy(float)[use], n_classes)
+    answers = [pos[use], rater[use], klass[use], rank[use], rows["score"].to_numpy(float)[use]]
+    raters_of = {meta["run_id"]: names.index(meta["name"]) for meta in runs if meta["name"] in names}
+    extra = given_label_from_logits(store, raters_of, keys, labels, n_classes, top_k)
+    answers = [np.concatenate([a, b]) for a, b in zip(answers, extra)]
+    return CandidateAnswers.build(keys, labels, names, *answers, n_classes)
+
+
+def given_label_from_logits(store: Store, raters_of: dict[str, int], keys: np.ndarray, labels: np.ndarray,
+                            n_classes: int, top_k: int, chunk: int = 4096) -> list[np.ndarray]:
+    """(sample, rater, class, rank, score) of the given label where a run stored full logits and the label
+    fell below its top-``top_k``: its rank among all classes and its softmax probability, so a run with
+    logits says how unlikely it found the label, where a top-k list only says it was not in it."""
+    out = [np.zeros(0, np.int64)] * 4 + [np.zeros(0)]
+    rows = store.sql("SELECT run_id, key, logits FROM predictions WHERE run_id IN (SELECT unnest(?)) "
+                     "AND logits IS NOT NULL AND len(logits) = ?", [list(raters_of), n_classes])
+    if rows.empty:
+        return out
+    pos = np.searchsorted(keys, rows["key"].to_numpy(str))
+    known = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == rows["key"].to_numpy(str))
+    rows, pos = rows[known], pos[known]
+    parts = []
+    for start in range(0, len(rows), chunk):
+        logits = np.stack(rows["logits"].iloc[start:start + chunk].to_numpy()).astype(float)
+        label = labels[pos[start:start + chunk]]
+        mine = logits[np.arange(len(label)), label]
+        rank = (logits > mine[:, None]).sum(1)
+        top = logits.max(1)
+        prob = np.exp(mine - top) / np.exp(logits - top[:, None]).sum(1)
+        below = rank >= top_k
+        parts.append((pos[start:start + chunk][below], rows["run_id"].iloc[start:start + chunk].to_numpy(str)[below],
+                      label[below], rank[below], prob[below]))
+    if not parts:
+        return out
+    sample, run, label, rank, prob = (np.concatenate(x) for x in zip(*parts))
+    return [sample, np.array([raters_of[r] for r in run], np.int64), label, rank, prob]

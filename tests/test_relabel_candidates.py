@@ -80,6 +80,11 @@ def test_planted_errors_are_found_at_imagenet_scale(planted):
     assert (found["likely"].to_numpy() == truth[found["key"].str[1:].astype(int)]).mean() > 0.95  # measured 0.970
     assert set(table["kind"]) <= {"label wrong", "multi-label", "models wrong", "none"}
     assert (table.head(PLANTED)["kind"] == "label wrong").mean() > 0.9
+    # Review tasks ask about real classes only: a sample whose only candidate is its label has no second (−1).
+    from relabel.errors import review_proposals
+
+    lonely = table.head(2).assign(likely=table["given"].head(2), second=-1)
+    assert review_proposals(lonely, top=2) == {k: [int(g)] for k, g in zip(lonely["key"], lonely["given"])}
 
 
 def test_a_reference_is_learnt_out_of_sample(planted):
@@ -132,3 +137,48 @@ def test_bad_answers_are_refused():
         CandidateAnswers.build(keys, [-1, 2], ["m"], [0, 1], [0, 0], [3, 4], [0, 0], [0.5, 0.5], n_classes=10)
     with pytest.raises(HarnessError, match="one value per answer"):
         CandidateAnswers.build(keys, [1, 2], ["m"], [0, 1], [0], [3, 4], [0, 0], [0.5, 0.5], n_classes=10)
+
+
+def test_a_reference_without_all_three_outcomes_is_refused(planted):
+    c, _, _ = planted
+    fit = fit_candidates(c, max_iter=3)
+    holds_everywhere = np.full(c.n_samples, HOLDS)
+    with pytest.raises(HarnessError, match="the reference has 1 of the 3 outcomes"):
+        rank_candidates(c, fit, holds_everywhere)
+
+
+def test_a_run_with_full_logits_counts_for_what_it_carries(store):
+    """A run that stored its logits says how unlikely it found the given label below its top-5 (its rank
+    among all classes and its softmax probability); a top-1 file only votes."""
+    import pandas as pd
+
+    from harness.suites import get_suite
+    from relabel.errors import candidate_answers, given_labels, rater_runs
+
+    get_suite("imagenet").ensure_label_sets(store, ["imagenet-original"])
+    given = given_labels(store, "imagenet-original")
+    keys = sorted(given.index)[:300]
+    labels = given.reindex(keys).to_numpy()
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(300, K)).astype(np.float32)
+    logits[np.arange(300), labels] = -np.inf
+    others = -np.sort(-logits, axis=1)
+    logits[np.arange(300), labels] = (others[:, 6] + others[:, 7]) / 2      # the label 8th of 1,000 (rank 7)
+    ranked = np.argsort(-logits, axis=1, kind="stable")
+    assert (ranked[np.arange(300), 7] == labels).all()
+    top5 = ranked[:, :5]
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    store.write_run({"name": "own-run", "suite": "imagenet", "dataset": "imagenet-val", "kind": "run"},
+                    {"predictions": pd.DataFrame({"key": keys, "top_classes": [list(map(int, t)) for t in top5],
+                                                  "top_scores": [list(map(float, p[t])) for p, t in zip(prob, top5)],
+                                                  "logits": [list(map(float, x)) for x in logits]})})
+    store.write_run({"name": "top1-file", "suite": "imagenet", "dataset": "imagenet-val", "kind": "import"},
+                    {"predictions": pd.DataFrame({"key": keys, "top_classes": [[int(t)] for t in top5[:, 0]]})})
+    c = candidate_answers(store, rater_runs(store, "imagenet-val"), given, K, top_k=5)
+    own = c.raters.index("own-run")
+    at = np.flatnonzero(c.entry_is_given)[:300]
+    assert (c.entry_rank[own, at] == 7).all()
+    assert np.allclose(c.entry_score[own, at], prob[np.arange(300), labels], rtol=1e-5)
+    assert (c.entry_rank[c.raters.index("top1-file"), at] == -1).all()   # a top-1 file: the label was not its vote
+    assert c.n_samples == 50_000 and (c.top1[:, 300:] == -1).all()      # the runs rate only the images they cover
