@@ -656,8 +656,8 @@ def agreement_on_the_line(reference_predictions, reference_labels, shifted_predi
     if ref.ndim != 2 or shift.ndim != 2 or len(ref) != len(shift):
         raise HarnessError("predictions must be models x samples matrices with the same models on both sets; got "
                            f"shapes {ref.shape} and {shift.shape}")
-    if len(ref) < 3:
-        raise HarnessError(f"agreement on the line needs at least 3 models; got {len(ref)}")
+    if len(ref) < 4:  # the accuracy line is fitted through one point per model (fit_line needs 4)
+        raise HarnessError(f"agreement on the line needs at least 4 models; got {len(ref)}")
     if ref.shape[1] != ref_y.size or shift.shape[1] != shift_y.size:
         raise HarnessError(f"the labels ({ref_y.size} and {shift_y.size}) must cover the predictions' samples "
                            f"({ref.shape[1]} and {shift.shape[1]})")

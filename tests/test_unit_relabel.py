@@ -1,0 +1,180 @@
+"""relabel's helpers on hand-made inputs with hand-counted answers: the oracle, label proposals and
+rating tasks, majority vote and the answer codes; plus properties on random answers (hypothesis)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.errors import HarnessError
+from relabel.aggregation import Answers, check_codes, get_aggregator, list_aggregators
+from relabel.oracle import (ambiguous_classes, confused_pairs, duplicate_pairs, oracle_classes, oracle_per_image)
+from relabel.proposals import proposal_recall, propose, select_models, split_tasks
+
+PROPS = settings(max_examples=30, deadline=None, database=None, derandomize=True)
+
+# five images, classes 0-3: ReaL label lists and original labels
+REAL = [[0, 1], [1], [], [0, 2, 3], [2]]
+ORIGINAL = np.array([0, 1, 2, 3, 0])
+
+
+# ----- the oracle -------------------------------------------------------------------------
+def test_oracle_per_image_by_hand():
+    acc = oracle_per_image(REAL, ORIGINAL)
+    assert acc[[0, 1, 3, 4]] == pytest.approx([1 / 2, 1.0, 1 / 3, 0.0]) and np.isnan(acc[2])
+
+
+def test_oracle_classes_by_hand():
+    frame = oracle_classes(REAL, ORIGINAL, class_names=["a", "b", "c", "d", "e"], n_classes=5)
+    assert list(frame.columns) == ["class", "name", "images", "oracle_accuracy"]
+    assert list(frame["images"]) == [2, 1, 0, 1, 0]  # image 2 (class 2) has no ReaL label: left out
+    assert frame["oracle_accuracy"][[0, 1, 3]].tolist() == pytest.approx([(1 / 2 + 0) / 2, 1.0, 1 / 3])
+    assert frame["oracle_accuracy"][[2, 4]].isna().all()
+    assert list(frame["name"]) == ["a", "b", "c", "d", "e"]
+
+
+def test_ambiguous_classes_are_below_the_threshold_worst_first():
+    frame = oracle_classes(REAL, ORIGINAL, n_classes=5)
+    assert list(ambiguous_classes(frame, 0.9)["class"]) == [0, 3]  # 0.25, 0.333; class 1 (1.0) is not
+    assert list(ambiguous_classes(frame, 0.3)["class"]) == [0]
+    assert list(ambiguous_classes(frame, 1.0)["class"]) == [0, 3]  # strictly below
+    with pytest.raises(HarnessError, match="threshold must be in \\(0, 1\\], got 0"):
+        ambiguous_classes(frame, 0)
+
+
+def test_confused_pairs_by_hand():
+    frame = confused_pairs(REAL, ORIGINAL, classes=[0, 3], top=None)
+    # class 0: image 0 gives 1/2 to label 1; image 4 (labels [2]) gives 1 to label 2; 2 images
+    # class 3: image 3 gives 1/3 to each of 0 and 2
+    assert frame.to_dict("list") == {"class": [0, 0, 3, 3], "other": [2, 1, 0, 2],
+                                     "oracle_loss": pytest.approx([1 / 2, 1 / 4, 1 / 3, 1 / 3]),
+                                     "images": [1, 1, 1, 1]}
+    assert list(confused_pairs(REAL, ORIGINAL, classes=[0, 3], top=1)["other"]) == [2, 0]
+    # the oracle's accuracy plus its losses is 1 for every class
+    acc = oracle_classes(REAL, ORIGINAL, n_classes=4).set_index("class")["oracle_accuracy"]
+    loss = confused_pairs(REAL, ORIGINAL, classes=[0, 1, 3], top=None).groupby("class")["oracle_loss"].sum()
+    for c in (0, 3):
+        assert acc[c] + loss[c] == pytest.approx(1.0)
+    assert 1 not in loss.index and acc[1] == 1.0
+
+
+def test_duplicate_pairs_go_both_ways():
+    real = [[0, 1], [0, 1], [1, 0], [0, 2], [2]]
+    original = np.array([0, 0, 1, 0, 2])
+    frame = duplicate_pairs(real, original, min_share=0.1, n_classes=3)
+    # 0 -> 1: images 0, 1 give 1/2 each of 3 class-0 images = 1/3; 1 -> 0: 1/2; 0 -> 2: 1/6, 2 -> 0: 0
+    assert frame[["a", "b"]].values.tolist() == [[0, 1]]
+    row = frame.iloc[0]
+    assert (row.a_to_b, row.b_to_a, row.mutual_share) == pytest.approx((1 / 3, 1 / 2, 1 / 3))
+    assert (row.a_images, row.b_images) == (2, 1)
+    assert duplicate_pairs(real, original, min_share=0.4, n_classes=3).empty
+
+
+def test_oracle_refuses_mismatched_lengths():
+    with pytest.raises(HarnessError, match="5 ReaL label lists but 4 original labels"):
+        oracle_per_image(REAL, ORIGINAL[:4])
+
+
+# ----- proposals and tasks ------------------------------------------------------------------
+MODELS = {"a": {"k1": [3, 1, 2], "k2": [5, 6, 7]},
+          "b": {"k1": [1, 3, 9], "k2": [6, 5, 8]},
+          "c": {"k1": [4, 1, 8]}}
+
+
+def test_propose_by_hand():
+    out = propose(MODELS, original={"k1": 0, "k3": 2}, top_k=2, min_models=2)
+    # k1: top-2 votes 3:2, 1:3, 4:1 -> {1, 3} + top-1s {3, 1, 4} + original 0; k2: 5:2, 6:2 + 5, 6
+    assert out == {"k1": [0, 1, 3, 4], "k2": [5, 6], "k3": [2]}
+    assert propose(MODELS, top_k=3, min_models=3, add_top1=False) == {"k1": [1], "k2": []}
+    assert propose(MODELS, original={"k1": 0}, add_original=False, top_k=1, min_models=2)["k1"] == [1, 3, 4]
+    assert propose(MODELS, original={"k1": 0, "k3": 2}, add_original=False, top_k=1)["k1"] == [1, 3, 4]
+    assert "k3" not in propose(MODELS, original={"k3": 2}, add_original=False)
+    with pytest.raises(HarnessError, match="top_k and min_models must be >= 1, got 0 and 2"):
+        propose(MODELS, top_k=0)
+
+
+def test_proposal_recall_by_hand():
+    stats = proposal_recall({"k1": [1, 3], "k2": [5], "k9": [1, 2, 3, 4]}, {"k1": [1, 2], "k2": [5], "k3": [7]})
+    assert stats == {"recall": 2 / 4, "reference_labels": 4, "images": 3, "mean_proposals": 1.0,
+                     "mean_proposals_all": pytest.approx(7 / 3)}
+    assert np.isnan(proposal_recall({}, {})["recall"])
+
+
+def test_select_models_is_greedy_on_recall_then_fewer_proposals():
+    reference = {"k1": [1, 4], "k2": [5]}
+    chosen, steps = select_models(MODELS, reference, target_recall=1.0, top_k=1, min_models=1)
+    # alone: a proposes k1 [3], k2 [5] (1/3); b [1], [6] (1/3); c [4] (1/3) with 1 proposal in all: c first
+    # (fewest proposals per image, 0.5); then a or b adds one more hit; a's 5 and b's 1 tie: a, b in name order
+    assert chosen[0] == "c" and steps["recall"].is_monotonic_increasing and steps["step"].tolist() == [1, 2, 3]
+    assert steps["recall"].iloc[-1] == 1.0 and set(chosen) == {"a", "b", "c"}
+    assert list(steps.columns) == ["step", "added", "recall", "reference_labels", "images", "mean_proposals"]
+    with pytest.raises(HarnessError, match="target recall must be in \\(0, 1\\], got 1.5"):
+        select_models(MODELS, reference, target_recall=1.5)
+
+
+def test_split_tasks_by_hand():
+    tasks = split_tasks({"b": [1, 2, 3, 4, 5], "a": [7]}, max_labels=2)
+    assert tasks.to_dict("list") == {"task_id": ["a#0", "b#0", "b#1", "b#2"], "key": ["a", "b", "b", "b"],
+                                     "labels": [[7], [1, 2], [3, 4], [5]]}
+    assert split_tasks({"a": []}).empty
+    with pytest.raises(HarnessError, match="max_labels must be >= 1, got 0"):
+        split_tasks({"a": [1]}, max_labels=0)
+
+
+# ----- answers and majority vote ----------------------------------------------------------
+def test_majority_vote_by_hand():
+    # question 0: raters say 1, 1, 0; question 1: 2, 2; question 2: 0, 1 (a tie)
+    answers = Answers.from_codes([0, 0, 0, 1, 1, 2, 2], [0, 1, 2, 0, 1, 1, 2], [1, 1, 0, 2, 2, 0, 1],
+                                 n_classes=3, n_answers=3)
+    result = get_aggregator("majority-vote").fit(answers)
+    assert result.posterior == pytest.approx(np.array([[1 / 3, 2 / 3, 0], [0, 0, 1], [0.5, 0.5, 0]]))
+    assert result.prior == pytest.approx(np.array([(1 / 3 + 0.5) / 3, (2 / 3 + 0.5) / 3, 1 / 3]))
+    assert result.confusion.shape == (3, 3, 3) and np.allclose(result.confusion.sum(2), 1)
+    assert (result.iterations, result.converged, len(result.objective)) == (0, True, 1)
+
+
+@PROPS
+@given(data=st.data(), n_classes=st.integers(2, 5))
+def test_majority_vote_is_the_vote_share_of_each_question(data, n_classes):
+    n = data.draw(st.integers(1, 40))
+    question = np.array(data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)))
+    rater = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)))
+    answer = np.array(data.draw(st.lists(st.integers(0, n_classes - 1), min_size=n, max_size=n)))
+    answers = Answers.from_codes(question, rater, answer, n_classes=n_classes, n_answers=n_classes, n_questions=6)
+    post = get_aggregator("majority-vote").fit(answers).posterior
+    counts = np.zeros((6, n_classes))
+    np.add.at(counts, (question, answer), 1)
+    expected = np.where(counts.sum(1, keepdims=True) > 0, counts / np.maximum(counts.sum(1, keepdims=True), 1),
+                        1 / n_classes)
+    assert post == pytest.approx(expected)
+    # permuting the answers' order changes nothing
+    order = np.array(data.draw(st.permutations(range(n))))
+    again = Answers.from_codes(question[order], rater[order], answer[order], n_classes=n_classes,
+                               n_answers=n_classes, n_questions=6)
+    assert get_aggregator("majority-vote").fit(again).posterior == pytest.approx(post)
+
+
+def test_registry_and_codes_refuse_bad_input():
+    assert list_aggregators() == sorted(list_aggregators()) and "majority-vote" in list_aggregators()
+    with pytest.raises(HarnessError, match="unknown aggregation model 'vote'; registered: "):
+        get_aggregator("vote")
+    with pytest.raises(HarnessError, match="'majority-vote' takes no option\\(s\\) max_iter; it takes: none"):
+        get_aggregator("majority-vote", max_iter=3)
+    assert check_codes([0, 2, 1], "rater", 3).tolist() == [0, 2, 1]
+    with pytest.raises(HarnessError, match="rater has code 3 but only 3 are declared"):
+        check_codes([0, 3], "rater", 3)
+    with pytest.raises(HarnessError, match="rater has negative codes \\(first at position 1\\)"):
+        check_codes([0, -1], "rater", None)
+    with pytest.raises(HarnessError, match="must be a 1-d array of integer codes"):
+        check_codes([0.5], "rater", None)
+    with pytest.raises(HarnessError, match="equal lengths, got 2, 1, 1"):
+        Answers.from_codes([0, 1], [0], [1], n_classes=2, n_answers=2)
+    with pytest.raises(HarnessError, match="no answers to aggregate"):
+        Answers.from_codes(np.array([], int), np.array([], int), np.array([], int), n_classes=2, n_answers=2)
+    with pytest.raises(HarnessError, match="n_classes must be at least 2, got 1"):
+        Answers.from_codes([0], [0], [0], n_classes=1, n_answers=1)
+    with pytest.raises(HarnessError, match="give answer_votes"):
+        Answers.from_codes([0], [0], [0], n_classes=2, n_answers=3).majority_posterior()
+    votes = Answers.from_codes([0], [0], [2], n_classes=2, n_answers=3, answer_votes=[[1, 0], [0, 1], [.5, .5]])
+    assert votes.majority_posterior()[:, 0] == pytest.approx([0.5, 0.5])
