@@ -167,5 +167,86 @@ def sample_page(context: Context, request: Request) -> Response:
                for i, c in enumerate(_listed_values(r.top_classes)[:5])]
         pred_rows.append((f'<a href="{url("/runs/" + r.run_id)}">{esc(r.name)}</a>', esc("; ".join(top))))
     body = (f"{picture}<h2>Labels</h2>{table(['label set', 'classes'], label_rows, table_id='labels')}"
-            f"<h2>Predictions (top-5)</h2>{table(['run', 'top-5 with scores'], pred_rows, raw=True, table_id='predictions')}")
+            f"<h2>Predictions (top-5)</h2>{table(['run', 'top-5 with scores'], pred_rows, raw=True, table_id='predictions')}"
+            + _suspicion(store, dataset, key, named) + _review_history(store, dataset, key, named))
     return page(f"{dataset} / {key}", body)
+
+
+def _suspicion(store: Store, dataset: str, key: str, named) -> str:
+    """The sample in every label-error ranking of its dataset (rank, posterior that its label is wrong)."""
+    from relabel.errors import ERRORS_TABLE
+
+    rows = []
+    for meta in store.list_label_sets():
+        if meta.get("kind") == "label-errors" and meta.get("dataset") == dataset:
+            ranking = store.read_label_table(meta["name"], ERRORS_TABLE).to_pandas()
+            hit = ranking[ranking["key"].astype(str) == key]
+            for r in hit.itertuples():
+                rows.append((f'<a href="{url("/suspects/" + meta["name"])}">{esc(meta["name"])}</a>',
+                             f"{r.rank:,} of {len(ranking):,}", f"{r.p_wrong:.4f}", esc(named([r.given])),
+                             esc(named([r.likely])), f"{r.models_likely}/{r.raters}"))
+    if not rows:
+        return ""
+    return "<h2>Suspicion</h2>" + table(["ranking", "rank", "p(label wrong)", "given", "likely", "runs for likely"],
+                                        rows, raw=True, table_id="suspicion")
+
+
+def _review_history(store: Store, dataset: str, key: str, named) -> str:
+    """Every answer given to this sample in the app's reviews, oldest first."""
+    reviews = [m["run_id"] for m in store.list_runs() if m.get("kind") == "review" and m.get("dataset") == dataset]
+    if not reviews:
+        return ""
+    answers = store.sql("SELECT run_id, reviewer, label, answer, answered_at FROM review_answers_all "
+                        "WHERE key = ? AND run_id IN (SELECT unnest(?)) ORDER BY answered_at, reviewer, label",
+                        [key, reviews])
+    if not len(answers):
+        return ""
+    return "<h2>Review history</h2>" + table(
+        ["review", "reviewer", "label", "answer", "time"],
+        [(r.run_id, r.reviewer, named([r.label]), r.answer, r.answered_at) for r in answers.itertuples()],
+        table_id="reviews")
+
+
+def suspects_page(context: Context, request: Request) -> Response:
+    """A ``relabel errors`` ranking as a gallery, most suspect first: given label, likely label, votes; paged;
+    ``?class=N`` keeps the suspects given or likely to be class N."""
+    from relabel.errors import ERRORS_TABLE
+
+    store = context.store
+    ranking = request.path_params["ranking"]
+    try:
+        meta = store.label_set_meta(ranking)
+    except HarnessError as exc:
+        raise NotFound(str(exc)) from None
+    if meta.get("kind") != "label-errors":
+        raise NotFound(f"label set {ranking!r} is not a label-error ranking (python -m relabel errors stores one)")
+    dataset = meta["dataset"]
+    table = store.read_label_table(ranking, ERRORS_TABLE).to_pandas()
+    names = class_names(store, dataset)
+    chosen = request.query_params.get("class")
+    if chosen is not None:
+        if not chosen.isdigit():
+            raise HarnessError(f"class={chosen!r} must be a class index (an integer)")
+        table = table[(table["given"] == int(chosen)) | (table["likely"] == int(chosen))]
+    captions = {str(r.key): f"#{r.rank} {names.get(int(r.given), r.given)} → {names.get(int(r.likely), r.likely)} "
+                            f"({r.models_likely}/{r.raters} runs)" for r in table.itertuples()}
+    options = "".join(f'<option value="{i}"{" selected" if chosen == str(i) else ""}>{esc(n)}</option>'
+                      for i, n in sorted(names.items()))
+    body = (f'<p>{len(table):,} samples of {esc(meta.get("label_set"))} ranked by {esc(meta.get("aggregator"))} over '
+            f'{len(meta.get("raters", []))} runs, most suspect first.</p>'
+            f'<form class="filters"><label>class <select name="class" onchange="this.form.submit()">'
+            f'<option value="">any</option>{options}</select></label></form>'
+            + gallery(store, dataset, [str(k) for k in table["key"]], request, captions))
+    return page(f"Suspects of {meta.get('label_set')}", body)
+
+
+def query_gallery(context: Context, request: Request) -> Response:
+    """Any read-only SQL over the store's views that returns a ``key`` column, as a gallery of ``dataset``."""
+    dataset, query = request.query_params.get("dataset"), request.query_params.get("sql")
+    if not dataset or not query:
+        raise HarnessError("a gallery needs the query parameters dataset and sql (a query returning a key column)")
+    keys = context.store.sql(query)
+    if "key" not in keys.columns:
+        raise HarnessError(f"the query returns the columns {list(keys.columns)}; a gallery needs a column named key")
+    return page(f"{dataset}: query", f"<pre>{esc(query)}</pre>"
+                + gallery(context.store, dataset, [str(k) for k in keys["key"]], request))
