@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -63,8 +64,10 @@ def image_source(dataset: str, key: str) -> tuple[str, str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=65536)
 def image_file(dataset: str, key: str) -> tuple[Path | None, str]:
-    """The image file of a sample, or None and the sentence saying why it is not here."""
+    """The image file of a sample, or None and the sentence saying why it is not here (found and verified
+    once per process)."""
     source = image_source(dataset, key)
     if source is None:
         return None, (f"realbench knows no image file for key {key!r} of dataset {dataset!r} (images ship for "
@@ -137,15 +140,46 @@ def _listed_values(value) -> list:
     return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
 
 
+class _ByKey:
+    """A table's rows looked up by key (sorted once, then a binary search per lookup)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame.sort_values("key", kind="stable").reset_index(drop=True)
+        self.keys = self.frame["key"].astype(str).to_numpy()
+
+    def rows(self, key: str) -> pd.DataFrame:
+        lo, hi = np.searchsorted(self.keys, key, "left"), np.searchsorted(self.keys, key, "right")
+        return self.frame.iloc[lo:hi]
+
+
+def _dataset_tables(context: Context, dataset: str) -> dict:
+    """Every complete run's predictions, every label set's labels and every ranking of a dataset, by key; kept
+    while the store stays the same."""
+    from relabel.errors import ERRORS_TABLE
+
+    def build() -> dict:
+        store = context.store
+        predictions = store.sql("SELECT r.run_id, r.name, p.key, p.top_classes, p.top_scores FROM predictions p "
+                                "JOIN runs r USING (run_id) WHERE r.dataset = ? ORDER BY r.name, r.run_id", [dataset])
+        labels = store.sql("SELECT l.label_set, l.key, l.labels FROM labels l JOIN label_sets s ON s.name = "
+                           "l.label_set WHERE s.dataset = ? ORDER BY l.label_set", [dataset])
+        rankings = {}
+        for meta in store.list_label_sets():
+            if meta.get("kind") == "label-errors" and meta.get("dataset") == dataset:
+                table = store.read_label_table(meta["name"], ERRORS_TABLE).to_pandas()
+                rankings[meta["name"]] = (_ByKey(table.assign(key=table["key"].astype(str))), len(table))
+        return {"predictions": _ByKey(predictions), "labels": _ByKey(labels), "rankings": rankings,
+                "reviews": [m["run_id"] for m in store.list_runs()
+                            if m.get("kind") == "review" and m.get("dataset") == dataset]}
+    return context.memo(("dataset-tables", dataset), build)
+
+
 def sample_page(context: Context, request: Request) -> Response:
     store = context.store
     dataset, key = request.path_params["dataset"], request.path_params["key"]
-    names = class_names(store, dataset)
-    labels = store.sql("SELECT l.label_set, l.labels FROM labels l JOIN label_sets s ON s.name = l.label_set "
-                       "WHERE s.dataset = ? AND l.key = ? ORDER BY l.label_set", [dataset, key])
-    predictions = store.sql("SELECT r.run_id, r.name, p.top_classes, p.top_scores FROM predictions p JOIN runs r "
-                            "USING (run_id) WHERE r.dataset = ? AND p.key = ? ORDER BY r.name, r.run_id",
-                            [dataset, key])
+    names = context.class_names(dataset)
+    tables = _dataset_tables(context, dataset)
+    labels, predictions = tables["labels"].rows(key), tables["predictions"].rows(key)
     if not len(labels) and not len(predictions):
         raise NotFound(f"no label set or run of dataset {dataset!r} holds key {key!r}")
 
@@ -168,37 +202,37 @@ def sample_page(context: Context, request: Request) -> Response:
         pred_rows.append((f'<a href="{url("/runs/" + r.run_id)}">{esc(r.name)}</a>', esc("; ".join(top))))
     body = (f"{picture}<h2>Labels</h2>{table(['label set', 'classes'], label_rows, table_id='labels')}"
             f"<h2>Predictions (top-5)</h2>{table(['run', 'top-5 with scores'], pred_rows, raw=True, table_id='predictions')}"
-            + _suspicion(store, dataset, key, named) + _review_history(store, dataset, key, named))
+            + _suspicion(tables["rankings"], key, named) + _review_history(context, tables["reviews"], key, named))
     return page(f"{dataset} / {key}", body)
 
 
-def _suspicion(store: Store, dataset: str, key: str, named) -> str:
+def _suspicion(rankings: dict, key: str, named) -> str:
     """The sample in every label-error ranking of its dataset (rank, posterior that its label is wrong)."""
-    from relabel.errors import ERRORS_TABLE
-
     rows = []
-    for meta in store.list_label_sets():
-        if meta.get("kind") == "label-errors" and meta.get("dataset") == dataset:
-            ranking = store.read_label_table(meta["name"], ERRORS_TABLE).to_pandas()
-            hit = ranking[ranking["key"].astype(str) == key]
-            for r in hit.itertuples():
-                rows.append((f'<a href="{url("/suspects/" + meta["name"])}">{esc(meta["name"])}</a>',
-                             f"{r.rank:,} of {len(ranking):,}", f"{r.p_wrong:.4f}", esc(named([r.given])),
-                             esc(named([r.likely])), f"{r.models_likely}/{r.raters}"))
+    for name, (ranking, size) in sorted(rankings.items()):
+        for r in ranking.rows(key).itertuples():
+            rows.append((f'<a href="{url("/suspects/" + name)}">{esc(name)}</a>', f"{r.rank:,} of {size:,}",
+                         f"{r.p_wrong:.4f}", esc(named([r.given])), esc(named([r.likely])),
+                         f"{r.models_likely}/{r.raters}"))
     if not rows:
         return ""
     return "<h2>Suspicion</h2>" + table(["ranking", "rank", "p(label wrong)", "given", "likely", "runs for likely"],
                                         rows, raw=True, table_id="suspicion")
 
 
-def _review_history(store: Store, dataset: str, key: str, named) -> str:
-    """Every answer given to this sample in the app's reviews, oldest first."""
-    reviews = [m["run_id"] for m in store.list_runs() if m.get("kind") == "review" and m.get("dataset") == dataset]
-    if not reviews:
+def _review_history(context: Context, reviews: list[str], key: str, named) -> str:
+    """Every answer given to this sample in the app's reviews, oldest first: the reviews open in this server
+    from memory, others from the store."""
+    open_reviews = {r.run_id: r for r in context.reviews.values()}
+    frames = [r.answer_rows().assign(run_id=run_id) for run_id, r in open_reviews.items() if run_id in reviews]
+    closed = [r for r in reviews if r not in open_reviews]
+    if closed:
+        frames.append(context.store.sql("SELECT * FROM review_answers_all WHERE key = ? AND run_id IN "
+                                        "(SELECT unnest(?))", [key, closed]))
+    if not frames:
         return ""
-    answers = store.sql("SELECT run_id, reviewer, label, answer, answered_at FROM review_answers_all "
-                        "WHERE key = ? AND run_id IN (SELECT unnest(?)) ORDER BY answered_at, reviewer, label",
-                        [key, reviews])
+    answers = pd.concat(frames, ignore_index=True)
+    answers = answers[answers["key"] == key].sort_values(["answered_at", "reviewer", "label"], kind="stable")
     if not len(answers):
         return ""
     return "<h2>Review history</h2>" + table(

@@ -62,7 +62,7 @@ def create_app(store: Store, leaderboards: Path = LEADERBOARD_DIR, reviews: Iter
     """The application over ``store``; boards from the specs in ``leaderboards``; the reviews of the rankings
     ``reviews`` (their ``review_top`` suspects) open to ``reviewers`` (``{token: name}``)."""
     ensure_classes(store)
-    context = Context(store, BoardCache(store, leaderboards),
+    context = Context(store, BoardCache(leaderboards),
                       {ranking: open_review(store, ranking, review_top) for ranking in reviews},
                       dict(reviewers or {}))
 
