@@ -316,3 +316,24 @@ def test_aggregation_takes_each_reviewers_latest_answer(tmp_path, shared_data):
                                          if k not in (first.key, second.key))
     with pytest.raises(HarnessError, match="already exists"):
         aggregate(review, "small-reviewed")
+
+
+def test_suspects_gallery_and_the_sample_page_show_the_ranking_and_the_review(server, browser, review_store):
+    store, table, _ = review_store
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{server.base}/suspects/{RANKING}")
+    tiles = page.locator(".gallery a.tile")
+    assert tiles.count() == 60 and "page 1 of 167" in page.locator(".pager").inner_text()
+    first = table.iloc[0]
+    assert tiles.first.inner_text().replace("\n", " ") == (
+        f"{first.key} #1 cat → frog ({first.models_likely}/{first.raters} runs)")
+    page.locator("select[name=class]").select_option(label="truck")
+    page.wait_for_url("**class=9**")
+    expected = table[(table["given"] == 9) | (table["likely"] == 9)]["key"].astype(str).tolist()
+    assert [t.get_attribute("href").rsplit("/", 1)[1] for t in tiles.all()] == expected[:60]
+    page.goto(f"{server.base}/samples/cifar10-test/2405")
+    assert page.locator("#suspicion tbody tr").first.inner_text().split("\t")[:5] == [
+        RANKING, "1 of 10,000", "1.0000", "3 cat", "6 frog"]
+    reviewers = set(page.locator("#reviews tbody tr td:nth-child(2)").all_inner_texts())
+    assert reviewers == set(stored(store).query("key == '2405'")["reviewer"])
+    page.close()

@@ -1,12 +1,11 @@
 """Live leaderboards: every spec in ``leaderboards/`` built from the store (``reports.leaderboard.build``, the
 same board the static files show), handed to the browser as JSON with the static files' column texts.
 
-A built board is kept while the store's runs and label sets stay the same (``StoreState``), so a filter or a
-page of a 1,556-row board costs no rebuild."""
+A built board (and its JSON) is kept while the store's runs and label sets stay the same (``Context.memo``),
+so a filter or a page of a 1,556-row board costs no rebuild."""
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,32 +16,17 @@ from ..render import COLUMNS
 from ..spec import load_spec, spec_names
 
 
-def store_state(store: Store) -> tuple:
-    """What a built board depends on: the runs (id and status) and the label sets (name and creation time)."""
-    runs = tuple((m["run_id"], m.get("status")) for m in store.list_runs())
-    label_sets = tuple(sorted((m["name"], m.get("created_at")) for m in store.list_label_sets()))
-    return runs, label_sets
-
-
 @dataclass
 class BoardCache:
-    store: Store
-    directory: Path
+    """Boards by spec name, built on first use; the views keep them in the context's memo."""
 
-    def __post_init__(self):
-        self._boards: dict[str, tuple[tuple, Board]] = {}
-        self._lock = threading.Lock()
+    directory: Path
 
     def names(self) -> list[str]:
         return spec_names(self.directory)
 
-    def board(self, name: str) -> Board:
-        state = store_state(self.store)
-        with self._lock:
-            cached = self._boards.get(name)
-            if cached is None or cached[0] != state:
-                self._boards[name] = (state, build(self.store, load_spec(name, self.directory)))
-            return self._boards[name][1]
+    def build(self, store: Store, name: str) -> Board:
+        return build(store, load_spec(name, self.directory))
 
 
 def _number(value):

@@ -17,7 +17,6 @@ from harness.score import per_sample
 from harness.store import Store
 
 from .. import stats
-from .classes import class_names
 from .context import Context, Forbidden, NotFound
 from .pages import esc, page, table, url
 from .review import Review, aggregate
@@ -50,7 +49,7 @@ def _reviewer(context: Context, token) -> str:
 
 
 def _task_view(context: Context, review: Review, task: dict, reviewer: str) -> dict:
-    names = class_names(context.store, review.dataset)
+    names = context.class_names(review.dataset)
     source = image_source(review.dataset, task["key"])
     size = "thumb" if review.dataset.startswith("cifar") else "full"
     return {**task, "names": [names.get(lab, str(lab)) for lab in task["labels"]],

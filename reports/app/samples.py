@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -63,8 +64,10 @@ def image_source(dataset: str, key: str) -> tuple[str, str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=65536)
 def image_file(dataset: str, key: str) -> tuple[Path | None, str]:
-    """The image file of a sample, or None and the sentence saying why it is not here."""
+    """The image file of a sample, or None and the sentence saying why it is not here (found and verified
+    once per process)."""
     source = image_source(dataset, key)
     if source is None:
         return None, (f"realbench knows no image file for key {key!r} of dataset {dataset!r} (images ship for "
@@ -137,15 +140,46 @@ def _listed_values(value) -> list:
     return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
 
 
+class _ByKey:
+    """A table's rows looked up by key (sorted once, then a binary search per lookup)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame.sort_values("key", kind="stable").reset_index(drop=True)
+        self.keys = self.frame["key"].astype(str).to_numpy()
+
+    def rows(self, key: str) -> pd.DataFrame:
+        lo, hi = np.searchsorted(self.keys, key, "left"), np.searchsorted(self.keys, key, "right")
+        return self.frame.iloc[lo:hi]
+
+
+def _dataset_tables(context: Context, dataset: str) -> dict:
+    """Every complete run's predictions, every label set's labels and every ranking of a dataset, by key; kept
+    while the store stays the same."""
+    from relabel.errors import ERRORS_TABLE
+
+    def build() -> dict:
+        store = context.store
+        predictions = store.sql("SELECT r.run_id, r.name, p.key, p.top_classes, p.top_scores FROM predictions p "
+                                "JOIN runs r USING (run_id) WHERE r.dataset = ? ORDER BY r.name, r.run_id", [dataset])
+        labels = store.sql("SELECT l.label_set, l.key, l.labels FROM labels l JOIN label_sets s ON s.name = "
+                           "l.label_set WHERE s.dataset = ? ORDER BY l.label_set", [dataset])
+        rankings = {}
+        for meta in store.list_label_sets():
+            if meta.get("kind") == "label-errors" and meta.get("dataset") == dataset:
+                table = store.read_label_table(meta["name"], ERRORS_TABLE).to_pandas()
+                rankings[meta["name"]] = (_ByKey(table.assign(key=table["key"].astype(str))), len(table))
+        return {"predictions": _ByKey(predictions), "labels": _ByKey(labels), "rankings": rankings,
+                "reviews": [m["run_id"] for m in store.list_runs()
+                            if m.get("kind") == "review" and m.get("dataset") == dataset]}
+    return context.memo(("dataset-tables", dataset), build)
+
+
 def sample_page(context: Context, request: Request) -> Response:
     store = context.store
     dataset, key = request.path_params["dataset"], request.path_params["key"]
-    names = class_names(store, dataset)
-    labels = store.sql("SELECT l.label_set, l.labels FROM labels l JOIN label_sets s ON s.name = l.label_set "
-                       "WHERE s.dataset = ? AND l.key = ? ORDER BY l.label_set", [dataset, key])
-    predictions = store.sql("SELECT r.run_id, r.name, p.top_classes, p.top_scores FROM predictions p JOIN runs r "
-                            "USING (run_id) WHERE r.dataset = ? AND p.key = ? ORDER BY r.name, r.run_id",
-                            [dataset, key])
+    names = context.class_names(dataset)
+    tables = _dataset_tables(context, dataset)
+    labels, predictions = tables["labels"].rows(key), tables["predictions"].rows(key)
     if not len(labels) and not len(predictions):
         raise NotFound(f"no label set or run of dataset {dataset!r} holds key {key!r}")
 
@@ -167,5 +201,86 @@ def sample_page(context: Context, request: Request) -> Response:
                for i, c in enumerate(_listed_values(r.top_classes)[:5])]
         pred_rows.append((f'<a href="{url("/runs/" + r.run_id)}">{esc(r.name)}</a>', esc("; ".join(top))))
     body = (f"{picture}<h2>Labels</h2>{table(['label set', 'classes'], label_rows, table_id='labels')}"
-            f"<h2>Predictions (top-5)</h2>{table(['run', 'top-5 with scores'], pred_rows, raw=True, table_id='predictions')}")
+            f"<h2>Predictions (top-5)</h2>{table(['run', 'top-5 with scores'], pred_rows, raw=True, table_id='predictions')}"
+            + _suspicion(tables["rankings"], key, named) + _review_history(context, tables["reviews"], key, named))
     return page(f"{dataset} / {key}", body)
+
+
+def _suspicion(rankings: dict, key: str, named) -> str:
+    """The sample in every label-error ranking of its dataset (rank, posterior that its label is wrong)."""
+    rows = []
+    for name, (ranking, size) in sorted(rankings.items()):
+        for r in ranking.rows(key).itertuples():
+            rows.append((f'<a href="{url("/suspects/" + name)}">{esc(name)}</a>', f"{r.rank:,} of {size:,}",
+                         f"{r.p_wrong:.4f}", esc(named([r.given])), esc(named([r.likely])),
+                         f"{r.models_likely}/{r.raters}"))
+    if not rows:
+        return ""
+    return "<h2>Suspicion</h2>" + table(["ranking", "rank", "p(label wrong)", "given", "likely", "runs for likely"],
+                                        rows, raw=True, table_id="suspicion")
+
+
+def _review_history(context: Context, reviews: list[str], key: str, named) -> str:
+    """Every answer given to this sample in the app's reviews, oldest first: the reviews open in this server
+    from memory, others from the store."""
+    open_reviews = {r.run_id: r for r in context.reviews.values()}
+    frames = [r.answer_rows().assign(run_id=run_id) for run_id, r in open_reviews.items() if run_id in reviews]
+    closed = [r for r in reviews if r not in open_reviews]
+    if closed:
+        frames.append(context.store.sql("SELECT * FROM review_answers_all WHERE key = ? AND run_id IN "
+                                        "(SELECT unnest(?))", [key, closed]))
+    if not frames:
+        return ""
+    answers = pd.concat(frames, ignore_index=True)
+    answers = answers[answers["key"] == key].sort_values(["answered_at", "reviewer", "label"], kind="stable")
+    if not len(answers):
+        return ""
+    return "<h2>Review history</h2>" + table(
+        ["review", "reviewer", "label", "answer", "time"],
+        [(r.run_id, r.reviewer, named([r.label]), r.answer, r.answered_at) for r in answers.itertuples()],
+        table_id="reviews")
+
+
+def suspects_page(context: Context, request: Request) -> Response:
+    """A ``relabel errors`` ranking as a gallery, most suspect first: given label, likely label, votes; paged;
+    ``?class=N`` keeps the suspects given or likely to be class N."""
+    from relabel.errors import ERRORS_TABLE
+
+    store = context.store
+    ranking = request.path_params["ranking"]
+    try:
+        meta = store.label_set_meta(ranking)
+    except HarnessError as exc:
+        raise NotFound(str(exc)) from None
+    if meta.get("kind") != "label-errors":
+        raise NotFound(f"label set {ranking!r} is not a label-error ranking (python -m relabel errors stores one)")
+    dataset = meta["dataset"]
+    table = store.read_label_table(ranking, ERRORS_TABLE).to_pandas()
+    names = class_names(store, dataset)
+    chosen = request.query_params.get("class")
+    if chosen is not None:
+        if not chosen.isdigit():
+            raise HarnessError(f"class={chosen!r} must be a class index (an integer)")
+        table = table[(table["given"] == int(chosen)) | (table["likely"] == int(chosen))]
+    captions = {str(r.key): f"#{r.rank} {names.get(int(r.given), r.given)} → {names.get(int(r.likely), r.likely)} "
+                            f"({r.models_likely}/{r.raters} runs)" for r in table.itertuples()}
+    options = "".join(f'<option value="{i}"{" selected" if chosen == str(i) else ""}>{esc(n)}</option>'
+                      for i, n in sorted(names.items()))
+    body = (f'<p>{len(table):,} samples of {esc(meta.get("label_set"))} ranked by {esc(meta.get("aggregator"))} over '
+            f'{len(meta.get("raters", []))} runs, most suspect first.</p>'
+            f'<form class="filters"><label>class <select name="class" onchange="this.form.submit()">'
+            f'<option value="">any</option>{options}</select></label></form>'
+            + gallery(store, dataset, [str(k) for k in table["key"]], request, captions))
+    return page(f"Suspects of {meta.get('label_set')}", body)
+
+
+def query_gallery(context: Context, request: Request) -> Response:
+    """Any read-only SQL over the store's views that returns a ``key`` column, as a gallery of ``dataset``."""
+    dataset, query = request.query_params.get("dataset"), request.query_params.get("sql")
+    if not dataset or not query:
+        raise HarnessError("a gallery needs the query parameters dataset and sql (a query returning a key column)")
+    keys = context.store.sql(query)
+    if "key" not in keys.columns:
+        raise HarnessError(f"the query returns the columns {list(keys.columns)}; a gallery needs a column named key")
+    return page(f"{dataset}: query", f"<pre>{esc(query)}</pre>"
+                + gallery(context.store, dataset, [str(k) for k in keys["key"]], request))

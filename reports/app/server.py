@@ -62,7 +62,7 @@ def create_app(store: Store, leaderboards: Path = LEADERBOARD_DIR, reviews: Iter
     """The application over ``store``; boards from the specs in ``leaderboards``; the reviews of the rankings
     ``reviews`` (their ``review_top`` suspects) open to ``reviewers`` (``{token: name}``)."""
     ensure_classes(store)
-    context = Context(store, BoardCache(store, leaderboards),
+    context = Context(store, BoardCache(leaderboards),
                       {ranking: open_review(store, ranking, review_top) for ranking in reviews},
                       dict(reviewers or {}))
 
@@ -95,6 +95,8 @@ def create_app(store: Store, leaderboards: Path = LEADERBOARD_DIR, reviews: Iter
         Route("/samples/{dataset}/{key:path}", endpoint(samples.sample_page)),
         Route("/images/{dataset}/{key:path}", endpoint(samples.image)),
         Route("/compare", endpoint(compare.compare_page)),
+        Route("/suspects/{ranking}", endpoint(samples.suspects_page)),
+        Route("/gallery", endpoint(samples.query_gallery)),
         Route("/review/{ranking}", endpoint(reviewpage.review_page)),
         Route("/review/{ranking}/result/{label_set}", endpoint(reviewpage.result_page)),
         Route("/api/review/{ranking}/next", endpoint(reviewpage.next_json)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..leaderboard import Board
 from .boards import board_data
 from .context import Context, NotFound
 from .pages import error_page, esc, page, table, url
@@ -28,14 +29,20 @@ def boards_index(context: Context, request: Request) -> Response:
     return page("Leaderboards", f"<ul>{items}</ul>")
 
 
+def board(context: Context, name: str) -> Board:
+    return context.memo(("board", name), lambda: context.boards.build(context.store, name))
+
+
 def board_json(context: Context, request: Request) -> Response:
-    return JSONResponse(board_data(context.boards.board(_board_name(context, request))))
+    name = _board_name(context, request)
+    body = context.memo(("board-json", name), lambda: JSONResponse(board_data(board(context, name))).body)
+    return Response(body, media_type="application/json")
 
 
 def board_page(context: Context, request: Request) -> Response:
     name = _board_name(context, request)
-    board = context.boards.board(name)
-    body = (f'<p class="note">{esc((board.spec.description or "").strip())}</p>'
+    board_ = board(context, name)
+    body = (f'<p class="note">{esc((board_.spec.description or "").strip())}</p>'
             '<div id="plot" class="plot"></div>'
             '<form id="filters" class="filters" onsubmit="return false">'
             '<label>model <input id="q" type="search" placeholder="substring" autofocus></label> '
@@ -48,7 +55,7 @@ def board_page(context: Context, request: Request) -> Response:
             '<button id="next" type="button">next</button></p>'
             f'<p class="note">The same board as <code>python -m reports leaderboard {esc(name)}</code> writes; '
             f'<a href="{url("/api/boards/" + name)}">as JSON</a>.</p>')
-    return page(board.spec.title, body, script="board", data={"api": f"/api/boards/{name}"})
+    return page(board_.spec.title, body, script="board", data={"api": f"/api/boards/{name}"})
 
 
 def runs_index(context: Context, request: Request) -> Response:
