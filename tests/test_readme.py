@@ -40,6 +40,12 @@ ACCOUNTED = [
     (r"^python -m harness import --suite coco --name yolov2 ", "here"),
     (r"^python -m harness import --suite anet-captions --name MDVC ", "here"),
     (r"^python -m harness import --suite anet-captions --name MDVC-val_2 ", "here"),
+    (r"^python -m harness import --suite cifar10 --name r56 ", "here"),
+    (r"^python -m harness import --suite cifar10\.1-v6 --name r56 ", "here"),
+    (r"^python -m harness score --run r56 --labels cifar10-original", "here"),
+    (r"^python -m harness rm r56 --dataset cifar10\.1-v6", "here"),
+    (r"^python -m reports robustness --run efficientnet-lite0 ", "needs a full ImageNetV2 run (its images are not on "
+     "this machine): tests/test_integrity_robustness.py places a full 10,000-row run and refuses a subset"),
 ]
 
 # What the commands run here print, checked against the numbers the README states.
@@ -47,6 +53,8 @@ EXPECTED = {
     "score --run ResNet50": r"top-1 76\.13%",
     "sql --format markdown": r"\| ResNet50 +\| real +\|",
     "runs --suite real": r"ResNet50",
+    "score --run r56": r"top-1 93\.30%",
+    "rm r56": r"harness rm --undo ",
 }
 
 
@@ -85,5 +93,7 @@ def test_the_readme_commands_run_as_written(store, capsys, monkeypatch):
             if key in command:
                 assert re.search(pattern, out.out), f"{command}\n{out.out}"
         ran.append(command)
-    assert len(ran) == 10
-    assert {m["name"] for m in store.list_runs()} == {"ResNet50", "fake-bbox", "yolov2", "MDVC", "MDVC-val_2"}
+    assert len(ran) == 14
+    # the r56 run on CIFAR-10.1 was moved aside by `rm`
+    assert sorted(m["name"] for m in store.list_runs()) == ["MDVC", "MDVC-val_2", "ResNet50", "fake-bbox", "r56",
+                                                            "yolov2"]
