@@ -40,7 +40,7 @@ import pandas as pd
 
 from .classification import ClassificationSuite
 from .errors import HarnessError
-from .imagenet import synset_index, synsets
+from .imagenet import synset_index
 from .score import score_run
 from .store import Store
 from .suites import Suite, declared

@@ -130,7 +130,6 @@ def _v2_predictions(folder: Path, out: Path, n: int) -> Path:
 
 
 def test_an_import_never_grows_a_label_set_and_a_part_is_partial_everywhere(v2_folder, store, tmp_path):
-    suite = get_suite(V2)
 
     def harness(*args):
         return subprocess.run([sys.executable, "-m", "harness", "--store", str(store.root), *args],
