@@ -13,6 +13,7 @@ import pytest
 from harness.errors import HarnessError
 
 from relabel.errors import review_proposals
+from reports.app.review import ANSWERS_TABLE
 from test_app_support import REPO, Server, browser_or_skip, screenshot
 
 RANKING = "cifar10-original-errors"
@@ -59,7 +60,8 @@ def tokens(reviewers) -> dict[str, str]:
 
 
 def stored(store, reviewer: str | None = None, top: int = TOP):
-    rows = store.sql("SELECT * FROM review_answers_all WHERE run_id = ?", [f"review-{RANKING}-top{top}"])
+    # ANSWERS_TABLE's import registers the table, so its view exists (empty) before the first answer
+    rows = store.sql(f"SELECT * FROM {ANSWERS_TABLE}_all WHERE run_id = ?", [f"review-{RANKING}-top{top}"])
     return rows if reviewer is None else rows[rows["reviewer"] == reviewer]
 
 
