@@ -106,7 +106,7 @@ def cifar_section(args) -> list[str]:
     plot(full, RESULTS / "label_errors.png")
 
     med = statistics.median
-    lines = [f"# Label errors on the CIFAR-10 test set: models as raters vs confident learning",
+    lines = ["# Label errors on the CIFAR-10 test set: models as raters vs confident learning",
              "",
              f"Raters: {len(raters)} runs ({', '.join(raters[:3])}, ... {raters[-1]}); references: "
              f"`cifar10h` ({len(references['cifar10h'])} images whose CIFAR-10H plurality differs from the "
@@ -248,7 +248,7 @@ def real_reference(store: Store) -> tuple[set, set, set, dict]:
     """(keys whose original label is not among their ReaL labels, keys with ReaL labels, multi-label
     keys (original kept, others added), key -> outcome) — for measuring only."""
     from relabel.errors import given_labels
-    from relabel.suspicion import HOLDS, MULTI, WRONG, reference_outcomes
+    from relabel.suspicion import MULTI, WRONG, reference_outcomes
 
     given = given_labels(store, "imagenet-original")
     rows = store.sql("SELECT key, labels FROM labels WHERE label_set = 'real'")
