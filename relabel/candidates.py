@@ -148,7 +148,7 @@ def fit_candidates(c: CandidateAnswers, *, shrinkage: float = 50.0, prior_smooth
     """
     if shrinkage < 0:
         raise HarnessError(f"shrinkage must be >= 0, got {shrinkage}")
-    K, R, n = c.n_classes, len(c.raters), c.n_samples
+    K, R = c.n_classes, len(c.raters)
     answered = c.answered()
     hit = c.entry_rank == 0
     post = majority_posterior(c)

@@ -29,8 +29,7 @@ from .suspicion import (MULTI, HOLDS, WRONG, kinds_from_probabilities, kinds_fro
 
 
 def top_two(c: CandidateAnswers, posterior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Entries of each sample's most and second most probable candidate (−1 if it has one)."""
-    n = c.n_samples
+    """Entries of each sample's most and second most probable candidate (−1 if it has only one)."""
     order = np.lexsort((c.entry_class, -posterior, c.entry_sample))
     start = c.sample_start[:-1]
     first = order[start]

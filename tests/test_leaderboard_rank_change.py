@@ -2,8 +2,6 @@
 corrected one, on the five shipped ImageNet files (original labels -> ReaL)."""
 from __future__ import annotations
 
-import pytest
-
 from harness.store import Store
 from harness.suites import get_suite
 from reports.leaderboard import build, position_changes
