@@ -44,6 +44,10 @@ ACCOUNTED = [
     (r"^python -m harness import --suite cifar10\.1-v6 --name r56 ", "here"),
     (r"^python -m harness score --run r56 --labels cifar10-original", "here"),
     (r"^python -m harness rm r56 --dataset cifar10\.1-v6", "here"),
+    (r"^for m in ResNet50 ViT DINO SimCLR label_errors_resnet50_cv; do python -m harness import --suite real ",
+     "tests/test_relabel_errors_imagenet.py imports the same five files"),
+    (r"^python -m relabel errors --dataset imagenet-val ", "tests/test_relabel_errors_imagenet.py runs both, "
+                                                          "with and without --learn-from real"),
     (r"^python -m reports robustness --run efficientnet-lite0 ", "needs a full ImageNetV2 run (its images are not on "
      "this machine): tests/test_integrity_robustness.py places a full 10,000-row run and refuses a subset"),
 ]
