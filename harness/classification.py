@@ -232,8 +232,11 @@ def _refuse_repeated_columns(path: Path, sep: str) -> None:
     """pandas renames a repeated column (``predicted_class.1``) and reads on: which one was meant is unknown."""
     import csv
 
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f, delimiter=sep), [])
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f, delimiter=sep), [])
+    except csv.Error as exc:  # e.g. a first field over csv's 128 KiB limit
+        raise HarnessError(f"prediction file {path} could not be parsed as {sep!r}-separated values: {exc}") from None
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise HarnessError(f"prediction file {path}: the header names column(s) {', '.join(map(repr, repeated))} "

@@ -171,6 +171,19 @@ def test_classification_arbitrary_bytes(workdir, content, suffix):
     path.write_bytes(content)
     check_classification_import(store, path)
 
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_first_field_over_csvs_limit_is_refused(workdir, suffix):
+    # Found by the fuzz test above: 21,846 nested JSON objects as a .csv file, one field of 131 kB, made
+    # the repeated-column check raise csv.Error, a traceback.
+    store = fresh_store(workdir)
+    path = workdir / f"wide{suffix}"
+    path.write_text('{"a":' * 21_846 + "0" + "}" * 21_846)
+    with pytest.raises(HarnessError, match=r"could not be parsed .*field larger than field limit"):
+        IMAGENET.import_predictions(store, path, "wide")
+    assert store.list_runs() == []
+
+
 @pytest.mark.parametrize("cell, column", [
     ("", "score"),            # an empty score cell
     ("high", "score"),        # a word for a score
