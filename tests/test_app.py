@@ -77,7 +77,11 @@ def test_typing_in_the_timm_board_filter_leaves_one_row(server, browser, shared_
     assert row.locator('td[data-col="relabelled"]').inner_text() == "81.96"
     assert row.locator('td[data-col="reference"]').inner_text() == "74.85"
     assert "q=tf_efficientnet_lite0" in page.url  # the view is a URL
-    assert page.locator("#plot circle").count() == 1
+    assert page.locator("#plot circle").count() == 1556  # every model, the others dimmed
+    assert page.locator("#plot circle:not(.dim)").get_attribute("data-model") == "tf_efficientnet_lite0.in1k"
+    # a click on a point selects its row: a dimmed one clears nothing, the filter stays; the highlighted one
+    page.locator("#plot circle:not(.dim)").click()
+    assert page.locator("#board tbody tr.selected").get_attribute("data-model") == "tf_efficientnet_lite0.in1k"
     screenshot(page, "board.png")
     # The same URL opened afresh shows the same one row.
     again = browser.new_page()
@@ -100,12 +104,12 @@ def test_run_page_shows_the_ece_of_the_tested_function_and_a_diagram(server, bro
     assert headline.nth(0).inner_text().split("\t")[:3] == ["imagenet-original", "50,000", "76.13"]
     assert headline.nth(1).inner_text().split("\t")[:3] == ["real", "46,837", "82.96"]
     assert page.locator("img.diagram").evaluate("img => img.complete && img.naturalWidth > 0")
+    screenshot(page, "run.png")
     # per-class accuracy by name, sortable: the lowest first after two clicks on its header
     page.locator("#per-class th", has_text="accuracy").click()
     page.locator("#per-class th", has_text="accuracy").click()
     assert page.locator("#per-class tbody tr").first.inner_text().split("\t")[:2] in (["638", "maillot"],
                                                                                       ["885", "velvet"])
-    screenshot(page, "run.png")
     page.close()
 
 

@@ -18,6 +18,7 @@ from harness.store import Store
 from harness.suites import get_suite
 
 from .. import stats
+from ..external import EXTERNAL_KIND
 from .classes import class_names
 from .context import Context, NotFound
 from .pages import esc, page, table, url
@@ -132,7 +133,8 @@ def run_page(context: Context, request: Request) -> Response:
                       (f'{c["correct"]:,}', c["correct"]), (_pct(c["accuracy"]), c["accuracy"]))
                      for c in rep["per_class_accuracy"] if c["n"]],
                     numeric=(0, 2, 3, 4), table_id="per-class")
-    others = [m for m in store.list_runs("complete") if m.get("dataset") == run["dataset"] and m["run_id"] != run_id]
+    others = [m for m in store.list_runs("complete") if m.get("dataset") == run["dataset"] and m["run_id"] != run_id
+              and m.get("kind") != EXTERNAL_KIND]  # an external table holds no per-sample rows to pair
     compare = ""
     if others:
         options = "".join(f'<option value="{esc(m["run_id"])}">{esc(m.get("name"))}</option>' for m in others)

@@ -169,11 +169,14 @@ var realbench = (function () {
       });
       var shown = {};
       rows.forEach(function (r) { shown[r.model] = true; });
-      data.rows.forEach(function (r) {
-        if (!shown[r.model]) return;
-        var c = svg("circle", { cx: sx(r.x), cy: sy(r.y), r: r.model === state.selected ? 6 : 3.5,
-                                "class": r.model === state.selected ? "hit" : (r.source === "external table" ? "" : "own"),
-                                "data-model": r.model });
+      var filtering = rows.length < data.rows.length;
+      var order = data.rows.filter(function (r) { return !shown[r.model]; }).concat(rows.filter(function (r) {
+        return r.model !== state.selected; }), rows.filter(function (r) { return r.model === state.selected; }));
+      order.forEach(function (r) {  // dimmed points first, so that the shown ones are on top and can be clicked
+        var cls = r.model === state.selected ? "hit" : (!shown[r.model] ? "dim" : (r.source === "external table" ? "" : "own"));
+        if (filtering && shown[r.model] && r.model !== state.selected) cls += " match";
+        var c = svg("circle", { cx: sx(r.x), cy: sy(r.y), r: r.model === state.selected || (filtering && shown[r.model]) ? 6 : 3.5,
+                                "class": cls, "data-model": r.model });
         c.appendChild(svg("title", {}, r.model + ": " + r.x.toFixed(2) + " / " + r.y.toFixed(2)));
         c.addEventListener("click", function () { state.selected = r.model; render(); });
         root.appendChild(c);
