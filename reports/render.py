@@ -497,6 +497,20 @@ _JS = """
       sortBy(i,th.getAttribute('aria-sort')==='descending'?'ascending':'descending');
     });
   });
+  var fq=document.getElementById('filter-model'),fs=document.getElementById('filter-source'),
+      fn=document.getElementById('filter-n'),fc=document.getElementById('filter-count');
+  function filter(){
+    var t=fq.value.toLowerCase(),least=fn.value===''?-Infinity:parseFloat(fn.value),shown=0,rows=body.rows;
+    for(var r=0;r<rows.length;r++){
+      var ok=(!t||rows[r].getAttribute('data-model').toLowerCase().indexOf(t)>=0)&&
+             (!fs.value||rows[r].getAttribute('data-source')===fs.value)&&
+             parseFloat(rows[r].getAttribute('data-n'))>=least;
+      rows[r].style.display=ok?'':'none';
+      if(ok){shown++;}
+    }
+    fc.textContent=shown.toLocaleString('en-US')+' of '+rows.length.toLocaleString('en-US')+' rows';
+  }
+  [fq,fs,fn].forEach(function(e){e.addEventListener('input',filter);});
   var m=/sort=([A-Za-z0-9_]+)(?::(asc|desc))?/.exec(location.hash);
   if(m){
     for(var i=0;i<heads.length;i++){
@@ -527,6 +541,17 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
             + "</tbody></table>")
 
 
+def _filter_box(board: Board) -> str:
+    """The filter box of the app's live board (model substring, source, minimum n), for the static page."""
+    esc = html.escape
+    sources = "".join(f"<option>{esc(s)}</option>" for s in sorted({r.source for r in board.rows}))
+    n = len(board.rows)
+    return ('<p class="filters"><label>model <input id="filter-model" type="search" placeholder="substring"></label> '
+            f'<label>source <select id="filter-source"><option value="">any</option>{sources}</select></label> '
+            '<label>min n <input id="filter-n" type="number" min="0" step="1"></label> '
+            f'<span id="filter-count">{n:,} of {n:,} rows</span></p>')
+
+
 def render_html(board: Board, png: bytes) -> bytes:
     s = board.spec
     esc = html.escape
@@ -541,13 +566,14 @@ def render_html(board: Board, png: bytes) -> bytes:
                                 [metric_line(board), axis_line(board, "relabelled"),
                                  axis_line(board, "reference"), *rows_lines(board), *method_lines(board)])
                + "</ul>")
+    out.append(_filter_box(board))
     out.append('<table id="leaderboard"><thead><tr>')
     for cid, col in cols:
         kind = "num" if col.numeric else "text"
         out.append(f'<th data-col="{cid}" data-type="{kind}">{esc(col.header(board))}</th>')
     out.append("</tr></thead><tbody>")
     for row in board.rows:
-        out.append(f'<tr data-model="{esc(row.name)}">')
+        out.append(f'<tr data-model="{esc(row.name)}" data-source="{esc(row.source)}" data-n="{row.relabelled.n}">')
         for cid, col in cols:
             cls = ' class="num"' if col.numeric else ""
             out.append(f'<td data-col="{cid}" data-v="{esc(sort_key_text(col.sort_value(row)))}"{cls}>'

@@ -254,3 +254,22 @@ def test_nll_and_brier_of_a_run_stored_with_its_full_outputs(tmp_path, shared_da
     assert summary["ece"] == pytest.approx(calibration.expected_calibration_error(
         pyx.max(1), pyx.argmax(1) == truth), abs=1e-6)
     assert summary["unavailable"] == {}
+
+
+def test_the_static_board_page_has_the_same_filter_box(app_store, browser, tmp_path):
+    from reports.publish import render_leaderboard, write_files
+
+    store, _ = app_store
+    files = render_leaderboard(store, "timm-real", out=tmp_path)
+    write_files(files)
+    page = browser.new_page()
+    page.goto((tmp_path / "timm-real.html").as_uri())
+    assert page.locator("#filter-count").inner_text() == "1,556 of 1,556 rows"
+    page.locator("#filter-model").fill("tf_efficientnet_lite0")
+    visible = page.locator("#leaderboard tbody tr:visible")
+    assert visible.count() == 1 and visible.get_attribute("data-model") == "tf_efficientnet_lite0.in1k"
+    assert page.locator("#filter-count").inner_text() == "1 of 1,556 rows"
+    page.locator("#filter-model").fill("")
+    page.locator("#filter-n").fill("46838")  # more than ReaL's 46,837 labelled images: no row
+    assert page.locator("#filter-count").inner_text() == "0 of 1,556 rows"
+    page.close()
