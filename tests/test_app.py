@@ -9,6 +9,7 @@ import sys
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness import calibration
@@ -272,4 +273,43 @@ def test_the_static_board_page_has_the_same_filter_box(app_store, browser, tmp_p
     page.locator("#filter-model").fill("")
     page.locator("#filter-n").fill("46838")  # more than ReaL's 46,837 labelled images: no row
     assert page.locator("#filter-count").inner_text() == "0 of 1,556 rows"
+    page.close()
+
+
+def test_real_raters_answers_are_found_by_key(shared_data):
+    from relabel.ratings import YES_NO_MAYBE, Ratings
+    from reports.app.raters import answers_by_key, answers_of
+
+    long = pd.DataFrame({"rater": ["r2", "r1", "r1", "r3"], "answer": ["yes", "no", "maybe", "yes"],
+                         "key": ["ILSVRC2012_val_00000002.JPEG", "ILSVRC2012_val_00000001.JPEG",
+                                 "ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000001.JPEG"],
+                         "label": ["5", "7", "3", "7"]})
+    index = answers_by_key(Ratings.from_long(long, YES_NO_MAYBE))
+    first = answers_of(index, "ILSVRC2012_val_00000001")
+    assert first[["rater", "label", "answer"]].values.tolist() == [["r1", 3, "maybe"], ["r1", 7, "no"],
+                                                                   ["r3", 7, "yes"]]
+    assert answers_of(index, "ILSVRC2012_val_00000002")["answer"].tolist() == ["yes"]
+    assert answers_of(index, "ILSVRC2012_val_00000003").empty
+
+
+@pytest.mark.slow
+def test_an_imagenet_sample_page_shows_the_real_raters_answers(server, browser, shared_data):
+    """ILSVRC2012_val_00000580 (in the shipped subset; 13 proposed labels): its image, and every raw ReaL
+    answer, counted from raters.npz directly."""
+    key = "ILSVRC2012_val_00000580"
+    raw = np.load(shared_data / "imagenet/raters.npz", allow_pickle=True)
+    mine = np.flatnonzero(raw["info"][:, 0] == f"{key}.JPEG")
+    answered = raw["tensor"][:, mine, :].sum()
+    page = browser.new_page()
+    page.goto(f"{server.base}/samples/imagenet-val/{key}")
+    assert page.locator("img.sample").evaluate("img => img.complete && img.naturalWidth > 0")
+    deadline = 0
+    while page.locator("#raters-loading").count() and deadline < 120:
+        page.wait_for_timeout(2000)
+        deadline += 2
+        page.reload()
+    rows = page.locator("#raters tbody tr")
+    assert rows.count() == int(answered) == 65
+    yes = int(raw["tensor"][:, mine, 2].sum())
+    assert [r.split("\t")[2] for r in rows.all_inner_texts()].count("yes") == yes
     page.close()

@@ -12,6 +12,7 @@ from harness.store import Store
 
 from .boards import BoardCache
 from .classes import class_names
+from .raters import RealRaters
 
 STATE_TTL_S = 1.0  # how long the store's state is trusted before it is read again
 
@@ -37,6 +38,7 @@ class Context:
     boards: BoardCache
     reviews: dict = field(default_factory=dict)  # ranking -> reports.app.review.Review
     reviewers: dict = field(default_factory=dict)  # token -> reviewer name
+    real_raters: RealRaters = field(default_factory=RealRaters)  # ReaL's raw answers, loaded when first asked
 
     def __post_init__(self):
         self._lock = threading.Lock()

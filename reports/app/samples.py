@@ -25,6 +25,7 @@ from harness.store import Store, atomic_write_bytes
 from .classes import class_names
 from .context import Context, NotFound
 from .pages import esc, page, table, url
+from .raters import FAILED, LOADING, answers_of
 
 THUMB = 160
 PAGE_SIZE = 60
@@ -202,8 +203,25 @@ def sample_page(context: Context, request: Request) -> Response:
         pred_rows.append((f'<a href="{url("/runs/" + r.run_id)}">{esc(r.name)}</a>', esc("; ".join(top))))
     body = (f"{picture}<h2>Labels</h2>{table(['label set', 'classes'], label_rows, table_id='labels')}"
             f"<h2>Predictions (top-5)</h2>{table(['run', 'top-5 with scores'], pred_rows, raw=True, table_id='predictions')}"
-            + _suspicion(tables["rankings"], key, named) + _review_history(context, tables["reviews"], key, named))
+            + _suspicion(tables["rankings"], key, named) + _review_history(context, tables["reviews"], key, named)
+            + (_real_raters(context, key, named) if dataset == "imagenet-val" else ""))
     return page(f"{dataset} / {key}", body)
+
+
+def _real_raters(context: Context, key: str, named) -> str:
+    """ReaL's raw answers for an ImageNet validation image: each rater's yes / maybe / no per proposed label."""
+    index = context.real_raters.get()
+    if index is LOADING:
+        return ('<h2>ReaL raters</h2><p class="note" id="raters-loading">Loading the raw ReaL answers (raters.npz, '
+                "once per server); reload the page in half a minute.</p>")
+    if index is FAILED:
+        return f'<h2>ReaL raters</h2><p class="note">The raw ReaL answers could not be read: {esc(context.real_raters.error)}</p>'
+    answers = answers_of(index, key)
+    if not len(answers):
+        return '<h2>ReaL raters</h2><p class="note">No ReaL rater judged this image.</p>'
+    return "<h2>ReaL raters</h2>" + table(["rater", "label", "answer"],
+                                          [(str(r.rater), named([r.label]), r.answer) for r in answers.itertuples()],
+                                          table_id="raters")
 
 
 def _suspicion(rankings: dict, key: str, named) -> str:
