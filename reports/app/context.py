@@ -25,9 +25,17 @@ class Forbidden(HarnessError):
     """A write without a reviewer's token, or from another site (answered 403)."""
 
 
+def _status(store: Store, run_id: str) -> str | None:
+    try:
+        return store.run_meta(run_id).get("status")
+    except HarnessError:  # a run folder being claimed has no run.json yet
+        return None
+
+
 def store_state(store: Store) -> tuple:
-    """What a view's memo depends on: the runs (id and status) and the label sets (name and creation time)."""
-    runs = tuple((m["run_id"], m.get("status")) for m in store.list_runs())
+    """What a view's memo depends on: the runs (id and status, from run.json alone: a review run's many answer
+    chunks are not opened) and the label sets (name and creation time)."""
+    runs = tuple((run_id, _status(store, run_id)) for run_id in store.run_ids())
     label_sets = tuple(sorted((m["name"], m.get("created_at")) for m in store.list_label_sets()))
     return runs, label_sets
 
