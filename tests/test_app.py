@@ -313,3 +313,17 @@ def test_an_imagenet_sample_page_shows_the_real_raters_answers(server, browser, 
     yes = int(raw["tensor"][:, mine, 2].sum())
     assert [r.split("\t")[2] for r in rows.all_inner_texts()].count("yes") == yes
     page.close()
+
+
+def test_a_detection_run_has_no_run_report_and_says_where_its_scores_are(store, shared_data):
+    from harness.errors import HarnessError
+    from harness.suites import get_suite
+    from reports.app.runpage import run_summary
+
+    coco = get_suite("coco")
+    coco.import_ground_truth(store, shared_data / "coco/instances_val2014_100.json", "coco-val2014-100")
+    run_id = coco.import_predictions(store, shared_data / "coco/instances_val2014_fakebbox100_results.json", "fake")
+    with pytest.raises(HarnessError, match=f"run {run_id} is a detection run .suite coco.; the run page and "
+                                           f"run-report show classification runs; its scores: python -m harness "
+                                           f"score --run {run_id}"):
+        run_summary(store, "fake")

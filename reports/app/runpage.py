@@ -46,7 +46,16 @@ def resolve(store: Store, ref: str, dataset: str | None = None) -> dict:
 
 
 def chosen_label_set(store: Store, run: dict, requested: str | None) -> str:
-    """``requested`` (checked to label the run's dataset), else the run's suite's default label set."""
+    """``requested`` (checked to label the run's dataset), else the run's suite's default label set. Only a
+    classification run has per-class accuracy and calibration; another is refused in one sentence."""
+    try:
+        task = get_suite(run.get("suite")).task
+    except HarnessError:
+        task = None
+    if task != "classification":
+        raise HarnessError(f"run {run['run_id']} is a {task or 'non-classification'} run (suite {run.get('suite')}); "
+                           f"the run page and run-report show classification runs; its scores: python -m harness "
+                           f"score --run {run['run_id']}")
     options = label_sets_of(store, run.get("dataset"))
     if requested is None:
         try:
