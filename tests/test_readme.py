@@ -48,6 +48,10 @@ ACCOUNTED = [
      "tests/test_relabel_errors_imagenet.py imports the same five files"),
     (r"^python -m relabel errors --dataset imagenet-val ", "tests/test_relabel_errors_imagenet.py runs both, "
                                                           "with and without --learn-from real"),
+    (r"^python -m reports serve", "a server: tests/test_app.py and tests/test_app_review.py start it on a free port "
+                                  "and drive it with Chromium"),
+    (r"^python -m reports run-report resnet_basic_56 --json$",
+     "tests/test_app.py::test_run_report_prints_what_the_run_page_shows"),
     (r"^python -m reports robustness --run efficientnet-lite0 ", "needs a full ImageNetV2 run (its images are not on "
      "this machine): tests/test_integrity_robustness.py places a full 10,000-row run and refuses a subset"),
 ]
