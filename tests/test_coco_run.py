@@ -71,6 +71,10 @@ def test_torchvision_detector_from_checkpoint(store, shared_data, checkpoint):
         out = model(batch)[0]
     mine = rows[rows["image_id"] == int(files[0].stem)]
     known = np.isin(out["labels"].numpy(), COCO_CATEGORY_IDS)
+    # Stored in the run's defined order: score (highest first), then category, then the box (x1, y1, x2, y2).
+    order = sorted(np.flatnonzero(known), key=lambda j: (-float(out["scores"][j]), int(out["labels"][j]),
+                                                          *out["boxes"][j].double().tolist()))
+    known = np.asarray(order, dtype=int)
     boxes = out["boxes"].double().numpy()[known]
     np.testing.assert_allclose(mine[["bbox_x", "bbox_y"]].to_numpy(), boxes[:, :2], rtol=0, atol=1e-3)
     np.testing.assert_allclose(mine["bbox_w"].to_numpy(), boxes[:, 2] - boxes[:, 0], rtol=0, atol=1e-3)
