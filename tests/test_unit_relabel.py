@@ -178,3 +178,35 @@ def test_registry_and_codes_refuse_bad_input():
         Answers.from_codes([0], [0], [0], n_classes=2, n_answers=3).majority_posterior()
     votes = Answers.from_codes([0], [0], [2], n_classes=2, n_answers=3, answer_votes=[[1, 0], [0, 1], [.5, .5]])
     assert votes.majority_posterior()[:, 0] == pytest.approx([0.5, 0.5])
+
+
+# ----- ReaL: rater quality on golden questions -----------------------------------------------
+def onehot(answers: list[list[str | None]]) -> np.ndarray:
+    """raters x questions x (no, maybe, yes), one-hot where answered."""
+    scale = ("no", "maybe", "yes")
+    out = np.zeros((len(answers), len(answers[0]), 3), dtype=np.int64)
+    for r, row in enumerate(answers):
+        for q, a in enumerate(row):
+            if a is not None:
+                out[r, q, scale.index(a)] = 1
+    return out
+
+
+def test_rater_quality_by_hand():
+    from relabel.ratings import Ratings
+    from relabel.real import RealData, expert_truth, rater_quality
+
+    info = np.array([["ILSVRC2012_val_00000001.JPEG", 1], ["ILSVRC2012_val_00000002.JPEG", 2]], dtype=object)
+    golden = Ratings.from_onehot(onehot([["yes", "no"], ["yes", "no"], ["no", "yes"]]), info, ["e1", "e2", "e3"])
+    assert expert_truth(golden).tolist() == [1, 0]
+    raters_golden = Ratings.from_onehot(onehot([["yes", "maybe"], ["no", "yes"]]), info, ["r1", "r2"])
+    main_info = np.array([[f"ILSVRC2012_val_0000000{i}.JPEG", i] for i in (1, 2, 3)], dtype=object)
+    ratings = Ratings.from_onehot(onehot([["yes", "no", "maybe"], [None, "yes", None], [None, None, None]]),
+                                  main_info, ["r1", "r2", "r3"])
+    data = RealData(ratings, golden, raters_golden, np.zeros(3), [[1], [2], [3]], np.array([1, 2, 3]))
+    table = rater_quality(data)
+    # r1: yes on the expert yes, maybe on the expert no (right: "not yes"); r2: wrong twice, never maybe
+    assert table.to_dict("list") == {
+        "rater": ["r1", "r2"], "golden_answers": [2, 2], "accuracy": [1.0, 0.0], "decisive_accuracy": [1.0, 0.0],
+        "maybe_rate": [0.5, 0.0], "yes_precision": [1.0, 0.0], "yes_recall": [1.0, 0.0],
+        "answers_in_raters_npz": [3, 1]}
