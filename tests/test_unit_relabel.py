@@ -3,6 +3,7 @@ rating tasks, majority vote and the answer codes; plus properties on random answ
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -210,3 +211,32 @@ def test_rater_quality_by_hand():
         "rater": ["r1", "r2"], "golden_answers": [2, 2], "accuracy": [1.0, 0.0], "decisive_accuracy": [1.0, 0.0],
         "maybe_rate": [0.5, 0.0], "yes_precision": [1.0, 0.0], "yes_recall": [1.0, 0.0],
         "answers_in_raters_npz": [3, 1]}
+
+
+def test_label_lists_and_the_comparison_with_the_release_by_hand():
+    from relabel.ratings import Ratings
+    from relabel.real import N_VAL, RealData, Rebuild, compare_with_release, label_lists, parse_ranges, val_file_name
+
+    questions = pd.DataFrame({"key": [val_file_name(0), val_file_name(0), val_file_name(1)], "label": [1, 2, 5]})
+    p_yes = np.array([0.9, 0.2, 0.5])
+    given = [[7]] * N_VAL
+    labels = label_lists(questions, p_yes, 0.5, given)
+    assert labels[0] == [1] and labels[1] == [5] and labels[2] == [7]  # p >= threshold; unrated images keep theirs
+    assert label_lists(questions, p_yes, 0.95, given)[:2] == [[], []]  # a rated image with no yes is dropped
+    with pytest.raises(HarnessError, match="must cover 50000 images, got 3"):
+        label_lists(questions, p_yes, 0.5, given[:3])
+    released = [[1, 2], []] + [[7]] * (N_VAL - 2)
+    empty = np.array([], dtype=np.int64)
+    ratings = Ratings(questions, np.array(["r"]), ("no", "maybe", "yes"), empty, empty, empty)
+    rebuild = Rebuild(ratings, None, p_yes, 0.5, labels)
+    data = RealData(ratings, None, None, np.array([0.8, 0.7, 0.1]), released, np.zeros(N_VAL, int))
+    # released decisions: label 1 and 2 of image 0 yes, label 5 of image 1 no; ours: yes, no, yes
+    assert compare_with_release(rebuild, data) == {
+        "questions": 3, "equal_decisions": pytest.approx(1 / 3),
+        "pearson_r": pytest.approx(np.corrcoef([0.9, 0.2, 0.5], [0.8, 0.7, 0.1])[0, 1]),
+        "max_abs_posterior_difference": pytest.approx(0.5), "yes_both": 1, "yes_only_rebuilt": 1,
+        "yes_only_released": 1, "images_with_equal_label_sets": N_VAL - 2, "rated_images": 2,
+        "rated_images_with_equal_label_sets": 0}
+    assert parse_ranges("0-3,7, 9-10") == frozenset({0, 1, 2, 3, 7, 9, 10})
+    with pytest.raises(HarnessError, match="class ranges 'a-b' are not like"):
+        parse_ranges("a-b")
