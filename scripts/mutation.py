@@ -292,7 +292,7 @@ def run(args, config: dict) -> int:
         print(f"{len(mutants)} mutants in {len(modules)} modules; sample of {len(sample)} "
               f"({per_package} per package, seed {config['seed']})", flush=True)
         done = {} if args.fresh else read_results(results_path)
-        sample = [m for m in sample if m["job_id"] not in done or done[m["job_id"]]["outcome"] == "error"]
+        sample = [m for m in sample if mutant_key(m) not in done or done[mutant_key(m)]["outcome"] == "error"]
     for m in sample:
         m["tests"] = tests_for(m["module"], config)
     groups: dict[tuple, list[dict]] = {}
@@ -326,7 +326,12 @@ def run(args, config: dict) -> int:
                     if mutated is None:
                         record(out, m, "error", 0.0, "", commit, "cosmic-ray could not re-make the mutant")
                         continue
-                    m["diff"] = diff_line(slot.original, mutated)
+                    made = diff_line(slot.original, mutated)
+                    if m.get("diff") and made != m["diff"]:  # a re-run whose code has changed under the mutant
+                        (slot.copy / m["module"]).write_text(slot.original, encoding="utf-8")
+                        record(out, m, "error", 0.0, "", commit, f"stale: the code changed, now {made}")
+                        continue
+                    m["diff"] = made
                     m["timeout"] = max(config["timeout_min"], config["timeout_factor"] * t0)
                     slot.mutant, slot.started = m, time.monotonic()
                     slot.pid = fork_pytest(slot.copy, pytest_args(config, m["tests"]), slot.log)
@@ -370,13 +375,18 @@ def record(out, m: dict, outcome: str, seconds: float, output: str, commit: str,
           f" [{detail}]", flush=True)
 
 
+def mutant_key(m: dict) -> str:
+    """A mutant's name across sessions (cosmic-ray's job ids are new at every init)."""
+    return f"{m['module']}:{m['operator']}:{m['occurrence']}"
+
+
 def read_results(path: Path) -> dict[str, dict]:
-    """The latest result of each mutant (a re-run of a survivor replaces its first result)."""
+    """The latest result of each mutant, by :func:`mutant_key` (a re-run of a survivor replaces its first)."""
     latest: dict[str, dict] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             row = json.loads(line)
-            latest[row["job_id"]] = row
+            latest[mutant_key(row)] = row
     return latest
 
 
@@ -389,10 +399,11 @@ def write_session(session: Path, results: dict[str, dict]) -> None:
 
     outcomes = {"killed": TestOutcome.KILLED, "survived": TestOutcome.SURVIVED}
     with use_db(str(session), WorkDB.Mode.open) as db:
-        known = {item.job_id for item in db.work_items}
-        for job_id, row in results.items():
-            if job_id not in known:
+        known = {mutant_key(mutant_record(item)): item.job_id for item in db.work_items}
+        for key, row in results.items():
+            if key not in known:
                 continue
+            job_id = known[key]
             if row["outcome"] in outcomes:
                 result = WorkResult(worker_outcome=WorkerOutcome.NORMAL, test_outcome=outcomes[row["outcome"]],
                                     output=row["detail"], diff=row.get("diff"))
