@@ -240,3 +240,63 @@ def test_label_lists_and_the_comparison_with_the_release_by_hand():
     assert parse_ranges("0-3,7, 9-10") == frozenset({0, 1, 2, 3, 7, 9, 10})
     with pytest.raises(HarnessError, match="class ranges 'a-b' are not like"):
         parse_ranges("a-b")
+
+
+# ----- ratings tables ---------------------------------------------------------------------------
+LONG = pd.DataFrame({"rater": ["r1", " r1", "r2", "r2", "r3"],
+                     "key": ["k1", "k2", "k1 ", "k2", "k1"],
+                     "label": ["3", "4", "3.0", "4", " 3"],
+                     "answer": ["yes", "no", "maybe", "yes ", "yes"]})
+
+
+def test_ratings_from_a_long_table_by_hand():
+    from relabel.ratings import YES_NO_MAYBE, Ratings
+
+    r = Ratings.from_long(LONG, YES_NO_MAYBE)
+    # "k1 " and " 3" and "3.0" are the same question (k1, 3); " r1" is r1
+    assert r.questions.to_dict("list") == {"key": ["k1", "k2"], "label": [3, 4]}
+    assert list(r.raters) == ["r1", "r2", "r3"] and r.scale == YES_NO_MAYBE
+    assert (r.question.tolist(), r.rater.tolist(), r.answer.tolist()) == ([0, 1, 0, 1, 0], [0, 0, 1, 1, 2],
+                                                                           [2, 0, 1, 2, 2])
+    assert r.majority().tolist() == [[0, 1, 2], [1, 0, 1]]  # per question: no, maybe, yes
+    back = r.to_long()
+    assert back.to_dict("list") == {"rater": ["r1", "r1", "r2", "r2", "r3"], "key": ["k1", "k2", "k1", "k2", "k1"],
+                                    "label": [3, 4, 3, 4, 3], "answer": ["yes", "no", "maybe", "yes", "yes"]}
+    answers = r.answers()
+    assert (answers.n_classes, answers.n_answers, answers.n_questions, answers.n_raters) == (2, 3, 2, 3)
+    assert answers.majority_posterior()[:, 0] == pytest.approx([0.5 / 3, 2.5 / 3])  # maybe: half each
+    assert r.rater_codes(["r3", "x", "r1"]).tolist() == [2, -1, 0]
+
+
+def test_a_virtual_rater_answers_its_classes_only():
+    from relabel.ratings import YES_NO_MAYBE, Ratings, VirtualRater
+
+    r = Ratings.from_long(LONG, YES_NO_MAYBE)
+    v = VirtualRater("original", {"k1": 3, "k2": 9}, classes=frozenset({3, 4}))
+    assert [x.tolist() for x in v.answers(r.questions)] == [[0, 1], ["yes", "no"]]
+    assert [x.tolist() for x in VirtualRater("o", {"k1": 3}, frozenset({4})).answers(r.questions)] == [[], []]
+    plus = r.with_virtual(v)
+    assert list(plus.raters) == ["r1", "r2", "r3", "original"]
+    assert plus.majority().tolist() == [[0, 1, 3], [2, 0, 1]]
+    assert plus.question.tolist() == sorted(plus.question.tolist())
+    with pytest.raises(HarnessError, match="virtual rater name 'r1' is already a rater id"):
+        r.with_virtual(VirtualRater("r1", {}))
+    with pytest.raises(HarnessError, match="answers 'Y'/'N', which are not on the scale"):
+        r.with_virtual(VirtualRater("v", {}, yes="Y", no="N"))
+
+
+def test_bad_long_tables_list_every_bad_row():
+    from relabel.ratings import YES_NO_MAYBE, Ratings
+
+    bad = pd.DataFrame({"rater": ["r1", "", "r1", "r2", "r1"], "key": ["k1", "k1", "k1", " ", "k2"],
+                        "label": ["3", "3", "3.0", "3", "3.5"], "answer": ["yes", "no", "no", "sure", "no"]})
+    with pytest.raises(HarnessError) as err:
+        Ratings.from_long(bad, YES_NO_MAYBE, where="answers.csv")
+    text = str(err.value)
+    assert text.startswith("answers.csv: 4 bad row(s), nothing was written:")
+    for line, why in ((3, "empty rater"), (5, "empty sample key"), (5, "answer 'sure' is not one of"),
+                      (6, "label '3.5' is not an integer class id"),
+                      (4, "duplicate vote (same rater and question as an earlier row)")):
+        assert f"line {line}: {why}" in text, (line, why)
+    with pytest.raises(HarnessError, match=r"lack the column\(s\) \['label'\]"):
+        Ratings.from_long(bad.drop(columns="label"), YES_NO_MAYBE)
