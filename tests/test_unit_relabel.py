@@ -300,3 +300,50 @@ def test_bad_long_tables_list_every_bad_row():
         assert f"line {line}: {why}" in text, (line, why)
     with pytest.raises(HarnessError, match=r"lack the column\(s\) \['label'\]"):
         Ratings.from_long(bad.drop(columns="label"), YES_NO_MAYBE)
+
+
+def small_real_data():
+    """The hand-made ReaL data of test_rater_quality_by_hand."""
+    from relabel.ratings import Ratings
+    from relabel.real import RealData
+
+    info = np.array([["ILSVRC2012_val_00000001.JPEG", 1], ["ILSVRC2012_val_00000002.JPEG", 2]], dtype=object)
+    golden = Ratings.from_onehot(onehot([["yes", "no"], ["yes", "no"], ["no", "yes"]]), info, ["e1", "e2", "e3"])
+    raters_golden = Ratings.from_onehot(onehot([["yes", "maybe"], ["no", "yes"]]), info, ["r1", "r2"])
+    main_info = np.array([[f"ILSVRC2012_val_0000000{i}.JPEG", i] for i in (3, 1, 2)], dtype=object)
+    ratings = Ratings.from_onehot(onehot([["yes", "no", "maybe"], [None, "yes", None], [None, None, None]]),
+                                  main_info, ["r1", "r2", "r3"])
+    return RealData(ratings, golden, raters_golden, np.zeros(3), [[1], [2], [3]], np.array([1, 7, 3]))
+
+
+def test_golden_confusion_and_the_maybe_rules_by_hand():
+    from relabel.real import (expert_truth, golden_confusion, golden_precision_recall, golden_question_index,
+                              golden_virtual_confusion, recode_maybe, val_indices)
+
+    data = small_real_data()
+    truth = expert_truth(data.golden)  # [1, 0]
+    confusion, has = golden_confusion(data.raters_golden, truth, ["r2", "x", "r1"], smoothing=1.0)
+    # r1: truth 1 -> yes, truth 0 -> maybe; r2: truth 1 -> no, truth 0 -> yes; each count + 1, rows normalised
+    r1 = np.array([[1, 2, 1], [1, 1, 2]]) / 4  # rows: truth no (0), yes (1); columns: no, maybe, yes
+    r2 = np.array([[1, 1, 2], [2, 1, 1]]) / 4
+    assert confusion[0] == pytest.approx(r2) and confusion[2] == pytest.approx(r1)
+    assert confusion[1] == pytest.approx((r1 + r2) / 2) and has.tolist() == [True, False, True]
+    # the original label (image 0: 1, image 1: 7) answers golden (image 0, 1) yes, (image 1, 2) no
+    virtual = golden_virtual_confusion(data, truth, smoothing=0.0)
+    assert virtual == pytest.approx(np.array([[1, 0, 0], [0, 0, 1]]))
+    assert recode_maybe(data, "maybe") is data
+    assert recode_maybe(data, "no").ratings.majority().tolist() == [[0, 0, 1], [1, 0, 1], [1, 0, 0]]
+    assert recode_maybe(data, "yes").raters_golden.majority().tolist() == [[1, 0, 1], [0, 0, 2]]
+    dropped = recode_maybe(data, "drop")
+    assert dropped.ratings.n_answers == 3 and dropped.raters_golden.n_answers == 3
+    assert dropped.golden is data.golden  # the experts are the reference: never recoded
+    with pytest.raises(HarnessError, match="unknown maybe handling 'often'"):
+        recode_maybe(data, "often")
+    assert golden_question_index(data.ratings, data.golden).tolist() == [1, 2]
+    # yes-decisions per rated question (image 2/3, 0/1, 1/2): golden questions are rows 1 and 2
+    result = golden_precision_recall(np.array([True, True, True]), data)
+    assert result == {"golden_questions": 2, "expert_yes": 1, "decided_yes": 2, "true_positives": 1,
+                      "precision": 0.5, "recall": 1.0, "accuracy": 0.5}
+    assert val_indices(["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00050000.JPEG"]).tolist() == [0, 49999]
+    with pytest.raises(HarnessError, match="'cat.jpg' is not an ILSVRC2012 validation file name"):
+        val_indices(["cat.jpg"])
