@@ -347,3 +347,27 @@ def test_golden_confusion_and_the_maybe_rules_by_hand():
     assert val_indices(["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00050000.JPEG"]).tolist() == [0, 49999]
     with pytest.raises(HarnessError, match="'cat.jpg' is not an ILSVRC2012 validation file name"):
         val_indices(["cat.jpg"])
+
+
+def test_the_aggregate_command_on_yes_no_maybe_answers(tmp_path, capsys):
+    """``relabel aggregate`` on label questions: p_yes per (key, label) is the vote share (maybe half a
+    vote) under majority vote, and the registered label set keeps the labels that reach the threshold."""
+    from harness.store import Store
+    from relabel.cli import main
+
+    answers = tmp_path / "answers.csv"
+    k1, k2 = "ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002"
+    pd.DataFrame({"rater": ["a", "b", "c", "a", "b", "a", "b"],
+                  "key": [k1, k1, k1, k1, k1, k2, k2],
+                  "label": [3, 3, 3, 4, 4, 5, 5],
+                  "answer": ["yes", "yes", "maybe", "no", "maybe", "no", "no"]}).to_csv(answers, index=False)
+    out = tmp_path / "out.csv"
+    store = tmp_path / "store"
+    assert main(["--store", str(store), "aggregate", str(answers), "--aggregator", "majority-vote", "--out", str(out),
+                 "--threshold", "0.5", "--register", "mine", "--dataset", "imagenet-val"]) == 0
+    assert "7 answers, 3 raters, 3 questions; majority-vote" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert table[["key", "label"]].values.tolist() == [[k1, 3], [k1, 4], [k2, 5]]
+    assert table["p_yes"].tolist() == pytest.approx([2.5 / 3, 0.5 / 2, 0.0])
+    labels = Store(store).sql("SELECT key, labels FROM labels WHERE label_set = 'mine' ORDER BY key")
+    assert [list(v) for v in labels["labels"]] == [[3], []]
