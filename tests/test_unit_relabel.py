@@ -371,3 +371,14 @@ def test_the_aggregate_command_on_yes_no_maybe_answers(tmp_path, capsys):
     assert table["p_yes"].tolist() == pytest.approx([2.5 / 3, 0.5 / 2, 0.0])
     labels = Store(store).sql("SELECT key, labels FROM labels WHERE label_set = 'mine' ORDER BY key")
     assert [list(v) for v in labels["labels"]] == [[3], []]
+
+
+def test_multi_class_answers_must_name_classes_of_the_dataset(tmp_path, capsys):
+    from relabel.cli import main
+
+    answers = tmp_path / "answers.csv"
+    pd.DataFrame({"rater": ["a", "b"], "key": ["0", "1"], "answer": ["3", "12"]}).to_csv(answers, index=False)
+    assert main(["--store", str(tmp_path / "s"), "aggregate", str(answers), "--multiclass", "--register", "x",
+                 "--dataset", "cifar10-test"]) == 2
+    assert "must name distinct classes of dataset cifar10-test (ids 0-9); out of range: ['12']" in \
+        capsys.readouterr().err
