@@ -427,6 +427,8 @@ def report(config: dict, results: dict[str, dict]) -> str:
     equivalents, survivors = [], []
     for r in rows:
         outcome = r["outcome"]
+        if outcome == "killed" and r["detail"] == "timeout":
+            outcome = "timeout"  # on a loaded machine a timeout is no verdict: left out of the rate
         if outcome == "survived" and (reason := equivalent_reason(r, config)):
             outcome = "equivalent"
             equivalents.append((r, reason))
@@ -440,8 +442,8 @@ def report(config: dict, results: dict[str, dict]) -> str:
         live = killed + counts.get("survived", 0) + counts.get("no-test", 0)
         return killed, live, f"{100 * killed / live:.1f}%" if live else "–"
 
-    lines = ["| module | sampled | killed | survived | no quick test | equivalent | error | kill rate |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| module | sampled | killed | survived | no quick test | equivalent | timeout | error | kill rate |",
+             "|---|---|---|---|---|---|---|---|---|"]
     totals: dict[str, dict[str, int]] = {}
     for module, counts in per_module.items():
         pkg = module.split("/")[0]
@@ -451,12 +453,12 @@ def report(config: dict, results: dict[str, dict]) -> str:
             totals.setdefault("all", {}).setdefault(k, 0)
             totals["all"][k] += v
         lines.append(table_row(f"`{module}`", counts, rate(counts)[2]))
-    summary = ["| package | sampled | killed | survived | no quick test | equivalent | error | kill rate |",
-               "|---|---|---|---|---|---|---|---|"]
+    summary = ["| package | sampled | killed | survived | no quick test | equivalent | timeout | error | kill rate |",
+               "|---|---|---|---|---|---|---|---|---|"]
     for pkg in [*config["packages"], "all"]:
         counts = totals.get(pkg, {})
         summary.append(table_row(f"**{pkg}**", counts, rate(counts)[2]))
-    out = ["### Per package (kill rate = killed / (sampled - equivalent - error))", "", *summary, "",
+    out = ["### Per package (kill rate = killed / (killed + survived + no quick test))", "", *summary, "",
            "### Per module", "", *lines, "", "### Survivors judged equivalent", ""]
     out += [f"- `{r['module']}:{r['line']}` {r['operator']}: `{r.get('diff', '')}` — {reason}"
             for r, reason in equivalents] or ["(none)"]
@@ -469,7 +471,7 @@ def report(config: dict, results: dict[str, dict]) -> str:
 def table_row(name: str, counts: dict[str, int], kill_rate: str) -> str:
     n = sum(counts.values())
     return (f"| {name} | {n} | {counts.get('killed', 0)} | {counts.get('survived', 0)} | {counts.get('no-test', 0)} "
-            f"| {counts.get('equivalent', 0)} | {counts.get('error', 0)} | {kill_rate} |")
+            f"| {counts.get('equivalent', 0)} | {counts.get('timeout', 0)} | {counts.get('error', 0)} | {kill_rate} |")
 
 
 def main(argv: list[str] | None = None) -> int:

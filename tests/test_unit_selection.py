@@ -131,3 +131,22 @@ def test_the_newest_external_table_of_a_name_is_the_one_shown(store, tmp_path, s
     shown = {r.name: r.reference.accuracy for r in board.rows}
     published = {m: (t - 1) / 100 for m, t in zip(raw.model, raw.top1)}
     assert len(shown) >= 3 and shown == pytest.approx({m: published[m] for m in shown})
+
+
+def test_a_run_is_scored_only_against_label_sets_of_its_dataset(store, tmp_path, predictions, shared_data):
+    """Both directions: an ImageNet run against a CIFAR-10 label set and a CIFAR-10 run against ImageNet's."""
+    from harness.errors import HarnessError
+    from harness.score import score_run
+
+    imagenet_run = put(store, tmp_path, predictions["ResNet50"], "m", "m.csv")
+    cifar = get_suite("cifar10")
+    cifar_run = cifar.import_predictions(
+        store, shared_data / "cifar" / "cifar10_1_model_predictions" / "original_predictions" /
+        "cudaconvnet_predictions.json", "cudaconvnet")
+    cifar.ensure_label_sets(store)
+    assert score_run(store, imagenet_run, "imagenet-original")["n"] == N
+    assert score_run(store, cifar_run, "cifar10-original")["n"] == 10_000
+    for run_id, label_set, dataset in ((imagenet_run, "cifar10-original", "imagenet-val"),
+                                       (cifar_run, "imagenet-original", "cifar10-test")):
+        with pytest.raises(HarnessError, match=f"is on dataset '{dataset}' but label set '{label_set}' labels"):
+            score_run(store, run_id, label_set)
