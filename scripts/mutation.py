@@ -284,7 +284,8 @@ def run(args, config: dict) -> int:
     modules = package_modules(config["packages"], config.get("exclude_modules", []))
     if args.rerun_survivors:
         done = read_results(results_path)
-        sample = [r for r in done.values() if r["outcome"] in ("survived", "no-test", "error")]
+        sample = [r for r in done.values() if r["outcome"] in ("survived", "no-test", "error")
+                  or r["detail"] == "timeout"]
     else:
         mutants = enumerate_mutants(session, modules, config.get("exclude_operators", []))
         per_package = args.per_package or config["per_package"]
