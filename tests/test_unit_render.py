@@ -46,7 +46,7 @@ def board_and_truth(tmp_path_factory, shared_data):
     text = (LEADERBOARD_DIR / "real.toml").read_text().replace('samples = "full"', 'samples = "common"')
     text = text.replace("bootstrap_resamples = 10000", "bootstrap_resamples = 500")
     board = build(store, parse_spec(text, "small", root / "small.toml"))
-    return board, correct
+    return board, correct, store
 
 
 def table_after(markdown: str, title: str) -> list[list[str]]:
@@ -64,7 +64,7 @@ def pct(v: float) -> str:
 
 
 def test_every_leaderboard_cell_against_the_raw_files(board_and_truth):
-    board, correct = board_and_truth
+    board, correct, store = board_and_truth
     markdown = render_markdown(board).decode()
     rows = table_after(markdown, "Leaderboard")
     by_relabelled = sorted(MODELS, key=lambda m: -correct[m]["relabelled"].mean())
@@ -90,7 +90,7 @@ def test_every_leaderboard_cell_against_the_raw_files(board_and_truth):
 
 
 def test_every_pairs_cell_against_statsmodels(board_and_truth):
-    board, correct = board_and_truth
+    board, correct, store = board_and_truth
     rows = table_after(render_markdown(board).decode(), board_pairs_title(board))
     assert len(rows) == 3  # every pair of three models
     for a, b, diff, interval, only_a, only_b, p, holm, significant in rows:
@@ -114,3 +114,25 @@ def board_pairs_title(board) -> str:
 def test_pvalue_text_at_its_edges(p, text):
     assert pvalue_text(p) == text
     assert p_equals(p) == (f"p {text}" if text.startswith("<") else f"p = {text}")
+
+
+def test_effective_robustness_cells_against_a_logit_fit(board_and_truth, tmp_path):
+    """The same three models with effective robustness on: each row's cell is its relabelled accuracy minus
+    the logit-space least-squares line's prediction (numpy.polyfit), in points."""
+    from scipy.special import expit, logit
+
+    board, correct, store = board_and_truth
+    text = (LEADERBOARD_DIR / "real.toml").read_text().replace('samples = "full"', 'samples = "common"')
+    text = text.replace("bootstrap_resamples = 10000", "bootstrap_resamples = 200")
+    text = text.replace("alpha = 0.05", "alpha = 0.05\neffective_robustness = true")
+    text = text.replace('"provenance"]', '"effective_robustness", "effective_robustness_bootstrap"]')
+    robust = build(store, parse_spec(text, "robust", tmp_path / "robust.toml"))
+    rows = table_after(render_markdown(robust).decode(), "Leaderboard")
+    ref = np.array([correct[r[1]]["reference"].mean() for r in rows])
+    rel = np.array([correct[r[1]]["relabelled"].mean() for r in rows])
+    slope, intercept = np.polyfit(logit(ref), logit(rel), 1)
+    expected = rel - expit(intercept + slope * logit(ref))
+    assert [r[-2] for r in rows] == [f"{100 * e:+.2f}" for e in expected]
+    for r in rows:
+        low, high = (float(v) for v in r[-1].strip("[]").split(", "))
+        assert low <= high
