@@ -150,3 +150,19 @@ def test_a_run_is_scored_only_against_label_sets_of_its_dataset(store, tmp_path,
                                        (cifar_run, "imagenet-original", "cifar10-test")):
         with pytest.raises(HarnessError, match=f"is on dataset '{dataset}' but label set '{label_set}' labels"):
             score_run(store, run_id, label_set)
+
+
+def test_a_missing_relabelled_label_set_names_the_command_that_makes_it(store, tmp_path, predictions):
+    from harness.errors import HarnessError
+
+    put(store, tmp_path, predictions["ResNet50"], "m", "m.csv")
+    text = (LEADERBOARD_DIR / "real.toml").read_text().replace('label_set = "real"', 'label_set = "mine"')
+    text = text.replace('description = """', 'description = """Made by `python -m relabel aggregate a.csv '
+                                               '--register mine --dataset imagenet-val`.\n')
+    with pytest.raises(HarnessError, match=r"needs label set 'mine', which store .* does not hold; run "
+                                           r"`python -m relabel aggregate a.csv --register mine --dataset "
+                                           r"imagenet-val` first"):
+        build(store, parse_spec(text, "mine", tmp_path / "mine.toml"))
+    plain = text.replace("Made by `python -m relabel aggregate a.csv --register mine --dataset imagenet-val`.", "")
+    with pytest.raises(HarnessError, match=r"make it first \(python -m relabel \.\.\. --register NAME\)"):
+        build(store, parse_spec(plain, "mine", tmp_path / "mine.toml"))

@@ -258,6 +258,9 @@ def test_effective_robustness_line_and_estimates_by_hand():
     assert [e.estimate for e in er.effective] == pytest.approx(list(shifted - predicted))
     assert er.n == 4 and all(e.n == 4 and e.confidence == 0.9 for e in er.effective)
     assert er.slope.low <= er.slope.estimate <= er.slope.high
+    # one sample behind each shifted accuracy is few, not wrong
+    one = rs.effective_robustness(ref, [0.0, 1.0, 1.0, 0.0], 1000, 1, n_resamples=100)
+    assert one.n == 4 and one.predicted[0] < 1
     # an accuracy of 1 is clipped half a sample below 1 before the logit
     edge = rs.effective_robustness([0.5, 0.7, 1.0], [0.4, 0.6, 0.9], 10, 10, n_resamples=100)
     x = special.logit([0.5, 0.7, 0.95])
