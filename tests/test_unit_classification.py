@@ -75,7 +75,7 @@ def test_class_names_a_mapping_file_and_a_single_score_column(suite, tmp_path):
      "1 rows repeat a file already predicted, first at row 3"),
     ({"file_name": ["cat.jpg", f"{KEYS[0]}.JPEG", "dog.jpg"], "predicted_class": ["1", "2", "3"]},
      "2 rows name files that are not in dataset imagenet-val, first at row 2: 'cat.jpg'"),
-    ({"file_name": [f"{KEYS[0]}.JPEG", "a\x01b.JPEG"], "predicted_class": ["1", "2"]},
+    ({"file_name": [f"{KEYS[0]}.JPEG", "a\x01b.JPEG", "c\x02d.JPEG"], "predicted_class": ["1", "2", "3"]},
      r"row 3 names the file 'a\\x01b.JPEG', which holds a NUL or another control character"),
     ({"name": [f"{KEYS[0]}.JPEG"], "predicted_class": ["1"]}, "no column for the file name; expected one of file_name"),
     ({"file_name": [f"{KEYS[0]}.JPEG"], "guess": ["1"]}, "no column for the predicted class"),
