@@ -6,7 +6,6 @@ nothing stored; the options are recorded in the run and part of its fingerprint.
 from __future__ import annotations
 
 import json
-import json
 import os
 import subprocess
 import sys

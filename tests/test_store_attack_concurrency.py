@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from harness.store import FolderLock, Store
 

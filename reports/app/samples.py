@@ -176,7 +176,6 @@ def _dataset_tables(context: Context, dataset: str) -> dict:
 
 
 def sample_page(context: Context, request: Request) -> Response:
-    store = context.store
     dataset, key = request.path_params["dataset"], request.path_params["key"]
     names = context.class_names(dataset)
     tables = _dataset_tables(context, dataset)
