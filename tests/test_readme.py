@@ -17,6 +17,11 @@ ACCOUNTED = [
     (r"^\.venv/bin/python -m pytest -q$", "what .ci/run runs"),
     (r'^\.venv/bin/python -m pytest -q -m "not slow"$', "the quick run, a subset of the above"),
     (r"^\.venv/bin/python scripts/mutate\.py", "tests/test_mutants.py runs scripts/mutate.py"),
+    (r"^\.venv/bin/pip install '\.\[mutation\]'", "an optional extra of pyproject.toml; scripts/mutation.py "
+                                                     "was run with it (benchmarks/results/mutation.md)"),
+    (r"^\.venv/bin/python scripts/mutation\.py tests harness/store\.py$", "run by hand before the stop: it prints the test files (fast, needs no cosmic-ray)"),
+    (r"^nice -n 10 \.venv/bin/python scripts/mutation\.py run", "hours on this machine: its latest results are "
+                                                               "benchmarks/results/mutation.md"),
     (r"^source \.venv/bin/activate && export REALBENCH_MIRROR=\.\./shared/data$",
      "the tour's set-up line: this test runs with the venv's Python and REALBENCH_MIRROR set by conftest.py"),
     (r"--data-dir /data/", "needs a dataset folder that is not on this machine (tests/test_shift.py and "
@@ -105,3 +110,11 @@ def test_the_readme_commands_run_as_written(store, capsys, monkeypatch):
     # the r56 run on CIFAR-10.1 was moved aside by `rm`
     assert sorted(m["name"] for m in store.list_runs()) == ["MDVC", "MDVC-val_2", "ResNet50", "fake-bbox", "r56",
                                                             "yolov2"]
+
+
+def test_measured_numbers_carry_their_date_and_load():
+    """Every paragraph of README.md that reports a measurement says when and at what load it was taken."""
+    paragraphs = [p for p in (REPO / "README.md").read_text().split("\n\n") if re.search(r"\bMeasured\b", p)]
+    assert paragraphs
+    for paragraph in paragraphs:
+        assert re.search(r"20\d\d-\d\d-\d\d", paragraph) and "load" in paragraph, paragraph
