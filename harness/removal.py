@@ -21,29 +21,27 @@ _STAMP = re.compile(r"^(.+)\.\d{8}T\d{6}(?:-[0-9a-f]{6})?$")
 def remove_run(store: Store, run_id: str) -> Path:
     """Move run ``run_id`` (an id, not a name) aside; returns where it went."""
     store.run_meta(run_id)  # raises, naming the latest runs, when there is no such run
-    lock = store.lock_run(run_id)
-    if not lock.try_acquire():
-        lock.release()
-        raise HarnessError(f"run {run_id} is being written by a live process; stop it (or let it finish) before "
-                           "removing the run")
-    try:
-        target = store.set_aside(store.run_dir(run_id), under=REMOVED)
-    finally:
-        lock.release()
-    store.refresh_catalog()
-    return target
+    return _move_aside(store, store.lock_run(run_id), store.run_dir(run_id),
+                       f"run {run_id} is being written by a live process; stop it (or let it finish) before "
+                       "removing the run")
 
 
 def remove_label_set(store: Store, name: str) -> Path:
     """Move label set ``name`` aside; returns where it went. Its runs stay; scoring against it is refused until
     it is back (shipped label sets are made again from their source when next needed)."""
     store.label_set_meta(name)  # raises for a missing one, with the known names
-    lock = FolderLock(store.root / "labelsets")
+    return _move_aside(store, FolderLock(store.root / "labelsets"), store.label_set_dir(name),
+                       f"label set {name!r} is being replaced by a live process; try again when it is done")
+
+
+def _move_aside(store: Store, lock: FolderLock, folder: Path, busy: str) -> Path:
+    """Move ``folder`` under removed/ while holding ``lock`` (refused with ``busy`` when a live process holds
+    it), then rebuild the catalog; where it went."""
     if not lock.try_acquire():
         lock.release()
-        raise HarnessError(f"label set {name!r} is being replaced by a live process; try again when it is done")
+        raise HarnessError(busy)
     try:
-        target = store.set_aside(store.label_set_dir(name), under=REMOVED)
+        target = store.set_aside(folder, under=REMOVED)
     finally:
         lock.release()
     store.refresh_catalog()
