@@ -31,3 +31,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"the shared data folder {SHARED_DATA} is missing; tests need ../shared/data")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module (tests/test_app_support.py says how)."""
+    from test_app_support import browser_or_skip
+
+    manager, chromium = browser_or_skip()
+    yield chromium
+    chromium.close()
+    manager.stop()

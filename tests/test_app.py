@@ -16,7 +16,7 @@ from harness import calibration
 from harness.metrics import calibration_metrics
 from reports.app.classes import ensure_classes
 
-from test_app_support import REPO, Server, browser_or_skip, fill_store, screenshot
+from test_app_support import REPO, Server, fill_store, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,6 @@ def server(app_store):
     server = Server(app_store[0].root)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    manager, browser = browser_or_skip()
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 def test_classes_table_names_every_class_for_sql_and_plain_duckdb(app_store, shared_data):

@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 
 from relabel.errors import review_proposals
 from reports.app.review import ANSWERS_TABLE
-from test_app_support import REPO, Server, browser_or_skip, screenshot
+from test_app_support import REPO, Server, screenshot
 
 RANKING = "cifar10-original-errors"
 TOP = 30
@@ -45,14 +45,6 @@ def server(review_store):
     server = Server(store.root, "--review", RANKING, "--review-top", str(TOP), "--reviewers", str(reviewers))
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    manager, browser = browser_or_skip()
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 def tokens(reviewers) -> dict[str, str]:
